@@ -1,0 +1,225 @@
+"""The memory estimator against measurements: (a) peak memory measured here on CPU for the embedded
+model, (b) peak GPU memory published by others, each cited. Target: within 15%.
+
+How the CPU number is measured (``_PROBE`` below, one subprocess per configuration):
+the process imports torch/transformers/peft/bitsandbytes, trims the heap and reads its resident set
+size (RSS) as the *baseline* (the Python + torch runtime, ~420 MB, which the estimate does not model);
+then it loads the model, attaches LoRA, resets the kernel's peak-RSS counter (``/proc/self/clear_refs``
+= 5) and trains 2 AdamW steps. Measured = peak RSS - baseline: the model's weights, adapters,
+optimizer states, activations and loss buffers. ``MALLOC_MMAP_THRESHOLD_=65536`` makes glibc give
+large tensors their own mappings, so freed tensors leave the RSS at once (otherwise the heap keeps
+freed pages and the peak reads high). The CPU runs use fp32 compute: this CPU has no AVX512-BF16 and
+bf16 training was measured 12x slower (243 s vs 20 s for 2 steps of 512 tokens), too slow for a test.
+The 16-bit configuration is therefore an fp32 base; the bf16-specific terms (RMSNorm's fp32 upcast,
+PEFT's fp32 input casts) are checked only through the published GPU numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from loralab.architectures import get_architecture
+from loralab.memory import GIB, TrainingSetup, estimate_memory, setup_for, tutorial_rule_gb
+
+TOLERANCE = 0.15
+
+_PROBE = r'''
+import ctypes, gc, json, sys
+cfg = json.loads(sys.argv[1])
+import torch, transformers, peft, bitsandbytes  # imported before the baseline on purpose
+from peft import LoraConfig, get_peft_model
+from loralab.embedded_model import resolve_model_path
+torch.manual_seed(0)
+libc = ctypes.CDLL("libc.so.6")
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+def settle():
+    gc.collect(); libc.malloc_trim(0)
+path = resolve_model_path("embedded/smollm2-135m-instruct")
+settle(); baseline = status("VmRSS")
+kw = dict(dtype=torch.float32)
+if cfg["bits"] == 4:
+    kw["quantization_config"] = transformers.BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.float32)
+model = transformers.AutoModelForCausalLM.from_pretrained(path, **kw)
+model.config.use_cache = False
+if cfg["gc"]:
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
+model = get_peft_model(model, LoraConfig(r=cfg["r"], lora_alpha=2 * cfg["r"], lora_dropout=0.0,
+                                         target_modules="all-linear", task_type="CAUSAL_LM"))
+model.train()
+opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+ids = torch.randint(0, model.config.vocab_size, (cfg["batch"], cfg["seq"]))
+settle()
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak-RSS counter (VmHWM) to the current RSS
+for _ in range(2):  # step 1 creates the AdamW states, step 2 runs with them
+    loss = model(input_ids=ids, labels=ids).loss
+    loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+    del loss
+print("RESULT " + json.dumps({"baseline": baseline, "peak": status("VmHWM")}))
+'''
+
+CPU_CONFIGS = [
+    dict(bits=bits, seq=seq, gc=gc, batch=1, r=16)
+    for bits in (16, 4) for seq in (128, 512) for gc in (False, True)
+]
+
+
+def _run_probe(cfg: dict) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "65536", "TOKENIZERS_PARALLELISM": "false"}
+    out = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(cfg)], capture_output=True, text=True,
+                         env=env, timeout=600)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert out.returncode == 0 and lines, out.stderr[-3000:]
+    res = json.loads(lines[-1][len("RESULT "):])
+    return {**cfg, "measured_bytes": res["peak"] - res["baseline"]}
+
+
+@pytest.fixture(scope="module")
+def cpu_measurements() -> list[dict]:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(_run_probe, CPU_CONFIGS))
+
+
+def cpu_setup(bits: int, seq: int, gc: bool, batch: int, r: int) -> TrainingSetup:
+    """The CPU probe's code path: transformers + PEFT, fp32 compute, unfused loss, no CUDA context."""
+    return setup_for("hf", method="qlora" if bits == 4 else "lora", batch=batch, seq=seq, r=r,
+                     gradient_checkpointing="standard" if gc else "none", compute_dtype="fp32",
+                     trainable_dtype="fp32", runtime_overhead_gb=0.0)
+
+
+@pytest.mark.slow
+def test_estimate_matches_cpu_peak_memory_of_the_embedded_model(cpu_measurements):
+    rows = []
+    for m in cpu_measurements:
+        est = estimate_memory("embedded/smollm2-135m-instruct",
+                              cpu_setup(m["bits"], m["seq"], m["gc"], m["batch"], m["r"]))
+        err = est.total_bytes / m["measured_bytes"] - 1
+        rows.append((m["bits"], m["seq"], m["gc"], round(est.total_bytes / 1e6), round(m["measured_bytes"] / 1e6),
+                     f"{err:+.1%}"))
+    print("\nbits seq gc estimate_MB measured_MB error\n" + "\n".join(map(str, rows)))
+    bad = [r for r in rows if abs(float(r[-1].rstrip("%")) / 100) > TOLERANCE]
+    assert not bad, f"estimates off by more than 15%: {bad}"
+    # The measurements must also move the way the model says: longer sequences cost more, and
+    # checkpointing saves memory at 512 tokens.
+    by = {(m["bits"], m["seq"], m["gc"]): m["measured_bytes"] for m in cpu_measurements}
+    for bits in (16, 4):
+        assert by[(bits, 512, False)] > by[(bits, 128, False)]
+        assert by[(bits, 512, True)] < by[(bits, 512, False)]
+    assert by[(4, 128, False)] < by[(16, 128, False)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Published GPU measurements.
+#
+# torchtune README (github.com/pytorch/torchtune, README.md, section "Memory and training speed",
+# as of commit 0031bfb0, Oct 2024): Llama 3.1 8B, batch size 2, dataset packed to 2048 tokens,
+# torch.compile on, single RTX 4090: LoRA 16.2 GiB, QLoRA 7.4 GiB peak memory per GPU. The recipes
+# are llama3_1/8B_lora_single_device and 8B_qlora_single_device: rank 8, alpha 16, LoRA on q, v,
+# output_proj (+ k for QLoRA) and the MLP, bf16 everywhere (adapters and AdamW states included),
+# activation checkpointing on, CEWithChunkedOutputLoss.
+#
+# torchtune README, section "Optimization flags" (later revision of the same file): Llama 3.2 3B,
+# batch 2, seq 4096, bf16, A100, "Peak Memory Active" after stacking packed data, compile, chunked
+# CE, activation checkpointing, [optimizer-in-backward], activation offloading: LoRA 8.5 GiB, QLoRA
+# 4.6 GiB; full fine-tune with compile + chunked CE 42.9 GiB, plus activation checkpointing 24.9 GiB.
+# ---------------------------------------------------------------------------------------------
+
+_TT_8B_LORA = ("q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+_TT_8B_QLORA = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+PUBLISHED = [
+    # (label, model, setup fields, published GiB)
+    ("torchtune Llama-3.1-8B LoRA 1x4090", "llama-3.1-8b",
+     dict(method="lora", batch=2, seq=2048, r=8, targets=_TT_8B_LORA), 16.2),
+    ("torchtune Llama-3.1-8B QLoRA 1x4090", "llama-3.1-8b",
+     dict(method="qlora", batch=2, seq=2048, r=8, targets=_TT_8B_QLORA), 7.4),
+    ("torchtune Llama-3.2-3B LoRA (AC + offload)", "llama-3.2-3b",
+     dict(method="lora", batch=2, seq=4096, r=8, targets=_TT_8B_LORA, gradient_checkpointing="offload"), 8.5),
+    ("torchtune Llama-3.2-3B QLoRA (AC + offload)", "llama-3.2-3b",
+     dict(method="qlora", batch=2, seq=4096, r=8, targets=_TT_8B_LORA, gradient_checkpointing="offload"), 4.6),
+    ("torchtune Llama-3.2-3B full FT + AC", "llama-3.2-3b",
+     dict(method="full", batch=2, seq=4096), 24.9),
+    ("torchtune Llama-3.2-3B full FT, no AC", "llama-3.2-3b",
+     dict(method="full", batch=2, seq=4096, gradient_checkpointing="none"), 42.9),
+]
+
+
+@pytest.mark.parametrize("label,model,fields,published_gib", PUBLISHED, ids=[p[0] for p in PUBLISHED])
+def test_estimate_matches_published_gpu_peak(label, model, fields, published_gib):
+    """Within 15% of torchtune's published peaks (torchtune stack: no CUDA context in "active" memory).
+
+    Known reasons for the remaining gaps, all making the estimate high: torch.compile fuses RMSNorm and
+    SwiGLU so their fp32/intermediate copies are never stored (our op count is for eager PyTorch: the
+    "full FT, no AC" row, dominated by activations, is the largest at about +11%), and the chunked loss
+    may free each chunk's logits sooner than the 2.75 B/element we charge.
+    """
+    est = estimate_memory(model, setup_for("torchtune", **fields))
+    err = est.total_gib / published_gib - 1
+    assert abs(err) <= TOLERANCE, f"{label}: estimate {est.total_gib:.2f} GiB vs published {published_gib} GiB ({err:+.1%})"
+
+
+def test_qlora_paper_base_model_footprint_disagreement_is_explained():
+    """QLoRA paper (Dettmers et al. 2023, arXiv:2305.14314, section 4 "QLoRA vs. Standard Finetuning"):
+    for LLaMA 7B "the 4-bit base model consumes 5,048 MB of memory".
+
+    Our NF4 count for LLaMA-7B (hidden 4096, MLP 11008, 32 layers, vocab 32000, untied) is 6.48B
+    linear weights x 4.127 bit = 3.34 GB plus embeddings and lm_head in bf16, 0.52 GB: 3.87 GB, about
+    23% under the paper. The paper does not list what its number includes. The bytes that can be
+    accounted for: without double quantization the constants add 0.30 GB (4.17 GB); the qlora.py
+    script of the paper calls prepare_model_for_kbit_training, which upcasts the non-quantized
+    embeddings, lm_head and norms to fp32 (+0.52 GB: 4.69 GB, -7%). We read the paper's figure as
+    including that fp32 upcast, and check that reading to 15%; the plain bf16 count stays ~23% low.
+    """
+    llama7b = get_architecture("llama-3.1-8b").__class__(
+        "llama-7b", "llama", 4096, 11008, 32, 32, 32, 128, 32000, False, 6_738_415_616, "arXiv:2302.13971")
+    assert llama7b.param_count() == llama7b.total_params
+    bf16 = estimate_memory(llama7b, method="qlora", batch=1, seq=1, runtime_overhead_gb=0)
+    base_bf16 = sum(bf16.term(n) for n in ("base linear weights (4-bit)", "NF4 quantization constants",
+                                             "embeddings + lm_head + norms"))
+    no_dq = estimate_memory(llama7b, method="qlora", batch=1, seq=1, double_quant=False)
+    base_fp32_upcast = (no_dq.term("base linear weights (4-bit)") + no_dq.term("NF4 quantization constants")
+                        + 2 * no_dq.term("embeddings + lm_head + norms"))
+    assert base_bf16 / 5048e6 - 1 < -TOLERANCE  # the disagreement the docstring explains
+    assert abs(base_fp32_upcast / 5048e6 - 1) <= TOLERANCE
+
+
+def test_tutorial_rule_and_table():
+    """The tutorial's rule ``params * bits/8 * 1.2`` and its table for a 7-8B model.
+
+    The page's comments print ~9.6, ~3.8 and ~33.6 GB for ``gpu_gb_estimate(8, 16)``, ``(8, 4)`` and
+    ``(70, 4)``, but its own code returns 19.2, 4.8 and 42.0 (8e9 params x 2 B = 16 GB before the
+    +20%; its prose agrees: "~140 GB in bf16" for 70B). We implement the code, not the comments.
+    """
+    assert tutorial_rule_gb(8, 16) == 19.2
+    assert tutorial_rule_gb(8, 4) == 4.8
+    assert tutorial_rule_gb(70, 4) == 42.0
+    # The tutorial's table: 7-8B QLoRA "~6-10 GB", LoRA "~18 GB", full FT "~120+ GB" (16 B/param).
+    qlora = estimate_memory("llama-3.1-8b", method="qlora", batch=1, seq=2048).total_gb
+    lora = estimate_memory("llama-3.1-8b", method="lora", batch=1, seq=2048).total_gb
+    full = estimate_memory("llama-3.1-8b", method="full", batch=1, seq=2048).total_gb
+    assert 6 <= qlora <= 10 and 16 <= lora <= 22 and full >= 120
+
+
+def test_terms_respond_to_their_knobs():
+    base = dict(method="qlora", batch=2, seq=2048)
+    e = estimate_memory("llama-3.1-8b", **base)
+    no_dq = estimate_memory("llama-3.1-8b", **base, double_quant=False).term("NF4 quantization constants")
+    assert no_dq / e.term("NF4 quantization constants") == pytest.approx(0.5 / 0.12695, rel=1e-3)
+    assert estimate_memory("llama-3.1-8b", **{**base, "seq": 4096}).total_bytes > e.total_bytes
+    assert estimate_memory("llama-3.1-8b", **base, gradient_checkpointing="none").total_bytes > e.total_bytes
+    assert estimate_memory("llama-3.1-8b", **{**base, "method": "lora"}).total_bytes > e.total_bytes
+    with pytest.raises(ValueError, match="gradient_checkpointing"):
+        TrainingSetup(gradient_checkpointing="sometimes")
+    assert e.total_bytes == pytest.approx(e.static_bytes + max(e.phase_bytes("A"), e.phase_bytes("B")))
+    assert GIB == 2**30
