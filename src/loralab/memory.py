@@ -38,8 +38,13 @@ DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 NF4_BLOCK = 64
 NF4_CONSTANT_BITS = 32 / NF4_BLOCK
 NF4_DOUBLE_QUANT_CONSTANT_BITS = 8 / NF4_BLOCK + 32 / (NF4_BLOCK * 256)
-# Bytes per logit element for the loss (see TrainingSetup.loss).
-LOSS_BYTES = {"unfused": 12.0, "chunked": 2.0 + 6.0 / 8, "fused": 2.0}
+# Bytes per logit element (tokens x vocab) the loss holds at its peak:
+# unfused  - transformers 5 ForCausalLMLoss: fp32 log-probs kept for backward + the gradient w.r.t. them
+#            + the gradient w.r.t. the logits, 3 x 4 B (checked on CPU in tests/test_memory_estimates.py);
+# chunked  - torchtune CEWithChunkedOutputLoss (8 chunks): bf16 logits kept (2 B) + one chunk's fp32
+#            copy and bf16 gradient at a time ((4 + 2) / 8 B);
+# fused    - Unsloth with Cut Cross-Entropy: logits are never materialized, only the hidden states.
+LOSS_BYTES = {"unfused": 12.0, "chunked": 2.0 + 6.0 / 8, "fused": 0.0}
 
 Method = Literal["full", "lora", "qlora"]
 
@@ -91,8 +96,8 @@ class TrainingSetup:
 
 
 STACKS: dict[str, dict] = {
-    # Unsloth on a CUDA GPU: its LoRA kernels keep one bf16 input per projection group, fused CE
-    # writes the gradient into the logits buffer, use_gradient_checkpointing="unsloth" offloads.
+    # Unsloth on a CUDA GPU: its LoRA kernels keep one bf16 input per projection group, the loss is
+    # Cut Cross-Entropy (no logits tensor), use_gradient_checkpointing="unsloth" offloads checkpoints.
     "unsloth": dict(gradient_checkpointing="offload", loss="fused", adapter_casts_input=False),
     # transformers + PEFT (and Unsloth's CPU backend): fp32 adapters cast their bf16 input (a copy per
     # adapter), the loss upcasts logits to fp32.
@@ -255,7 +260,8 @@ def estimate_memory(model: str | Architecture, setup: TrainingSetup | None = Non
     terms.append(Term("final norm", tokens * (4 + c) * arch.hidden, "fp32 input + output of the last RMSNorm", "A"))
     loss_b = LOSS_BYTES[s.loss]
     terms.append(Term("logits + loss", tokens * arch.vocab * loss_b,
-                      f"{tokens} tokens x {arch.vocab} vocab x {loss_b:g} B ({s.loss} cross-entropy)", "A"))
+                      f"{tokens} tokens x {arch.vocab} vocab x {loss_b:g} B ({s.loss} cross-entropy)", "A")
+                 if loss_b else Term("logits + loss", 0.0, "fused cross-entropy: no logits tensor is stored", "A"))
     if s.runtime_overhead_gb:
         terms.append(Term("runtime overhead", s.runtime_overhead_gb * GB, "CUDA context, kernels, allocator slack"))
     est = MemoryEstimate(model=arch.name, setup=s, terms=tuple(terms), peak_phase="A",
