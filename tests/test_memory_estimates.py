@@ -205,7 +205,8 @@ def test_largest_context_matches_unsloth_published_table(vram):
 
 
 def test_qlora_paper_base_model_footprint_disagreement_is_explained():
-    """QLoRA paper (Dettmers et al. 2023, arXiv:2305.14314, section 4 "QLoRA vs. Standard Finetuning"):
+    """QLoRA paper (Dettmers et al. 2023, arXiv:2305.14314, section 2, "Memory Requirement of
+    Parameter-Efficient Finetuning"):
     for LLaMA 7B "the 4-bit base model consumes 5,048 MB of memory".
 
     Our NF4 count for LLaMA-7B (hidden 4096, MLP 11008, 32 layers, vocab 32000, untied) is 6.48B
