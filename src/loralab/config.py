@@ -1,0 +1,171 @@
+"""The run config: every notebook parameter, validated before any model loads.
+
+A notebook's second cell hands its parameters to one call::
+
+    from loralab.config import validate_params
+    cfg = validate_params(dict(model_name=model_name, lora_r=lora_r, ...))
+
+``load_params("params/01_qlora_finetune/default.yaml")`` does the same for a params file. Unknown
+keys are refused with the nearest valid name, wrong types and out-of-range values with a sentence
+that says what to write instead. Numbers written as ``2e-4`` (which YAML reads as a string) are
+accepted as numbers; text that is not a number is refused.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from loralab.embedded_model import embedded_short_name, is_embedded
+
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+ATTENTION_ONLY = ["q_proj", "k_proj", "v_proj", "o_proj"]
+TARGET_PRESETS = {"all-linear": ALL_LINEAR, "attention": ATTENTION_ONLY}
+EMBEDDED_DATASET = "embedded/json-answers"
+
+
+class ParamsError(ValueError):
+    """A parameter set that cannot run; the message says which field and what to write."""
+
+
+class RunConfig(BaseModel):
+    """Parameters of one fine-tuning run (notebook 01). Each field's description is its help line."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    # model
+    model_name: str = Field("embedded/smollm2-135m-instruct", description="embedded/<name> or a hub model id")
+    load_in_4bit: bool = Field(True, description="QLoRA: NF4 4-bit base (false: 16-bit base, plain LoRA)")
+    full_finetuning: bool = Field(False, description="train every weight (the last resort; no LoRA, no 4-bit)")
+    max_seq_length: int = Field(256, ge=16, description="tokens per example; longer rows are truncated")
+    # LoRA
+    lora_r: int = Field(16, ge=1, le=1024, description="LoRA rank r: trainable params per layer r*(d+k)")
+    lora_alpha: float = Field(32, gt=0, description="LoRA alpha; the update is scaled by alpha/r")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA input, in [0, 1)")
+    target_modules: str | list[str] = Field(
+        "all-linear", description="'all-linear', 'attention' or a list of module names such as ['q_proj']"
+    )
+    use_gradient_checkpointing: bool = Field(True, description="recompute activations to save memory")
+    # data
+    dataset: str = Field(EMBEDDED_DATASET, description="embedded/json-answers, a .jsonl path or a hub dataset id")
+    dataset_split: str = Field("train", description="split (or slice such as train[:2000]) of a hub dataset")
+    eval_task: Literal["json_shape", "none"] = Field(
+        "json_shape", description="json_shape: score held-out JSON answers before/after; none: skip"
+    )
+    eval_examples: int = Field(30, ge=1, description="held-out questions scored before and after training")
+    # training
+    max_steps: int = Field(60, ge=1, description="optimizer steps")
+    per_device_train_batch_size: int = Field(8, ge=1, description="examples per step per device")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches summed into one step")
+    learning_rate: float = Field(2e-4, gt=0, le=1, description="peak learning rate (LoRA: 1e-4..3e-4 is usual)")
+    warmup_steps: int = Field(5, ge=0, description="linear warm-up steps")
+    lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "linear", description="learning-rate schedule after warm-up"
+    )
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    optim: str = Field("adamw_torch", description="optimizer name for transformers (GPU: adamw_8bit)")
+    seed: int = Field(3407, description="seed for LoRA init, data order and sampling")
+    logging_steps: int = Field(1, ge=1, description="log the loss every N steps")
+    # inference and output
+    max_new_tokens: int = Field(48, ge=1, description="tokens generated per eval answer")
+    show_examples: int = Field(3, ge=0, description="held-out answers printed before/after training")
+    run_dir: str = Field("", description="folder for this run's outputs ('' = runs/<time>-<model>)")
+
+    @field_validator("target_modules")
+    @classmethod
+    def _known_targets(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, str) and value not in TARGET_PRESETS:
+            raise ValueError(f"write 'all-linear', 'attention' or a list of module names, not {value!r}")
+        if isinstance(value, list) and (not value or not all(v.strip() for v in value)):
+            raise ValueError("a list of target modules needs at least one non-empty module name")
+        return value
+
+    @field_validator("model_name")
+    @classmethod
+    def _plausible_model(cls, value: str) -> str:
+        if is_embedded(value):
+            embedded_short_name(value)  # raises with the list of embedded names
+        elif not value.strip() or " " in value.strip():
+            raise ValueError(f"{value!r} is not a model name: use embedded/<name> or a hub id like org/model")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        if self.full_finetuning and self.load_in_4bit:
+            raise ValueError("full_finetuning trains every weight and cannot use a 4-bit base: "
+                             "set load_in_4bit: false")
+        return self
+
+    @property
+    def target_module_list(self) -> list[str]:
+        """The module names LoRA attaches to."""
+        if isinstance(self.target_modules, str):
+            return list(TARGET_PRESETS[self.target_modules])
+        return list(self.target_modules)
+
+    @property
+    def lora_scale(self) -> float:
+        """alpha / r: the factor on every LoRA update B @ A."""
+        return self.lora_alpha / self.lora_r
+
+
+FIELD_NAMES = list(RunConfig.model_fields)
+
+
+def _nearest(key: str) -> str:
+    match = difflib.get_close_matches(key, FIELD_NAMES, n=1, cutoff=0.5)
+    return f" Did you mean {match[0]!r}?" if match else f" Valid names: {', '.join(FIELD_NAMES)}."
+
+
+def validate_params(params: dict[str, Any], source: str = "params") -> RunConfig:
+    """Turn notebook parameters (or a params file's mapping) into a RunConfig, or raise ParamsError."""
+    if not isinstance(params, dict):
+        raise ParamsError(f"{source}: expected a mapping of name: value, got {type(params).__name__}.")
+    problems = []
+    for key in params:
+        if not isinstance(key, str):
+            problems.append(f"{key!r}: parameter names must be text.")
+        elif key not in RunConfig.model_fields:
+            problems.append(f"unknown parameter {key!r}.{_nearest(key)}")
+    if problems:
+        raise ParamsError(f"{source}: " + " ".join(problems))
+    try:
+        return RunConfig(**params)
+    except ValidationError as error:
+        lines = []
+        for e in error.errors():
+            field = ".".join(str(p) for p in e["loc"]) or "params"
+            help_line = RunConfig.model_fields[e["loc"][0]].description if e["loc"] else ""
+            got = e.get("input")
+            message = e["msg"].removeprefix("Value error, ")
+            if e["loc"]:
+                lines.append(f"{field}: {message} (got {got!r}); {field} = {help_line}.")
+            else:
+                lines.append(f"{message}.")
+        raise ParamsError(f"{source}: " + " ".join(lines)) from None
+
+
+def load_params(path: str | Path) -> RunConfig:
+    """Read and validate a YAML params file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params file {path} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path} is not valid YAML: {error}") from None
+    return validate_params(data, source=str(path))
+
+
+def params_from_namespace(namespace: dict[str, Any], names_before: set[str]) -> RunConfig:
+    """Validate every name a notebook's parameters cell (or papermill's injected cell) defined.
+
+    ``names_before`` is ``set(globals())`` taken just before the parameters cell, so a misspelt
+    name injected by papermill (which papermill itself only warns about) is refused here.
+    """
+    params = {k: v for k, v in namespace.items() if k not in names_before and not k.startswith("_")}
+    return validate_params(params, source="notebook parameters")

@@ -1,0 +1,23 @@
+"""Shared fixtures: the repo root and the embedded model's config (no model load needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def embedded_config() -> dict:
+    """config.json of the embedded model (built by `make setup`, or here on first use)."""
+    from loralab.embedded_model import resolve_model_path
+
+    return json.loads((Path(resolve_model_path("embedded/smollm2-135m-instruct")) / "config.json").read_text())

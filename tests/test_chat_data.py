@@ -1,0 +1,98 @@
+"""Dataset reading, normalisation and the JSON task's scorer (no model needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loralab.chat_data import DatasetError, load_chat_rows, normalise_row, read_jsonl, to_prompt_completion
+from loralab.json_task import TOPICS, build_splits, data_file, parse_reply, score_replies
+
+
+def test_shipped_dataset_is_what_the_generator_makes():
+    splits = build_splits(seed=0)
+    for split in ("train", "eval"):
+        assert read_jsonl(data_file(split)) == splits[split], "run scripts/make_dataset.py"
+    assert len(splits["train"]) >= 200 and len(splits["eval"]) >= 30
+
+
+def test_eval_questions_are_held_out():
+    splits = build_splits(seed=0)
+    train_q = {r["messages"][0]["content"] for r in splits["train"]}
+    eval_q = {r["messages"][0]["content"] for r in splits["eval"]}
+    assert not train_q & eval_q
+
+
+def test_every_target_reply_has_the_shape_the_scorer_wants():
+    for row in build_splits(seed=0)["train"]:
+        parsed = parse_reply(row["messages"][-1]["content"])
+        assert parsed == {"topic": row["topic"], "answer": row["answer"]}
+        assert parsed["topic"] in TOPICS
+
+
+@pytest.mark.parametrize("reply, ok", [
+    ('{"topic": "math", "answer": "12"}', True),
+    ('  {"answer": "Lima", "topic": "geography"}\n', True),
+    ('{"topic": "math", "answer": ""}', False),
+    ('{"topic": "cooking", "answer": "x"}', False),
+    ('{"topic": "math", "answer": "1", "extra": 1}', False),
+    ('{"topic": "math", "answer": 12}', False),
+    ("The answer is 12.", False),
+    ('{"topic": "math", "answer": "12"} and more', False),
+    ("[]", False),
+])
+def test_parse_reply_checks_the_shape(reply, ok):
+    assert (parse_reply(reply) is not None) is ok
+
+
+def test_score_replies_counts_shape_topic_and_answer():
+    rows = build_splits(seed=0)["eval"][:4]
+    replies = [rows[0]["messages"][-1]["content"], json.dumps({"topic": rows[1]["topic"], "answer": "wrong"}),
+               "prose", json.dumps({"topic": "time" if rows[3]["topic"] != "time" else "math", "answer": "x"})]
+    score = score_replies(replies, rows)
+    assert score.shape_score == 0.75
+    assert score.topic_accuracy == 0.5
+    assert score.answer_accuracy == 0.25
+    with pytest.raises(ValueError, match="pair up"):
+        score_replies(replies[:3], rows)
+
+
+def test_formats_are_normalised_to_messages():
+    expected = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
+    assert normalise_row(expected, "r") == expected
+    sharegpt = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]}
+    assert normalise_row(sharegpt, "r") == expected
+    assert normalise_row({"instruction": "Hi", "input": "", "output": "Hello"}, "r") == expected
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"text": "raw"}, "unknown row format"),
+    ({"messages": []}, "missing or empty"),
+    ({"messages": [{"role": "robot", "content": "x"}]}, "role must be one of"),
+    ({"messages": [{"role": "user", "content": ["x"]}]}, "content must be text"),
+    ({"messages": [{"role": "user", "content": "x"}]}, "end with an assistant turn"),
+    ("not a dict", "expected a JSON object"),
+])
+def test_malformed_rows_name_the_row_and_the_fix(row, message):
+    with pytest.raises(DatasetError, match=message):
+        normalise_row(row, "data.jsonl row 7")
+
+
+def test_jsonl_errors_name_the_line(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n{oops\n')
+    with pytest.raises(DatasetError, match="line 2"):
+        load_chat_rows(str(path))
+    empty = tmp_path / "e.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(DatasetError, match="no rows"):
+        load_chat_rows(str(empty))
+
+
+def test_prompt_completion_split_keeps_only_the_last_answer_as_completion():
+    rows = load_chat_rows("embedded/json-answers", "train")[:3]
+    ds = to_prompt_completion(rows)
+    assert ds.column_names == ["prompt", "completion"]
+    assert ds[0]["prompt"] == rows[0]["messages"][:-1]
+    assert ds[0]["completion"] == [rows[0]["messages"][-1]]

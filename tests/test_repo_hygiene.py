@@ -1,0 +1,83 @@
+"""What keeps the repo honest: params files validate, notebooks carry no outputs, pins agree."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+from loralab.config import load_params
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+PARAMS_01 = sorted((REPO / "params" / "01_qlora_finetune").glob("*.yaml"))
+
+
+def _pyproject_requirements() -> dict[str, Requirement]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    lines = list(project["dependencies"]) + [r for extra in project["optional-dependencies"].values() for r in extra]
+    return {Requirement(line).name.lower().replace("_", "-"): Requirement(line) for line in lines}
+
+
+def test_there_are_notebooks_and_params():
+    assert any(p.name == "01_qlora_finetune.ipynb" for p in NOTEBOOKS)
+    assert {p.name for p in PARAMS_01} >= {"default.yaml", "smoke.yaml", "colab_t4.yaml"}
+
+
+@pytest.mark.parametrize("path", PARAMS_01, ids=lambda p: p.name)
+def test_every_params_file_validates(path):
+    load_params(path)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_are_committed_clean(path):
+    nb = json.loads(path.read_text())
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "code":
+            assert not cell.get("outputs"), f"{path.name} cell {i} has outputs: clear them before committing"
+            assert cell.get("execution_count") is None, f"{path.name} cell {i} has an execution count"
+    assert "widgets" not in nb.get("metadata", {}), f"{path.name} carries widget state"
+    tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_install_cell_pins_agree_with_pyproject(path):
+    nb = json.loads(path.read_text())
+    pip_lines = [line for c in nb["cells"] if c["cell_type"] == "code"
+                 for line in "".join(c["source"]).splitlines() if line.strip().startswith("%pip install")]
+    if path.name.startswith("01_"):
+        assert pip_lines, f"{path.name} needs a %pip install cell for Colab/Kaggle"
+    known = _pyproject_requirements()
+    for line in pip_lines:
+        for spec in re.findall(r'"([^"]+)"', line):
+            req = Requirement(spec)
+            name = req.name.lower().replace("_", "-")
+            if req.url or name == "loralab":
+                continue
+            assert name in known, f"{path.name} installs {name}, which pyproject.toml does not list"
+            assert req.specifier == known[name].specifier, (
+                f"{path.name} pins {spec!r} but pyproject.toml says {known[name]}")
+
+
+def test_notebook_install_cell_only_runs_on_hosted_gpus():
+    source = "".join("".join(c["source"]) for c in json.loads((REPO / "notebooks/01_qlora_finetune.ipynb")
+                                                             .read_text())["cells"])
+    assert "COLAB_" in source and "KAGGLE_KERNEL_RUN_TYPE" in source
+
+
+def test_environment_yml_installs_the_project_from_pyproject():
+    text = (REPO / "environment.yml").read_text()
+    assert "conda-forge" in text and "ipykernel" in text and "-e .[dev]" in text
+    assert "torch" not in re.sub(r"#.*", "", text), "dependencies belong in pyproject.toml, not environment.yml"
+
+
+def test_cpu_install_keeps_gpu_only_packages_out():
+    """torchvision next to the CPU torch breaks transformers; triton/xformers are GPU-only."""
+    core = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {Requirement(r).name.lower() for r in core}
+    assert not names & {"torchvision", "triton", "xformers", "unsloth"}
