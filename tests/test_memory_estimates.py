@@ -1,10 +1,10 @@
 """The memory estimator against measurements: (a) peak memory measured here on CPU for the embedded
 model, (b) peak GPU memory published by others, each cited. Target: within 15%.
 
-How the CPU number is measured (``_PROBE`` below, one subprocess per configuration):
-the process imports torch/transformers/peft/bitsandbytes, trims the heap and reads its resident set
-size (RSS) as the *baseline* (the Python + torch runtime, ~420 MB, which the estimate does not model);
-then it loads the model, attaches LoRA, resets the kernel's peak-RSS counter (``/proc/self/clear_refs``
+How the CPU number is measured (``_PROBE`` below, configurations in turn):
+the process imports torch/transformers/peft/bitsandbytes; before each configuration it trims the heap
+and reads its resident set size (RSS) as the *baseline* (the Python + torch runtime, ~420 MB, which the
+estimate does not model, plus whatever earlier configurations left behind); then it loads the model, attaches LoRA, resets the kernel's peak-RSS counter (``/proc/self/clear_refs``
 = 5) and trains 2 AdamW steps. Measured = peak RSS - baseline: the model's weights, adapters,
 optimizer states, activations and loss buffers. ``MALLOC_MMAP_THRESHOLD_=65536`` makes glibc give
 large tensors their own mappings, so freed tensors leave the RSS at once (otherwise the heap keeps
@@ -14,12 +14,12 @@ The 16-bit configuration is therefore an fp32 base; the bf16-specific terms (RMS
 PEFT's fp32 input casts) are checked only through the published GPU numbers.
 
 Measured on 2 shared cores (2026-11), batch 1, r=16 all-linear, estimate vs measured (MB):
-fp32 base seq 128: 856 vs 880 (-2.7%), +checkpointing 701 vs 738 (-5.0%); seq 512: 1577 vs 1573
-(+0.3%), +checkpointing 956 vs 994 (-3.8%); NF4 base seq 128: 490 vs 515 (-4.8%), +checkpointing
-335 vs 374 (-10.5%); seq 512: 1210 vs 1205 (+0.5%), +checkpointing 590 vs 629 (-6.3%).
-With checkpointing the estimate is low by a near-constant 37-39 MB at both lengths, so it is a fixed
-cost, not a per-token one; we have not traced which allocation it is (it is 3-10% of these tiny runs
-and would be well under 1% of a 7B run).
+fp32 base seq 128: 856 vs 881 (-2.8%), +checkpointing 701 vs 703 (-0.3%); seq 512: 1577 vs 1534
+(+2.8%), +checkpointing 956 vs 962 (-0.6%); NF4 base seq 128: 490 vs 515 (-4.9%), +checkpointing
+335 vs 338 (-0.9%); seq 512: 1210 vs 1179 (+2.7%), +checkpointing 590 vs 594 (-0.7%).
+The first configuration a process runs carries ~25-40 MB of one-time lazy initialisation (thread
+pools, kernel caches) that the estimate does not model: with one process per configuration every
+checkpointed run read 37-39 MB high (-4% to -10%); run in turn, only the first one does (-2.8%).
 """
 
 from __future__ import annotations
@@ -37,13 +37,12 @@ from loralab.memory import GIB, TrainingSetup, estimate_memory, setup_for, tutor
 
 TOLERANCE = 0.15
 
-_PROBE = r'''
+_PROBE = r"""
 import ctypes, gc, json, sys
-cfg = json.loads(sys.argv[1])
+configs = json.loads(sys.argv[1])
 import torch, transformers, peft, bitsandbytes  # imported before the baseline on purpose
 from peft import LoraConfig, get_peft_model
 from loralab.embedded_model import resolve_model_path
-torch.manual_seed(0)
 libc = ctypes.CDLL("libc.so.6")
 def status(key):
     for line in open("/proc/self/status"):
@@ -52,30 +51,33 @@ def status(key):
 def settle():
     gc.collect(); libc.malloc_trim(0)
 path = resolve_model_path("embedded/smollm2-135m-instruct")
-settle(); baseline = status("VmRSS")
-kw = dict(dtype=torch.float32)
-if cfg["bits"] == 4:
-    kw["quantization_config"] = transformers.BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.float32)
-model = transformers.AutoModelForCausalLM.from_pretrained(path, **kw)
-model.config.use_cache = False
-if cfg["gc"]:
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.enable_input_require_grads()
-model = get_peft_model(model, LoraConfig(r=cfg["r"], lora_alpha=2 * cfg["r"], lora_dropout=0.0,
-                                         target_modules="all-linear", task_type="CAUSAL_LM"))
-model.train()
-opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-ids = torch.randint(0, model.config.vocab_size, (cfg["batch"], cfg["seq"]))
-settle()
-open("/proc/self/clear_refs", "w").write("5")  # reset the peak-RSS counter (VmHWM) to the current RSS
-for _ in range(2):  # step 1 creates the AdamW states, step 2 runs with them
-    loss = model(input_ids=ids, labels=ids).loss
-    loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
-    del loss
-print("RESULT " + json.dumps({"baseline": baseline, "peak": status("VmHWM")}))
-'''
+for cfg in configs:  # one config after another; each is measured against the RSS just before its load
+    torch.manual_seed(0)
+    settle(); baseline = status("VmRSS")
+    kw = dict(dtype=torch.float32)
+    if cfg["bits"] == 4:
+        kw["quantization_config"] = transformers.BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.float32)
+    model = transformers.AutoModelForCausalLM.from_pretrained(path, **kw)
+    model.config.use_cache = False
+    if cfg["gc"]:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    model = get_peft_model(model, LoraConfig(r=cfg["r"], lora_alpha=2 * cfg["r"], lora_dropout=0.0,
+                                             target_modules="all-linear", task_type="CAUSAL_LM"))
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    ids = torch.randint(0, model.config.vocab_size, (cfg["batch"], cfg["seq"]))
+    settle()
+    open("/proc/self/clear_refs", "w").write("5")  # reset the peak-RSS counter (VmHWM) to the current RSS
+    for _ in range(2):  # step 1 creates the AdamW states, step 2 runs with them
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+        del loss
+    print("RESULT " + json.dumps({**cfg, "baseline": baseline, "peak": status("VmHWM")}), flush=True)
+    del model, opt, ids
+"""
 
 CPU_CONFIGS = [
     dict(bits=bits, seq=seq, gc=gc, batch=1, r=16)
@@ -83,20 +85,21 @@ CPU_CONFIGS = [
 ]
 
 
-def _run_probe(cfg: dict) -> dict:
+def _run_probe(configs: list[dict]) -> list[dict]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "65536", "TOKENIZERS_PARALLELISM": "false"}
-    out = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(cfg)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(configs)], capture_output=True, text=True,
                          env=env, timeout=600)
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert out.returncode == 0 and lines, out.stderr[-3000:]
-    res = json.loads(lines[-1][len("RESULT "):])
-    return {**cfg, "measured_bytes": res["peak"] - res["baseline"]}
+    lines = [json.loads(ln[len("RESULT "):]) for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert out.returncode == 0 and len(lines) == len(configs), out.stderr[-3000:]
+    return [{**r, "measured_bytes": r["peak"] - r["baseline"]} for r in lines]
 
 
 @pytest.fixture(scope="module")
 def cpu_measurements() -> list[dict]:
+    """Two processes (16-bit and 4-bit configs), run side by side on the two cores."""
+    groups = [[c for c in CPU_CONFIGS if c["bits"] == bits] for bits in (16, 4)]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return list(pool.map(_run_probe, CPU_CONFIGS))
+        return [m for group in pool.map(_run_probe, groups) for m in group]
 
 
 def cpu_setup(bits: int, seq: int, gc: bool, batch: int, r: int) -> TrainingSetup:
