@@ -30,8 +30,12 @@ def test_bad_inputs_raise_value_error():
 
 def test_lookup_by_aliases_and_unknown_names():
     arch = get_architecture("llama-3.1-8b")
-    for name in ("meta-llama/Llama-3.1-8B", "unsloth/Llama-3.1-8B-Instruct-bnb-4bit",
-                 "unsloth/Meta-Llama-3.1-8B-Instruct", "meta-llama/Meta-Llama-3-8B"):
+    for name in (
+        "meta-llama/Llama-3.1-8B",
+        "unsloth/Llama-3.1-8B-Instruct-bnb-4bit",
+        "unsloth/Meta-Llama-3.1-8B-Instruct",
+        "meta-llama/Meta-Llama-3-8B",
+    ):
         assert get_architecture(name) is arch
     assert get_architecture("Qwen/Qwen2.5-7B-Instruct").name == "qwen2.5-7b"
     assert get_architecture("embedded/smollm2-135m-instruct").name == "smollm2-135m"
@@ -43,9 +47,16 @@ def _hf_config(arch):
     import transformers
 
     return transformers.AutoConfig.for_model(
-        arch.family, hidden_size=arch.hidden, intermediate_size=arch.intermediate, num_hidden_layers=arch.layers,
-        num_attention_heads=arch.heads, num_key_value_heads=arch.kv_heads, head_dim=arch.head_dim,
-        vocab_size=arch.vocab, tie_word_embeddings=arch.tied_embeddings)
+        arch.family,
+        hidden_size=arch.hidden,
+        intermediate_size=arch.intermediate,
+        num_hidden_layers=arch.layers,
+        num_attention_heads=arch.heads,
+        num_key_value_heads=arch.kv_heads,
+        head_dim=arch.head_dim,
+        vocab_size=arch.vocab,
+        tie_word_embeddings=arch.tied_embeddings,
+    )
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES, ids=lambda a: a.name)
@@ -81,12 +92,16 @@ def test_trainable_count_equals_peft_on_the_embedded_model():
 
     from loralab.embedded_model import resolve_model_path
 
-    model = transformers.AutoModelForCausalLM.from_pretrained(resolve_model_path("embedded/smollm2-135m-instruct"))
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        resolve_model_path("embedded/smollm2-135m-instruct")
+    )
     arch = get_architecture(resolve_model_path("embedded/smollm2-135m-instruct"))  # read from its config.json
     assert arch.param_count() == sum(p.numel() for p in model.parameters()) == 134_515_008
     for r in (8, 16, 64):
         peft_model = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules="all-linear"))
-        assert peft_model.get_nb_trainable_parameters()[0] == trainable_params("embedded/smollm2-135m-instruct", r)
+        assert peft_model.get_nb_trainable_parameters()[0] == trainable_params(
+            "embedded/smollm2-135m-instruct", r
+        )
         model = peft_model.unload()
 
 

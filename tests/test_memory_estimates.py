@@ -80,16 +80,29 @@ for cfg in configs:  # one config after another; each is measured against the RS
 """
 
 CPU_CONFIGS = [
-    dict(bits=bits, seq=seq, gc=gc, batch=1, r=16)
-    for bits in (16, 4) for seq in (128, 512) for gc in (False, True)
+    {"bits": bits, "seq": seq, "gc": gc, "batch": 1, "r": 16}
+    for bits in (16, 4)
+    for seq in (128, 512)
+    for gc in (False, True)
 ]
 
 
 def _run_probe(configs: list[dict]) -> list[dict]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "65536", "TOKENIZERS_PARALLELISM": "false"}
-    out = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(configs)], capture_output=True, text=True,
-                         env=env, timeout=600)
-    lines = [json.loads(ln[len("RESULT "):]) for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MALLOC_MMAP_THRESHOLD_": "65536",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, json.dumps(configs)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    lines = [json.loads(ln[len("RESULT ") :]) for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
     assert out.returncode == 0 and len(lines) == len(configs), out.stderr[-3000:]
     return [{**r, "measured_bytes": r["peak"] - r["baseline"]} for r in lines]
 
@@ -104,20 +117,37 @@ def cpu_measurements() -> list[dict]:
 
 def cpu_setup(bits: int, seq: int, gc: bool, batch: int, r: int) -> TrainingSetup:
     """The CPU probe's code path: transformers + PEFT, fp32 compute, unfused loss, no CUDA context."""
-    return setup_for("hf", method="qlora" if bits == 4 else "lora", batch=batch, seq=seq, r=r,
-                     gradient_checkpointing="standard" if gc else "none", compute_dtype="fp32",
-                     trainable_dtype="fp32", runtime_overhead_gb=0.0)
+    return setup_for(
+        "hf",
+        method="qlora" if bits == 4 else "lora",
+        batch=batch,
+        seq=seq,
+        r=r,
+        gradient_checkpointing="standard" if gc else "none",
+        compute_dtype="fp32",
+        trainable_dtype="fp32",
+        runtime_overhead_gb=0.0,
+    )
 
 
 @pytest.mark.slow
 def test_estimate_matches_cpu_peak_memory_of_the_embedded_model(cpu_measurements):
     rows = []
     for m in cpu_measurements:
-        est = estimate_memory("embedded/smollm2-135m-instruct",
-                              cpu_setup(m["bits"], m["seq"], m["gc"], m["batch"], m["r"]))
+        est = estimate_memory(
+            "embedded/smollm2-135m-instruct", cpu_setup(m["bits"], m["seq"], m["gc"], m["batch"], m["r"])
+        )
         err = est.total_bytes / m["measured_bytes"] - 1
-        rows.append((m["bits"], m["seq"], m["gc"], round(est.total_bytes / 1e6), round(m["measured_bytes"] / 1e6),
-                     f"{err:+.1%}"))
+        rows.append(
+            (
+                m["bits"],
+                m["seq"],
+                m["gc"],
+                round(est.total_bytes / 1e6),
+                round(m["measured_bytes"] / 1e6),
+                f"{err:+.1%}",
+            )
+        )
     print("\nbits seq gc estimate_MB measured_MB error\n" + "\n".join(map(str, rows)))
     bad = [r for r in rows if abs(float(r[-1].rstrip("%")) / 100) > TOLERANCE]
     assert not bad, f"estimates off by more than 15%: {bad}"
@@ -151,18 +181,56 @@ _TT_8B_QLORA = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 PUBLISHED = [
     # (label, model, setup fields, published GiB)
-    ("torchtune Llama-3.1-8B LoRA 1x4090", "llama-3.1-8b",
-     dict(method="lora", batch=2, seq=2048, r=8, targets=_TT_8B_LORA), 16.2),
-    ("torchtune Llama-3.1-8B QLoRA 1x4090", "llama-3.1-8b",
-     dict(method="qlora", batch=2, seq=2048, r=8, targets=_TT_8B_QLORA), 7.4),
-    ("torchtune Llama-3.2-3B LoRA (AC + offload)", "llama-3.2-3b",
-     dict(method="lora", batch=2, seq=4096, r=8, targets=_TT_8B_LORA, gradient_checkpointing="offload"), 8.5),
-    ("torchtune Llama-3.2-3B QLoRA (AC + offload)", "llama-3.2-3b",
-     dict(method="qlora", batch=2, seq=4096, r=8, targets=_TT_8B_LORA, gradient_checkpointing="offload"), 4.6),
-    ("torchtune Llama-3.2-3B full FT + AC", "llama-3.2-3b",
-     dict(method="full", batch=2, seq=4096), 24.9),
-    ("torchtune Llama-3.2-3B full FT, no AC", "llama-3.2-3b",
-     dict(method="full", batch=2, seq=4096, gradient_checkpointing="none"), 42.9),
+    (
+        "torchtune Llama-3.1-8B LoRA 1x4090",
+        "llama-3.1-8b",
+        {"method": "lora", "batch": 2, "seq": 2048, "r": 8, "targets": _TT_8B_LORA},
+        16.2,
+    ),
+    (
+        "torchtune Llama-3.1-8B QLoRA 1x4090",
+        "llama-3.1-8b",
+        {"method": "qlora", "batch": 2, "seq": 2048, "r": 8, "targets": _TT_8B_QLORA},
+        7.4,
+    ),
+    (
+        "torchtune Llama-3.2-3B LoRA (AC + offload)",
+        "llama-3.2-3b",
+        {
+            "method": "lora",
+            "batch": 2,
+            "seq": 4096,
+            "r": 8,
+            "targets": _TT_8B_LORA,
+            "gradient_checkpointing": "offload",
+        },
+        8.5,
+    ),
+    (
+        "torchtune Llama-3.2-3B QLoRA (AC + offload)",
+        "llama-3.2-3b",
+        {
+            "method": "qlora",
+            "batch": 2,
+            "seq": 4096,
+            "r": 8,
+            "targets": _TT_8B_LORA,
+            "gradient_checkpointing": "offload",
+        },
+        4.6,
+    ),
+    (
+        "torchtune Llama-3.2-3B full FT + AC",
+        "llama-3.2-3b",
+        {"method": "full", "batch": 2, "seq": 4096},
+        24.9,
+    ),
+    (
+        "torchtune Llama-3.2-3B full FT, no AC",
+        "llama-3.2-3b",
+        {"method": "full", "batch": 2, "seq": 4096, "gradient_checkpointing": "none"},
+        42.9,
+    ),
 ]
 
 
@@ -177,7 +245,9 @@ def test_estimate_matches_published_gpu_peak(label, model, fields, published_gib
     """
     est = estimate_memory(model, setup_for("torchtune", **fields))
     err = est.total_gib / published_gib - 1
-    assert abs(err) <= TOLERANCE, f"{label}: estimate {est.total_gib:.2f} GiB vs published {published_gib} GiB ({err:+.1%})"
+    assert abs(err) <= TOLERANCE, (
+        f"{label}: estimate {est.total_gib:.2f} GiB vs published {published_gib} GiB ({err:+.1%})"
+    )
 
 
 # Unsloth README ("Context length benchmarks", Llama 3.1 (8B) Instruct: "4bit QLoRA on all linear
@@ -221,14 +291,20 @@ def test_qlora_paper_base_model_footprint_disagreement_is_explained():
     including that fp32 upcast, and check that reading to 15%; the plain bf16 count stays ~23% low.
     """
     llama7b = get_architecture("llama-3.1-8b").__class__(
-        "llama-7b", "llama", 4096, 11008, 32, 32, 32, 128, 32000, False, 6_738_415_616, "arXiv:2302.13971")
+        "llama-7b", "llama", 4096, 11008, 32, 32, 32, 128, 32000, False, 6_738_415_616, "arXiv:2302.13971"
+    )
     assert llama7b.param_count() == llama7b.total_params
     bf16 = estimate_memory(llama7b, method="qlora", batch=1, seq=1, runtime_overhead_gb=0)
-    base_bf16 = sum(bf16.term(n) for n in ("base linear weights (4-bit)", "NF4 quantization constants",
-                                             "embeddings + lm_head + norms"))
+    base_bf16 = sum(
+        bf16.term(n)
+        for n in ("base linear weights (4-bit)", "NF4 quantization constants", "embeddings + lm_head + norms")
+    )
     no_dq = estimate_memory(llama7b, method="qlora", batch=1, seq=1, double_quant=False)
-    base_fp32_upcast = (no_dq.term("base linear weights (4-bit)") + no_dq.term("NF4 quantization constants")
-                        + 2 * no_dq.term("embeddings + lm_head + norms"))
+    base_fp32_upcast = (
+        no_dq.term("base linear weights (4-bit)")
+        + no_dq.term("NF4 quantization constants")
+        + 2 * no_dq.term("embeddings + lm_head + norms")
+    )
     assert base_bf16 / 5048e6 - 1 < -TOLERANCE  # the disagreement the docstring explains
     assert abs(base_fp32_upcast / 5048e6 - 1) <= TOLERANCE
 
@@ -251,7 +327,7 @@ def test_tutorial_rule_and_table():
 
 
 def test_terms_respond_to_their_knobs():
-    base = dict(method="qlora", batch=2, seq=2048)
+    base = {"method": "qlora", "batch": 2, "seq": 2048}
     e = estimate_memory("llama-3.1-8b", **base)
     no_dq = estimate_memory("llama-3.1-8b", **base, double_quant=False).term("NF4 quantization constants")
     assert no_dq / e.term("NF4 quantization constants") == pytest.approx(0.5 / 0.12695, rel=1e-3)

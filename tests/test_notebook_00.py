@@ -20,7 +20,9 @@ def test_notebook_00_is_committed_clean_with_one_parameters_cell():
     assert len(tagged) == 1
     for line in nb.cells[tagged[0]].source.splitlines():
         name, _, rest = line.partition(" = ")
-        assert name.isidentifier() and "  # " in rest, f"parameters line needs `name = value  # comment`: {line}"
+        assert name.isidentifier() and "  # " in rest, (
+            f"parameters line needs `name = value  # comment`: {line}"
+        )
         json.loads(rest.split("  # ")[0])  # JSON-type value
 
 
@@ -30,9 +32,13 @@ def test_notebook_00_runs_and_its_checks_pass(tmp_path):
 
     out_dir = tmp_path / "run"
     papermill.execute_notebook(
-        str(NOTEBOOK), str(tmp_path / "00_lora_basics.ipynb"),
+        str(NOTEBOOK),
+        str(tmp_path / "00_lora_basics.ipynb"),
         parameters={"output_dir": str(out_dir), "reader_answer": 131072, "train_steps": 150},
-        kernel_name="python3", cwd=str(REPO), progress_bar=False, execution_timeout=600,
+        kernel_name="python3",
+        cwd=str(REPO),
+        progress_bar=False,
+        execution_timeout=600,
     )
     checks = json.loads((out_dir / "checks.json").read_text())
     assert checks["W_unchanged"] is True
@@ -41,8 +47,16 @@ def test_notebook_00_runs_and_its_checks_pass(tmp_path):
     assert checks["layer_peft_count_matches"] and checks["whole_model_counts_match_peft"]
     assert checks["tutorial_4096_r16"] and checks["update_linear_in_alpha"]
     assert checks["t4_8b_decision"] == "qlora" and checks["h100_70b_decision"] == "qlora"
-    assert all(checks[k] for k in ("pitfall_large_rank", "pitfall_alpha", "pitfall_attention_only",
-                                    "pitfall_4bit", "pitfall_base_recorded"))
+    assert all(
+        checks[k]
+        for k in (
+            "pitfall_large_rank",
+            "pitfall_alpha",
+            "pitfall_attention_only",
+            "pitfall_4bit",
+            "pitfall_base_recorded",
+        )
+    )
     assert checks["exercise"] == "correct"
     mem = checks["memory_gib"]
     assert mem["llama-3.1-8b/qlora"] < mem["llama-3.1-8b/lora"] < mem["llama-3.1-8b/full"]

@@ -29,7 +29,14 @@ def test_max_batch_and_max_seq_are_the_boundary():
     assert q.fits and q.max_batch >= 2 and q.max_seq >= 2048
 
     def total(**over):
-        fields = dict(method="qlora", batch=2, seq=2048, r=16, targets="all-linear", gradient_checkpointing="offload")
+        fields = {
+            "method": "qlora",
+            "batch": 2,
+            "seq": 2048,
+            "r": 16,
+            "targets": "all-linear",
+            "gradient_checkpointing": "offload",
+        }
         return estimate_memory("llama-3.1-8b", setup_for("unsloth", **{**fields, **over})).total_bytes
 
     assert total(batch=q.max_batch) <= 15 * GIB < total(batch=q.max_batch + 1)
@@ -75,7 +82,10 @@ def test_cli_json(capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["decision"] == "qlora" and data["methods"]["qlora"]["fits"] is True
     assert {t["name"] for t in data["methods"]["qlora"]["breakdown"]} >= {
-        "NF4 quantization constants", "LoRA weights", "logits + loss"}
+        "NF4 quantization constants",
+        "LoRA weights",
+        "logits + loss",
+    }
 
 
 def test_cli_table_and_errors(capsys):
@@ -87,8 +97,12 @@ def test_cli_table_and_errors(capsys):
 
 
 def test_cli_does_not_import_torch():
-    code = ("import sys; from loralab.cli import main; main(['plan', 'llama-3.1-8b', '--gpu-gb', '16', '--json']);"
-            "sys.exit(1 if 'torch' in sys.modules else 0)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    code = (
+        "import sys; from loralab.cli import main; main(['plan', 'llama-3.1-8b', '--gpu-gb', '16', '--json']);"
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, "loralab plan imported torch"
     assert json.loads(out.stdout)["model"] == "llama-3.1-8b"

@@ -44,10 +44,14 @@ def target_modules(model: str | Architecture, targets: str | Sequence[str] = "al
             return tuple(shapes)
         if targets == "attention":
             return arch.attention_modules()
-        raise ValueError(f"targets must be 'all-linear', 'attention' or a list of module names, got {targets!r}.")
+        raise ValueError(
+            f"targets must be 'all-linear', 'attention' or a list of module names, got {targets!r}."
+        )
     unknown = [t for t in targets if t not in shapes]
     if unknown:
-        raise ValueError(f"{arch.name} has no linear layer named {unknown}; its block linears are {list(shapes)}.")
+        raise ValueError(
+            f"{arch.name} has no linear layer named {unknown}; its block linears are {list(shapes)}."
+        )
     return tuple(targets)
 
 
@@ -59,7 +63,9 @@ def trainable_params(model: str | Architecture, r: int, targets: str | Sequence[
     return arch.layers * per_layer
 
 
-def trainable_fraction(model: str | Architecture, r: int, targets: str | Sequence[str] = "all-linear") -> float:
+def trainable_fraction(
+    model: str | Architecture, r: int, targets: str | Sequence[str] = "all-linear"
+) -> float:
     """Trainable LoRA parameters as a fraction of the base model's parameters."""
     arch = _as_arch(model)
     return trainable_params(arch, r, targets) / arch.param_count()

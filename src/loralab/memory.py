@@ -75,8 +75,10 @@ class TrainingSetup:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}.")
         if self.gradient_checkpointing not in ("none", "standard", "offload"):
-            raise ValueError("gradient_checkpointing must be 'none', 'standard' or 'offload' "
-                             f"(Unsloth's 'unsloth' mode), got {self.gradient_checkpointing!r}.")
+            raise ValueError(
+                "gradient_checkpointing must be 'none', 'standard' or 'offload' "
+                f"(Unsloth's 'unsloth' mode), got {self.gradient_checkpointing!r}."
+            )
         if self.loss not in LOSS_BYTES:
             raise ValueError(f"loss must be one of {sorted(LOSS_BYTES)}, got {self.loss!r}.")
         if self.base_bits not in (None, 4, 8, 16, 32):
@@ -98,13 +100,18 @@ class TrainingSetup:
 STACKS: dict[str, dict] = {
     # Unsloth on a CUDA GPU: its LoRA kernels keep one bf16 input per projection group, the loss is
     # Cut Cross-Entropy (no logits tensor), use_gradient_checkpointing="unsloth" offloads checkpoints.
-    "unsloth": dict(gradient_checkpointing="offload", loss="fused", adapter_casts_input=False),
+    "unsloth": {"gradient_checkpointing": "offload", "loss": "fused", "adapter_casts_input": False},
     # transformers + PEFT (and Unsloth's CPU backend): fp32 adapters cast their bf16 input (a copy per
     # adapter), the loss upcasts logits to fp32.
-    "hf": dict(gradient_checkpointing="standard", loss="unfused", adapter_casts_input=True),
+    "hf": {"gradient_checkpointing": "standard", "loss": "unfused", "adapter_casts_input": True},
     # torchtune single-device recipes: everything bf16 (adapters and AdamW states too), chunked CE.
-    "torchtune": dict(gradient_checkpointing="standard", loss="chunked", trainable_dtype="bf16",
-                      adapter_casts_input=False, runtime_overhead_gb=0.0),
+    "torchtune": {
+        "gradient_checkpointing": "standard",
+        "loss": "chunked",
+        "trainable_dtype": "bf16",
+        "adapter_casts_input": False,
+        "runtime_overhead_gb": 0.0,
+    },
 }
 
 
@@ -166,10 +173,16 @@ class MemoryEstimate:
         return out
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "method": self.setup.method, "total_gb": round(self.total_gb, 3),
-                "peak_phase": self.peak_phase, "tutorial_rule_gb": round(self.tutorial_gb, 2),
-                "terms": [{"name": t.name, "gb": round(t.gb, 4), "phase": t.phase, "how": t.how}
-                          for t in self.terms]}
+        return {
+            "model": self.model,
+            "method": self.setup.method,
+            "total_gb": round(self.total_gb, 3),
+            "peak_phase": self.peak_phase,
+            "tutorial_rule_gb": round(self.tutorial_gb, 2),
+            "terms": [
+                {"name": t.name, "gb": round(t.gb, 4), "phase": t.phase, "how": t.how} for t in self.terms
+            ],
+        }
 
 
 def tutorial_rule_gb(params_billions: float, bits: int) -> float:
@@ -194,8 +207,12 @@ def layer_activation_bytes(arch: Architecture, s: TrainingSetup) -> float:
     total += c * (2 * q + 2 * kv) + 4 * arch.heads  # q, k (after RoPE), v, attention output, logsumexp
     total += 3 * c * i  # gate output (SiLU input), SiLU output, up output (the product's operands)
     trained = _trained_modules(arch, s)
-    groups = ((("q_proj", "k_proj", "v_proj", "qkv_proj"), h), (("o_proj",), q),
-              (("gate_proj", "up_proj", "gate_up_proj"), h), (("down_proj",), i))
+    groups = (
+        (("q_proj", "k_proj", "v_proj", "qkv_proj"), h),
+        (("o_proj",), q),
+        (("gate_proj", "up_proj", "gate_up_proj"), h),
+        (("down_proj",), i),
+    )
     for names, width in groups:  # inputs of the trained linears, kept for their weight gradients
         n = sum(1 for m in names if m in trained)
         if n:
@@ -205,7 +222,9 @@ def layer_activation_bytes(arch: Architecture, s: TrainingSetup) -> float:
     return float(total)
 
 
-def estimate_memory(model: str | Architecture, setup: TrainingSetup | None = None, **fields) -> MemoryEstimate:
+def estimate_memory(
+    model: str | Architecture, setup: TrainingSetup | None = None, **fields
+) -> MemoryEstimate:
     """Peak training memory for ``model`` under ``setup`` (or TrainingSetup(**fields))."""
     arch = _as_arch(model)
     s = replace(setup, **fields) if setup is not None else TrainingSetup(**fields)
@@ -216,56 +235,130 @@ def estimate_memory(model: str | Architecture, setup: TrainingSetup | None = Non
     n_linear, n_other = arch.linear_params, arch.embedding_params + arch.small_params
     # --- weights ---
     if s.method == "full":
-        terms.append(Term("weights (trained)", arch.param_count() * t,
-                          f"{arch.param_count() / 1e9:.2f}B params x {t} B ({s.trainable_dtype})"))
+        terms.append(
+            Term(
+                "weights (trained)",
+                arch.param_count() * t,
+                f"{arch.param_count() / 1e9:.2f}B params x {t} B ({s.trainable_dtype})",
+            )
+        )
         n_train = arch.param_count()
     else:
         bits = s.weight_bits
-        terms.append(Term(f"base linear weights ({bits}-bit)", n_linear * bits / 8,
-                          f"{n_linear / 1e9:.2f}B block-linear params x {bits}/8 B"))
+        terms.append(
+            Term(
+                f"base linear weights ({bits}-bit)",
+                n_linear * bits / 8,
+                f"{n_linear / 1e9:.2f}B block-linear params x {bits}/8 B",
+            )
+        )
         if bits == 4:
             const_bits = NF4_DOUBLE_QUANT_CONSTANT_BITS if s.double_quant else NF4_CONSTANT_BITS
-            terms.append(Term("NF4 quantization constants", n_linear * const_bits / 8,
-                              f"{const_bits:.3f} bit/param ({'double quant' if s.double_quant else 'fp32 absmax per 64'})"))
-            terms.append(Term("dequantized weight buffer", c * max(a * b for a, b in arch.linear_shapes().values()),
-                              "one weight dequantized to the compute dtype at a time"))
+            terms.append(
+                Term(
+                    "NF4 quantization constants",
+                    n_linear * const_bits / 8,
+                    f"{const_bits:.3f} bit/param ({'double quant' if s.double_quant else 'fp32 absmax per 64'})",
+                )
+            )
+            terms.append(
+                Term(
+                    "dequantized weight buffer",
+                    c * max(a * b for a, b in arch.linear_shapes().values()),
+                    "one weight dequantized to the compute dtype at a time",
+                )
+            )
         elif bits == 8:
             rows = arch.layers * sum(o for _, o in arch.linear_shapes().values())
             terms.append(Term("int8 row scales", rows * 4, "one fp32 scale per output row"))
-        terms.append(Term("embeddings + lm_head + norms", n_other * c,
-                          f"{n_other / 1e9:.3f}B params kept in {s.compute_dtype} (not quantized)"))
+        terms.append(
+            Term(
+                "embeddings + lm_head + norms",
+                n_other * c,
+                f"{n_other / 1e9:.3f}B params kept in {s.compute_dtype} (not quantized)",
+            )
+        )
         n_train = trainable_params(arch, s.r, s.targets)
-        terms.append(Term("LoRA weights", n_train * t, f"{n_train / 1e6:.1f}M params x {t} B ({s.trainable_dtype})"))
+        terms.append(
+            Term("LoRA weights", n_train * t, f"{n_train / 1e6:.1f}M params x {t} B ({s.trainable_dtype})")
+        )
     state_bytes = 2.0 if s.optimizer == "adamw_8bit" else 2.0 * t
-    terms.append(Term("optimizer states", n_train * state_bytes, f"AdamW: 2 states x {state_bytes / 2:g} B per trained param"))
+    terms.append(
+        Term(
+            "optimizer states",
+            n_train * state_bytes,
+            f"AdamW: 2 states x {state_bytes / 2:g} B per trained param",
+        )
+    )
     grad_phase = "B" if s.method == "full" else "static"
-    terms.append(Term("gradients", n_train * t, f"one {s.trainable_dtype} gradient per trained param", grad_phase))
+    terms.append(
+        Term("gradients", n_train * t, f"one {s.trainable_dtype} gradient per trained param", grad_phase)
+    )
     # --- activations ---
     per_layer = layer_activation_bytes(arch, s)
     tokens = s.tokens
     if s.gradient_checkpointing == "none":
-        terms.append(Term("activations (all blocks)", tokens * arch.layers * per_layer,
-                          f"{tokens} tokens x {arch.layers} blocks x {per_layer / 1e3:.1f} kB", "A"))
+        terms.append(
+            Term(
+                "activations (all blocks)",
+                tokens * arch.layers * per_layer,
+                f"{tokens} tokens x {arch.layers} blocks x {per_layer / 1e3:.1f} kB",
+                "A",
+            )
+        )
     else:
         ckpt = tokens * arch.layers * c * arch.hidden
         if s.gradient_checkpointing == "offload":
-            notes.append(f"{ckpt / GB:.2f} GB of checkpoints are offloaded to CPU RAM, not counted on the GPU.")
+            notes.append(
+                f"{ckpt / GB:.2f} GB of checkpoints are offloaded to CPU RAM, not counted on the GPU."
+            )
             ckpt = tokens * c * arch.hidden  # the one in flight
-        terms.append(Term("checkpoints (block inputs)", ckpt,
-                          f"{tokens} tokens x {c * arch.hidden} B per block" +
-                          (" (offloaded: one on GPU)" if s.gradient_checkpointing == "offload" else f" x {arch.layers}"),
-                          "AB"))
-        terms.append(Term("recomputed block", tokens * per_layer,
-                          f"one block's activations rebuilt in backward: {per_layer / 1e3:.1f} kB/token", "B"))
-    terms.append(Term("final norm", tokens * (4 + c) * arch.hidden, "fp32 input + output of the last RMSNorm", "A"))
+        terms.append(
+            Term(
+                "checkpoints (block inputs)",
+                ckpt,
+                f"{tokens} tokens x {c * arch.hidden} B per block"
+                + (
+                    " (offloaded: one on GPU)"
+                    if s.gradient_checkpointing == "offload"
+                    else f" x {arch.layers}"
+                ),
+                "AB",
+            )
+        )
+        terms.append(
+            Term(
+                "recomputed block",
+                tokens * per_layer,
+                f"one block's activations rebuilt in backward: {per_layer / 1e3:.1f} kB/token",
+                "B",
+            )
+        )
+    terms.append(
+        Term("final norm", tokens * (4 + c) * arch.hidden, "fp32 input + output of the last RMSNorm", "A")
+    )
     loss_b = LOSS_BYTES[s.loss]
-    terms.append(Term("logits + loss", tokens * arch.vocab * loss_b,
-                      f"{tokens} tokens x {arch.vocab} vocab x {loss_b:g} B ({s.loss} cross-entropy)", "A")
-                 if loss_b else Term("logits + loss", 0.0, "fused cross-entropy: no logits tensor is stored", "A"))
+    terms.append(
+        Term(
+            "logits + loss",
+            tokens * arch.vocab * loss_b,
+            f"{tokens} tokens x {arch.vocab} vocab x {loss_b:g} B ({s.loss} cross-entropy)",
+            "A",
+        )
+        if loss_b
+        else Term("logits + loss", 0.0, "fused cross-entropy: no logits tensor is stored", "A")
+    )
     if s.runtime_overhead_gb:
-        terms.append(Term("runtime overhead", s.runtime_overhead_gb * GB, "CUDA context, kernels, allocator slack"))
-    est = MemoryEstimate(model=arch.name, setup=s, terms=tuple(terms), peak_phase="A",
-                         tutorial_gb=tutorial_rule_gb(arch.param_count() / 1e9, 4 if s.method == "qlora" else 16),
-                         notes=tuple(notes))
+        terms.append(
+            Term("runtime overhead", s.runtime_overhead_gb * GB, "CUDA context, kernels, allocator slack")
+        )
+    est = MemoryEstimate(
+        model=arch.name,
+        setup=s,
+        terms=tuple(terms),
+        peak_phase="A",
+        tutorial_gb=tutorial_rule_gb(arch.param_count() / 1e9, 4 if s.method == "qlora" else 16),
+        notes=tuple(notes),
+    )
     phase = "A" if est.phase_bytes("A") >= est.phase_bytes("B") else "B"
     return replace(est, peak_phase=phase)

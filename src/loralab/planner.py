@@ -63,12 +63,27 @@ class Plan:
 
     def to_dict(self) -> dict:
         return {
-            "model": self.model, "gpu_gb": self.gpu_gb, "batch": self.batch, "seq": self.seq, "r": self.r,
-            "alpha": self.alpha, "targets": self.targets, "stack": self.stack, "decision": self.decision,
+            "model": self.model,
+            "gpu_gb": self.gpu_gb,
+            "batch": self.batch,
+            "seq": self.seq,
+            "r": self.r,
+            "alpha": self.alpha,
+            "targets": self.targets,
+            "stack": self.stack,
+            "decision": self.decision,
             "reason": self.reason,
-            "methods": {m: {"fits": f.fits, "peak_gib": round(f.estimate.total_gib, 2),
-                            "free_gib": round(f.free_gib, 2), "max_batch": f.max_batch, "max_seq": f.max_seq,
-                            "breakdown": f.estimate.to_dict()["terms"]} for m, f in self.fits.items()},
+            "methods": {
+                m: {
+                    "fits": f.fits,
+                    "peak_gib": round(f.estimate.total_gib, 2),
+                    "free_gib": round(f.free_gib, 2),
+                    "max_batch": f.max_batch,
+                    "max_seq": f.max_seq,
+                    "breakdown": f.estimate.to_dict()["terms"],
+                }
+                for m, f in self.fits.items()
+            },
             "advice": [{"level": a.level, "topic": a.topic, "message": a.message} for a in self.advice],
         }
 
@@ -94,54 +109,123 @@ def _fit(arch: Architecture, method: str, gpu_gb: float, stack: str, **fields) -
     e = est()
     budget = gpu_gb * GIB
     return Fit(
-        method=method, estimate=e, fits=e.total_bytes <= budget, free_gib=(budget - e.total_bytes) / GIB,
+        method=method,
+        estimate=e,
+        fits=e.total_bytes <= budget,
+        free_gib=(budget - e.total_bytes) / GIB,
         max_batch=_largest(lambda b: est(batch=b).total_bytes <= budget, 4096),
         max_seq=_largest(lambda s: est(seq=s).total_bytes <= budget),
     )
 
 
-def _advice(arch: Architecture, r: int, alpha: float, alpha_given: bool, targets: str, decision: str,
-            fits: dict[str, Fit], gradient_checkpointing: bool) -> list[Advice]:
+def _advice(
+    arch: Architecture,
+    r: int,
+    alpha: float,
+    alpha_given: bool,
+    targets: str,
+    decision: str,
+    fits: dict[str, Fit],
+    gradient_checkpointing: bool,
+) -> list[Advice]:
     out: list[Advice] = []
     if r >= LARGE_R:
         extra = trainable_params(arch, r, targets) - trainable_params(arch, 16, targets)
-        out.append(Advice("warning", "large rank", (
-            f"r={r} trains {extra / 1e6:,.0f}M more parameters than r=16 and invites overfitting. "
-            "Start at r=16 (alpha=32) and raise r only if your evals demand it.")))
+        out.append(
+            Advice(
+                "warning",
+                "large rank",
+                (
+                    f"r={r} trains {extra / 1e6:,.0f}M more parameters than r=16 and invites overfitting. "
+                    "Start at r=16 (alpha=32) and raise r only if your evals demand it."
+                ),
+            )
+        )
     if alpha_given and alpha != 2 * r:
-        out.append(Advice("warning", "alpha/r scaling", (
-            f"alpha={alpha:g} with r={r} scales the adapter by alpha/r={alpha_scale(alpha, r):g}, not the usual 2. "
-            f"If you changed r (or alpha) alone, set alpha={2 * r} to keep the adapter's strength; "
-            "keep a different ratio only on purpose, checked by evals.")))
+        out.append(
+            Advice(
+                "warning",
+                "alpha/r scaling",
+                (
+                    f"alpha={alpha:g} with r={r} scales the adapter by alpha/r={alpha_scale(alpha, r):g}, not the usual 2. "
+                    f"If you changed r (or alpha) alone, set alpha={2 * r} to keep the adapter's strength; "
+                    "keep a different ratio only on purpose, checked by evals."
+                ),
+            )
+        )
     if targets == "attention":
         saved = trainable_params(arch, r, "all-linear") - trainable_params(arch, r, "attention")
-        out.append(Advice("warning", "attention-only targets", (
-            f"Adapting only q/k/v/o saves {saved / 1e6:,.0f}M adapter parameters ({saved * 16 / GIB:.2f} GiB "
-            "of fp32 weights, gradients and AdamW states) but often underperforms. Use targets='all-linear' "
-            "unless memory is that tight.")))
+        out.append(
+            Advice(
+                "warning",
+                "attention-only targets",
+                (
+                    f"Adapting only q/k/v/o saves {saved / 1e6:,.0f}M adapter parameters ({saved * 16 / GIB:.2f} GiB "
+                    "of fp32 weights, gradients and AdamW states) but often underperforms. Use targets='all-linear' "
+                    "unless memory is that tight."
+                ),
+            )
+        )
     if decision == "qlora":
-        out.append(Advice("info", "4-bit is not free", (
-            "QLoRA has a small quality cost. On the hardest tasks, compare against a 16-bit LoRA run "
-            "(a bigger GPU, or a shorter seq) before committing.")))
+        out.append(
+            Advice(
+                "info",
+                "4-bit is not free",
+                (
+                    "QLoRA has a small quality cost. On the hardest tasks, compare against a 16-bit LoRA run "
+                    "(a bigger GPU, or a shorter seq) before committing."
+                ),
+            )
+        )
     if decision == "none":
         q = fits["qlora"]
-        hint = (f"lower seq to {q.max_seq}" if q.max_seq else "no sequence length fits even at batch 1")
-        out.append(Advice("warning", "does not fit", (
-            f"Nothing fits: QLoRA needs {q.estimate.total_gib:.1f} GiB. Use batch 1 with gradient "
-            f"accumulation, {hint}, or a GPU with more memory.")))
+        hint = f"lower seq to {q.max_seq}" if q.max_seq else "no sequence length fits even at batch 1"
+        out.append(
+            Advice(
+                "warning",
+                "does not fit",
+                (
+                    f"Nothing fits: QLoRA needs {q.estimate.total_gib:.1f} GiB. Use batch 1 with gradient "
+                    f"accumulation, {hint}, or a GPU with more memory."
+                ),
+            )
+        )
     if not gradient_checkpointing and not fits["qlora"].fits:
-        out.append(Advice("warning", "gradient checkpointing", (
-            "Gradient checkpointing is off: every block keeps its activations. Turn it on "
-            "(Unsloth: use_gradient_checkpointing='unsloth') to trade ~30% speed for much less memory.")))
-    out.append(Advice("info", "pin the base model", (
-        "An adapter only works on the exact base weights it was trained on: record the base model id "
-        "and revision next to the adapter.")))
+        out.append(
+            Advice(
+                "warning",
+                "gradient checkpointing",
+                (
+                    "Gradient checkpointing is off: every block keeps its activations. Turn it on "
+                    "(Unsloth: use_gradient_checkpointing='unsloth') to trade ~30% speed for much less memory."
+                ),
+            )
+        )
+    out.append(
+        Advice(
+            "info",
+            "pin the base model",
+            (
+                "An adapter only works on the exact base weights it was trained on: record the base model id "
+                "and revision next to the adapter."
+            ),
+        )
+    )
     return out
 
 
-def plan(model: str | Architecture, gpu_gb: float, batch: int = 2, seq: int = 2048, r: int = 16,
-         targets: str = "all-linear", alpha: float | None = None, gradient_checkpointing: bool = True,
-         stack: str = "unsloth", lora_falls_short: bool = False) -> Plan:
+def plan(
+    model: str | Architecture,
+    gpu_gb: float,
+    batch: int = 2,
+    seq: int = 2048,
+    r: int = 16,
+    targets: str = "all-linear",
+    alpha: float | None = None,
+    gradient_checkpointing: bool = True,
+    stack: str = "unsloth",
+    lora_falls_short: bool = False,
+) -> Plan:
     """Plan full FT / 16-bit LoRA / QLoRA for ``model`` on a GPU with ``gpu_gb`` GiB."""
     if gpu_gb <= 0:
         raise ValueError(f"gpu_gb must be the GPU's memory in GiB (e.g. 16 for a T4), got {gpu_gb!r}.")
@@ -153,33 +237,68 @@ def plan(model: str | Architecture, gpu_gb: float, batch: int = 2, seq: int = 20
     if alpha <= 0:
         raise ValueError(f"alpha must be positive (the convention is alpha = 2r = {2 * r}), got {alpha!r}.")
     gc_mode = {"unsloth": "offload"}.get(stack, "standard") if gradient_checkpointing else "none"
-    fields = dict(batch=batch, seq=seq, r=r, targets=targets, gradient_checkpointing=gc_mode)
+    fields = {"batch": batch, "seq": seq, "r": r, "targets": targets, "gradient_checkpointing": gc_mode}
     fits = {m: _fit(arch, m, gpu_gb, stack, **fields) for m in METHODS}
     lora, qlora, full = fits["lora"], fits["qlora"], fits["full"]
     if lora_falls_short and full.fits:
-        decision, reason = "full", (f"Full fine-tuning fits ({full.estimate.total_gib:.1f} of {gpu_gb:g} GiB) and "
-                                    "your evals say LoRA falls short: the last resort is justified.")
+        decision, reason = (
+            "full",
+            (
+                f"Full fine-tuning fits ({full.estimate.total_gib:.1f} of {gpu_gb:g} GiB) and "
+                "your evals say LoRA falls short: the last resort is justified."
+            ),
+        )
     elif lora.fits and lora.free_gib >= HEADROOM * gpu_gb:
-        decision, reason = "lora", (
-            f"16-bit LoRA fits with headroom ({lora.estimate.total_gib:.1f} of {gpu_gb:g} GiB): it avoids "
-            "4-bit's small quality cost and trains slightly faster.")
+        decision, reason = (
+            "lora",
+            (
+                f"16-bit LoRA fits with headroom ({lora.estimate.total_gib:.1f} of {gpu_gb:g} GiB): it avoids "
+                "4-bit's small quality cost and trains slightly faster."
+            ),
+        )
     elif qlora.fits:
-        why = ("16-bit LoRA fits only tightly" if lora.fits else
-               f"16-bit LoRA needs {lora.estimate.total_gib:.1f} GiB")
-        decision, reason = "qlora", (f"Memory is tight: {why}, QLoRA needs {qlora.estimate.total_gib:.1f} "
-                                     f"of {gpu_gb:g} GiB.")
+        why = (
+            "16-bit LoRA fits only tightly"
+            if lora.fits
+            else f"16-bit LoRA needs {lora.estimate.total_gib:.1f} GiB"
+        )
+        decision, reason = (
+            "qlora",
+            (f"Memory is tight: {why}, QLoRA needs {qlora.estimate.total_gib:.1f} of {gpu_gb:g} GiB."),
+        )
     else:
-        decision, reason = "none", (f"Even QLoRA needs {qlora.estimate.total_gib:.1f} GiB at batch {batch} x "
-                                    f"seq {seq}; this GPU has {gpu_gb:g} GiB.")
+        decision, reason = (
+            "none",
+            (
+                f"Even QLoRA needs {qlora.estimate.total_gib:.1f} GiB at batch {batch} x "
+                f"seq {seq}; this GPU has {gpu_gb:g} GiB."
+            ),
+        )
     if decision in ("lora", "qlora") and full.fits and not lora_falls_short:
         reason += " Full fine-tuning would fit too; use it only if evals show LoRA falls short."
     advice = _advice(arch, r, alpha, alpha_given, targets, decision, fits, gradient_checkpointing)
-    return Plan(model=arch.name, gpu_gb=gpu_gb, batch=batch, seq=seq, r=r, alpha=alpha, targets=targets,
-                stack=stack, fits=fits, decision=decision, reason=reason, advice=tuple(advice))
+    return Plan(
+        model=arch.name,
+        gpu_gb=gpu_gb,
+        batch=batch,
+        seq=seq,
+        r=r,
+        alpha=alpha,
+        targets=targets,
+        stack=stack,
+        fits=fits,
+        decision=decision,
+        reason=reason,
+        advice=tuple(advice),
+    )
 
 
 # Common cards, memory in GiB as the driver reports it (the marketing "16 GB" T4 shows ~15 GiB usable).
 GPUS: dict[str, float] = {
-    "T4 16GB": 15.0, "L4 24GB": 22.0, "RTX 4090 24GB": 23.5, "A100 40GB": 39.5, "A100 80GB": 79.2,
+    "T4 16GB": 15.0,
+    "L4 24GB": 22.0,
+    "RTX 4090 24GB": 23.5,
+    "A100 40GB": 39.5,
+    "A100 80GB": 79.2,
     "H100 80GB": 79.2,
 }
