@@ -108,3 +108,39 @@ def test_trainable_count_equals_peft_on_the_embedded_model():
 def test_fraction_and_alpha_scale():
     assert trainable_fraction("llama-3.1-8b", 16) < 0.01  # "<1% of the parameters"
     assert alpha_scale(32, 16) == 2.0
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("unsloth/Qwen2.5-7B-Instruct-unsloth-bnb-4bit", "qwen2.5-7b"),
+        ("google/gemma-2-9b-it", "gemma-2-9b"),
+        ("microsoft/Phi-3-mini-4k-instruct", "phi-3.5-mini"),
+        ("meta-llama/Llama-3.3-70B-Instruct", "llama-3.1-70b"),
+        ("unsloth/gemma-3-1b-it", "gemma-3-1b"),
+        ("HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-135m"),
+        ("mistralai/Mistral-7B-Instruct-v0.3", "mistral-7b-v0.3"),
+    ],
+)
+def test_hub_and_unsloth_names_resolve(name, expected):
+    assert get_architecture(name).name == expected
+
+
+def test_local_folder_with_config_json(tmp_path):
+    cfg = {
+        "model_type": "qwen2",
+        "hidden_size": 896,
+        "intermediate_size": 4864,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 14,
+        "num_key_value_heads": 2,
+        "vocab_size": 151936,
+        "tie_word_embeddings": True,
+    }
+    (tmp_path / "config.json").write_text(__import__("json").dumps(cfg))
+    arch = get_architecture(str(tmp_path))
+    assert arch.param_count() == get_architecture("qwen2.5-0.5b").total_params
+    assert trainable_params(arch, 16) == trainable_params("qwen2.5-0.5b", 16)
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    with pytest.raises(ValueError, match="hidden_size"):
+        get_architecture(str(tmp_path))

@@ -367,6 +367,7 @@ def normalize_name(model: str) -> str:
         return name
     name = name.rsplit("/", 1)[-1]
     name = re.sub(r"^meta-", "", name)
+    name = re.sub(r"-(instruct|it|chat)(?=-v\d)", "", name)  # mistral-7b-instruct-v0.3
     changed = True
     while changed:
         changed = False
