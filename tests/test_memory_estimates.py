@@ -334,6 +334,12 @@ def test_terms_respond_to_their_knobs():
     assert estimate_memory("llama-3.1-8b", **{**base, "seq": 4096}).total_bytes > e.total_bytes
     assert estimate_memory("llama-3.1-8b", **base, gradient_checkpointing="none").total_bytes > e.total_bytes
     assert estimate_memory("llama-3.1-8b", **{**base, "method": "lora"}).total_bytes > e.total_bytes
+    lora16 = estimate_memory("llama-3.1-8b", method="lora", batch=2, seq=2048)
+    lora8 = estimate_memory("llama-3.1-8b", method="lora", batch=2, seq=2048, base_bits=8)
+    assert lora8.term("base linear weights (8-bit)") == pytest.approx(
+        lora16.term("base linear weights (16-bit)") / 2
+    )
+    assert lora8.term("int8 row scales") > 0
     with pytest.raises(ValueError, match="gradient_checkpointing"):
         TrainingSetup(gradient_checkpointing="sometimes")
     assert e.total_bytes == pytest.approx(e.static_bytes + max(e.phase_bytes("A"), e.phase_bytes("B")))
