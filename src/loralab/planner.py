@@ -179,7 +179,7 @@ def _advice(
         )
     if decision == "none":
         q = fits["qlora"]
-        hint = f"lower seq to {q.max_seq}" if q.max_seq else "no sequence length fits even at batch 1"
+        hint = f"lower seq to {q.max_seq}" if q.max_seq else "no sequence length fits at this batch size"
         out.append(
             Advice(
                 "warning",
