@@ -17,8 +17,11 @@ from loralab.config import RunConfig
 
 def build_trainer(model, tokenizer, train_dataset, cfg: RunConfig, output_dir: str | Path):
     """An ``SFTTrainer`` for ``model`` on a prompt/completion dataset; call ``.train()`` on it."""
+    import datasets
     import torch
     from trl import SFTConfig, SFTTrainer
+
+    datasets.disable_progress_bars()  # no "Tokenizing train dataset" bars in notebooks and logs
 
     on_gpu = torch.cuda.is_available()
     bf16 = on_gpu and torch.cuda.is_bf16_supported()

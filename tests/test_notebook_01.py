@@ -1,0 +1,103 @@
+"""Notebook 01 end to end under papermill on the embedded model (smoke params, a few steps).
+
+Asserts on metrics.json and the run folder only, never on notebook text: the loss went down, only
+LoRA weights moved, the trainable count is the r*(d+k) arithmetic, and the saved adapter reloads
+onto a fresh base and reproduces the trained model's logits.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loralab.runner import read_params_file, run_notebook
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    params = read_params_file(REPO / "params/01_qlora_finetune/smoke.yaml")
+    return run_notebook(REPO / "notebooks/01_qlora_finetune.ipynb", params,
+                        runs_root=tmp_path_factory.mktemp("runs"), run_name="smoke", timeout_s=900)
+
+
+@pytest.fixture(scope="module")
+def metrics(smoke_run) -> dict:
+    return json.loads((smoke_run / "metrics.json").read_text())
+
+
+def test_run_folder_holds_everything(smoke_run):
+    for name in ("01_qlora_finetune.ipynb", "metrics.json", "loss.png", "reference_logits.safetensors",
+                 "adapter/adapter_config.json", "adapter/adapter_model.safetensors"):
+        assert (smoke_run / name).is_file(), name
+    assert not list((smoke_run / "adapter").glob("*.bin")), "adapters are saved as safetensors only"
+
+
+def test_metrics_keys_documented_in_readme(metrics):
+    readme = (REPO / "README.md").read_text()
+    for key in ("params", "trainable_params", "total_params", "train_loss_first", "train_loss_last",
+                "eval_score_before", "eval_score_after", "train_tokens_per_s", "peak_memory_gb", "wall_time_s",
+                "versions"):
+        assert key in metrics, key
+        assert f"`{key}`" in readme, f"README does not document metrics key {key}"
+
+
+def test_loss_went_down(metrics):
+    losses = metrics["train_losses"]
+    assert len(losses) == metrics["params"]["max_steps"]
+    assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2 - 0.1, losses
+
+
+def test_only_lora_weights_changed(metrics):
+    assert metrics["base_fingerprint_before"] == metrics["base_fingerprint_after"], "the frozen base moved"
+    assert metrics["lora_fingerprint_before"] != metrics["lora_fingerprint_after"], "LoRA weights did not train"
+
+
+def test_trainable_count_is_r_times_d_plus_k(metrics, embedded_config):
+    """Recomputed from the model's config.json alone: W is d x k, LoRA adds r*(d+k) per layer."""
+    r = metrics["params"]["lora_r"]
+    h, inter = embedded_config["hidden_size"], embedded_config["intermediate_size"]
+    kv = embedded_config["num_key_value_heads"] * embedded_config.get(
+        "head_dim", h // embedded_config["num_attention_heads"])
+    shapes = {"q_proj": (h, h), "k_proj": (kv, h), "v_proj": (kv, h), "o_proj": (h, h),
+              "gate_proj": (inter, h), "up_proj": (inter, h), "down_proj": (h, inter)}
+    per_layer = sum(r * (d + k) for d, k in shapes.values())
+    expected = embedded_config["num_hidden_layers"] * per_layer
+    assert metrics["trainable_params"] == expected
+    assert metrics["lora_params_sum_r_d_plus_k"] == expected
+    assert len(metrics["lora_layers"]) == 7 * embedded_config["num_hidden_layers"]
+    assert metrics["total_params"] > 130_000_000
+
+
+def test_eval_scores_are_recorded(metrics):
+    assert 0.0 <= metrics["eval_score_before"] <= 1.0 and 0.0 <= metrics["eval_score_after"] <= 1.0
+    assert metrics["eval_examples"] == metrics["params"]["eval_examples"]
+    assert metrics["train_tokens"] > 0 and metrics["train_tokens_per_s"] > 0 and metrics["peak_memory_gb"] > 0.2
+    assert metrics["versions"]["unsloth"] and metrics["versions"]["peft"]
+
+
+def test_saved_adapter_reloads_and_reproduces_logits(smoke_run, metrics):
+    """A fresh 4-bit base + PEFT's own loader on the saved folder gives the trained model's logits."""
+    import unsloth  # noqa: F401
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    from loralab.adapters import probe_logits
+    from loralab.config import validate_params
+    from loralab.modeling import load_model
+
+    cfg = validate_params(metrics["params"])
+    base, tokenizer = load_model(cfg)
+    model = PeftModel.from_pretrained(base, str(smoke_run / "adapter"))
+    reference = load_file(str(smoke_run / "reference_logits.safetensors"))
+    input_ids, logits = probe_logits(model, tokenizer)
+    assert input_ids.tolist() == reference["input_ids"].tolist()
+    diff = (logits - reference["logits"]).abs().max().item()
+    assert diff < 1e-3, f"reloaded adapter differs from the trained model by {diff}"
+    with model.disable_adapter():
+        _, without = probe_logits(model, tokenizer)
+    assert (without - reference["logits"]).abs().max().item() > 1e-2, "the adapter had no effect"
