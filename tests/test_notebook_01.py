@@ -97,7 +97,11 @@ def test_saved_adapter_reloads_and_reproduces_logits(smoke_run, metrics):
     input_ids, logits = probe_logits(model, tokenizer)
     assert input_ids.tolist() == reference["input_ids"].tolist()
     diff = (logits - reference["logits"]).abs().max().item()
-    assert diff < 1e-3, f"reloaded adapter differs from the trained model by {diff}"
     with model.disable_adapter():
         _, without = probe_logits(model, tokenizer)
-    assert (without - reference["logits"]).abs().max().item() > 1e-2, "the adapter had no effect"
+    effect = (without - reference["logits"]).abs().max().item()
+    # Same weights, same kernels; fp32 summation order may differ between processes (measured ~4e-3
+    # on logits of magnitude ~20), while the adapter itself moves them by whole units.
+    assert diff < 1e-2, f"reloaded adapter differs from the trained model by {diff}"
+    assert effect > 100 * diff, f"adapter effect {effect} is not far above the reload error {diff}"
+    assert logits.argmax(-1).tolist() == reference["logits"].argmax(-1).tolist()
