@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from loralab.runner import read_params_file, run_notebook
+from loralab.config import read_params_file
+from loralab.runner import run_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

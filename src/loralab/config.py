@@ -149,8 +149,8 @@ def validate_params(params: dict[str, Any], source: str = "params") -> RunConfig
         raise ParamsError(f"{source}: " + " ".join(lines)) from None
 
 
-def load_params(path: str | Path) -> RunConfig:
-    """Read and validate a YAML params file."""
+def read_params_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML params file, unvalidated (papermill receives exactly this)."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"params file {path} does not exist.")
@@ -158,7 +158,14 @@ def load_params(path: str | Path) -> RunConfig:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ParamsError(f"{path} is not valid YAML: {error}") from None
-    return validate_params(data, source=str(path))
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping of name: value, got {type(data).__name__}.")
+    return data
+
+
+def load_params(path: str | Path) -> RunConfig:
+    """Read and validate a YAML params file."""
+    return validate_params(read_params_file(path), source=str(path))
 
 
 def params_from_namespace(namespace: dict[str, Any], names_before: set[str]) -> RunConfig:

@@ -22,18 +22,10 @@ from typing import Any
 
 import yaml
 
-from loralab.config import validate_params
+from loralab.config import read_params_file, validate_params
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VALIDATORS = {"01_qlora_finetune": validate_params}
-
-
-def read_params_file(path: str | Path) -> dict[str, Any]:
-    """The mapping in a YAML params file (validation happens in ``run_notebook``)."""
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a params file holds a mapping of name: value, not {type(data).__name__}.")
-    return data
 
 
 def run_notebook(notebook: str | Path, parameters: dict[str, Any], runs_root: str | Path = "runs",
