@@ -1,0 +1,87 @@
+"""Parameters of notebook 03 (adapters: manifests, verified loading, hot-swap serving, merge).
+
+    from loralab.adapters_demo import demo_params_from_namespace
+    demo = demo_params_from_namespace(globals(), _names_before_parameters)   # unknown names, bad values stop here
+    demo.train_config("json")                                                # a RunConfig for one small adapter
+
+Unknown names are refused with the nearest valid one, like notebook 01's parameters.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from loralab.config import ParamsError, RunConfig, validate_params
+
+
+class AdaptersDemoConfig(BaseModel):
+    """Notebook 03's parameters; each description is the help line."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_model: str = Field("embedded/smollm2-135m-instruct", description="the base every adapter is served on")
+    adapter_dirs: dict[str, str] = Field(
+        default_factory=dict, description="name -> adapter folder from earlier runs; {} = train json and caps here")
+    train_steps: int = Field(6, ge=1, le=500, description="optimizer steps per adapter trained here")
+    batch_size: int = Field(4, ge=1, description="examples per training step")
+    learning_rate: float = Field(1e-3, gt=0, le=1, description="learning rate of the short training runs")
+    lora_r: int = Field(8, ge=1, le=256, description="LoRA rank of the adapters trained here")
+    lora_alpha: float = Field(16, gt=0, description="LoRA alpha (scale alpha/r)")
+    max_seq_length: int = Field(128, ge=16, description="tokens per training example")
+    load_in_4bit: bool = Field(False, description="train and serve on a 4-bit base (slower on CPU)")
+    questions: int = Field(4, ge=1, le=30, description="held-out questions answered side by side")
+    max_new_tokens: int = Field(24, ge=1, description="tokens generated per answer")
+    merge_adapter: str = Field("json", description="adapter merged into the 16-bit base ('' = skip the merge)")
+    seed: int = Field(3407, description="seed for LoRA init and data order")
+    output_dir: str = Field("", description="folder for results.json, adapters and the merged model ('' = runs/<time>-03)")
+
+    @field_validator("adapter_dirs")
+    @classmethod
+    def _names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not name.isidentifier():
+                raise ValueError(f"adapter name {name!r} must be a simple name such as 'json' or 'support_bot'")
+        return value
+
+    def train_config(self) -> RunConfig:
+        """The RunConfig each adapter trained in the notebook uses."""
+        return validate_params({
+            "model_name": self.base_model, "load_in_4bit": self.load_in_4bit, "max_seq_length": self.max_seq_length,
+            "lora_r": self.lora_r, "lora_alpha": self.lora_alpha, "max_steps": self.train_steps,
+            "per_device_train_batch_size": self.batch_size, "learning_rate": self.learning_rate,
+            "warmup_steps": 0, "use_gradient_checkpointing": False, "seed": self.seed, "eval_task": "none",
+        }, source="notebook 03 parameters")
+
+
+FIELD_NAMES = list(AdaptersDemoConfig.model_fields)
+
+
+def validate_demo_params(params: dict[str, Any], source: str = "notebook 03 parameters") -> AdaptersDemoConfig:
+    """Validate notebook 03's parameters, or raise ParamsError with a sentence per problem."""
+    unknown = [k for k in params if k not in FIELD_NAMES]
+    if unknown:
+        hints = []
+        for key in unknown:
+            match = difflib.get_close_matches(str(key), FIELD_NAMES, n=1, cutoff=0.5)
+            hints.append(f"unknown parameter {key!r}." + (f" Did you mean {match[0]!r}?" if match else
+                                                          f" Valid names: {', '.join(FIELD_NAMES)}."))
+        raise ParamsError(f"{source}: " + " ".join(hints))
+    try:
+        return AdaptersDemoConfig(**params)
+    except ValidationError as error:
+        lines = []
+        for e in error.errors():
+            name = str(e["loc"][0]) if e["loc"] else "params"
+            help_line = AdaptersDemoConfig.model_fields[name].description if name in FIELD_NAMES else ""
+            lines.append(f"{name}: {e['msg'].removeprefix('Value error, ')} (got {e.get('input')!r}); "
+                         f"{name} = {help_line}.")
+        raise ParamsError(f"{source}: " + " ".join(lines)) from None
+
+
+def demo_params_from_namespace(namespace: dict[str, Any], names_before: set[str]) -> AdaptersDemoConfig:
+    """Validate every name the parameters cell (or papermill's injected cell) defined."""
+    params = {k: v for k, v in namespace.items() if k not in names_before and not k.startswith("_")}
+    return validate_demo_params(params)
