@@ -240,3 +240,22 @@ def test_demo_params_validate():
         validate_demo_params({"train_steps": 0})
     with pytest.raises(ParamsError, match="simple name"):
         validate_demo_params({"adapter_dirs": {"my adapter": "/x"}})
+
+
+def test_perturbed_bases_are_refused(base_and_adapter):
+    """The look-alike bases notebook 03 shows: one value changed by one ulp, or a changed chat template."""
+    from safetensors.torch import load_file
+
+    from loralab.perturbed_base import base_with_changed_template, base_with_one_weight_changed
+
+    base, adapter = base_and_adapter
+    with base_with_one_weight_changed(str(base)) as other:
+        original, changed = load_file(str(base / "model.safetensors")), load_file(str(other / "model.safetensors"))
+        differing = {k: int((original[k] != changed[k]).sum()) for k in original}
+        assert sorted(differing.values()) == [0, 1], differing  # exactly one value in one tensor
+        with pytest.raises(ValueError, match="weights"):
+            check_adapter_base(adapter, str(other))
+    with base_with_changed_template(str(base), new_template="{{ messages }}") as other:
+        with pytest.raises(ValueError, match="chat template"):
+            check_adapter_base(adapter, str(other))
+    assert check_adapter_base(adapter, str(base)).verified  # the original is untouched

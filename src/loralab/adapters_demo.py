@@ -10,6 +10,8 @@ Unknown names are refused with the nearest valid one, like notebook 01's paramet
 from __future__ import annotations
 
 import difflib
+import time
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -34,7 +36,7 @@ class AdaptersDemoConfig(BaseModel):
     load_in_4bit: bool = Field(False, description="train and serve on a 4-bit base (slower on CPU)")
     questions: int = Field(4, ge=1, le=30, description="held-out questions answered side by side")
     max_new_tokens: int = Field(24, ge=1, description="tokens generated per answer")
-    merge_adapter: str = Field("json", description="adapter merged into the 16-bit base ('' = skip the merge)")
+    merge_adapter_name: str = Field("json", description="adapter merged into the 16-bit base ('' = skip the merge)")
     seed: int = Field(3407, description="seed for LoRA init and data order")
     output_dir: str = Field("", description="folder for results.json, adapters and the merged model ('' = runs/<time>-03)")
 
@@ -45,6 +47,12 @@ class AdaptersDemoConfig(BaseModel):
             if not name.isidentifier():
                 raise ValueError(f"adapter name {name!r} must be a simple name such as 'json' or 'support_bot'")
         return value
+
+    def resolve_output_dir(self, runs_root: str = "runs") -> Path:
+        """``output_dir``, or a new ``runs_root/<time>-03_adapters`` folder; created either way."""
+        path = Path(self.output_dir) if self.output_dir else Path(runs_root) / f"{time.strftime('%Y%m%d-%H%M%S')}-03_adapters"
+        path.mkdir(parents=True, exist_ok=True)
+        return path.resolve()
 
     def train_config(self) -> RunConfig:
         """The RunConfig each adapter trained in the notebook uses."""
