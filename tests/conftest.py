@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unsloth  # noqa: F401  (before transformers/peft/trl, which it patches; some tests import those)
+
 import json
 from pathlib import Path
 

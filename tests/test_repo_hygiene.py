@@ -81,3 +81,12 @@ def test_cpu_install_keeps_gpu_only_packages_out():
     core = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     names = {Requirement(r).name.lower() for r in core}
     assert not names & {"torchvision", "triton", "xformers", "unsloth"}
+
+
+def test_papermill_sees_every_run_parameter_of_notebook_01():
+    """papermill parses the parameters cell; a comment it cannot parse hides the name (and warns)."""
+    from papermill.inspection import inspect_notebook
+
+    from loralab.config import FIELD_NAMES
+
+    assert sorted(inspect_notebook(str(REPO / "notebooks/01_qlora_finetune.ipynb"))) == sorted(FIELD_NAMES)
