@@ -26,6 +26,7 @@ def layer_math_table(layers: list[LoraLayer]):
     if not table.empty:
         total = {"module": "total", "layers": int(table["layers"].sum()), "trainable": int(table["trainable"].sum())}
         table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+        table = table.astype({c: "Int64" for c in table.columns if c != "module"})  # blanks, not NaN
     return table
 
 
