@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 PARAMS    ?= params/01_qlora_finetune/default.yaml
 PIP       := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup run test lint clean-venv
+.PHONY: setup run test lint bench clean-venv
 
 setup: $(STAMP)
 
@@ -38,3 +38,6 @@ lint: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+bench: setup
+	$(PY) bench/train_bench.py $(BENCH_ARGS)
