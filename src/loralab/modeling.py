@@ -26,27 +26,9 @@ def _fast_language_model():
     return FastLanguageModel
 
 
-def _eager_4bit_dequant_on_cpu() -> None:
-    """Run bitsandbytes' CPU dequantization eagerly instead of through torch.compile.
-
-    On CPUs without AVX-512, bitsandbytes 0.50 dequantizes NF4 with ``torch.compile``-d functions
-    (one compile per weight shape). Measured on 2 AVX2 cores with the embedded model: about 150 s of
-    compiling before the first steps finish, then 8.7 s/step, against 9.5 s/step eagerly with no
-    warm-up; short runs (minutes) are faster eager. ``LORALAB_CPU_COMPILE=1`` keeps the compile.
-    """
-    import os
-
-    import torch
-
-    if not torch.cuda.is_available() and os.environ.get("LORALAB_CPU_COMPILE", "0") != "1":
-        torch._dynamo.config.disable = True
-
-
 def load_model(cfg: RunConfig):
     """Load the base model and tokenizer as the config asks (embedded names never touch a hub)."""
     fast = _fast_language_model()
-    if cfg.load_in_4bit and not cfg.full_finetuning:
-        _eager_4bit_dequant_on_cpu()
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # no per-tensor "Loading weights" bars in notebooks/logs
