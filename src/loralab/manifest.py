@@ -12,14 +12,14 @@ What the base fingerprint holds, and what it costs:
 
 * ``weights_sha256``: SHA-256 over the bytes of every ``*.safetensors`` file of the base folder
   (one digest per file, then one over the sorted ``name:digest`` list). Any changed weight, dtype,
-  shape or tensor name changes it. Streaming SHA-256 runs at about 2 GB/s on one core of these
-  machines (OpenSSL with the CPU's SHA instructions); measured on the 270 MB embedded model:
-  0.14 s with the file in the page cache (0.18 s cold), i.e. about 1.9 GB/s. Extrapolated to an 8B
-  model in bf16 (16 GB): about 8-9 s of hashing when the files are in the page cache, bounded by the
-  disk otherwise (16 GB at 0.5-2 GB/s: 8-30 s), roughly what reading the weights for the load costs
-  anyway. So that it is cheap on *every* load, each file's digest is cached in
-  ``$LORALAB_CACHE/fingerprints.json`` under (real path, size, mtime in ns, inode): a file that was
-  not rewritten costs one ``stat`` (microseconds) the next time; a rewritten file is hashed again.
+  shape or tensor name changes it. Cost measured on these machines (2 shared AVX2 cores with SHA
+  instructions, OpenSSL's SHA-256): 0.25 s for the 269 MB embedded model from the page cache, about
+  1.1 GB/s on one core. Extrapolated to an 8B model in bf16 (16 GB): about 15 s of hashing from the
+  page cache, bounded by the disk otherwise (16 GB at 0.5-2 GB/s: 8-30 s), i.e. about what reading
+  the weights for the load costs anyway. So that it is cheap on *every* load, each file's digest is
+  cached in ``$LORALAB_CACHE/fingerprints.json`` under (real path, size, mtime in ns, inode): a file
+  that was not rewritten costs a ``stat`` (the whole embedded-model fingerprint: 1-2 ms) the next
+  time; a rewritten file is hashed again.
 * ``tokenizer_sha256``: SHA-256 over the tokenizer files (``tokenizer.json``, ``tokenizer.model``,
   ``vocab.json``, ``merges.txt``, ``special_tokens_map.json``, ``added_tokens.json``) and
   ``tokenizer_config.json`` without its ``chat_template`` entry, as canonical JSON where it is JSON.
