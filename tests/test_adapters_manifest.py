@@ -255,7 +255,7 @@ def test_perturbed_bases_are_refused(base_and_adapter):
         assert sorted(differing.values()) == [0, 1], differing  # exactly one value in one tensor
         with pytest.raises(ValueError, match="weights"):
             check_adapter_base(adapter, str(other))
-    with base_with_changed_template(str(base), new_template="{{ messages }}") as other:
-        with pytest.raises(ValueError, match="chat template"):
-            check_adapter_base(adapter, str(other))
+    with base_with_changed_template(str(base), new_template="{{ messages }}") as other, \
+            pytest.raises(ValueError, match="chat template"):
+        check_adapter_base(adapter, str(other))
     assert check_adapter_base(adapter, str(base)).verified  # the original is untouched

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -29,7 +29,7 @@ class AdaptersDemoConfig(BaseModel):
         default_factory=dict, description="name -> adapter folder from earlier runs; {} = train json and caps here")
     train_steps: int = Field(6, ge=1, le=500, description="optimizer steps per adapter trained here")
     batch_size: int = Field(4, ge=1, description="examples per training step")
-    learning_rate: float = Field(1e-3, gt=0, le=1, description="learning rate of the short training runs")
+    learning_rate: float = Field(3e-3, gt=0, le=1, description="learning rate of the short training runs")
     lora_r: int = Field(8, ge=1, le=256, description="LoRA rank of the adapters trained here")
     lora_alpha: float = Field(16, gt=0, description="LoRA alpha (scale alpha/r)")
     max_seq_length: int = Field(128, ge=16, description="tokens per training example")
@@ -37,6 +37,8 @@ class AdaptersDemoConfig(BaseModel):
     questions: int = Field(4, ge=1, le=30, description="held-out questions answered side by side")
     max_new_tokens: int = Field(24, ge=1, description="tokens generated per answer")
     merge_adapter_name: str = Field("json", description="adapter merged into the 16-bit base ('' = skip the merge)")
+    gguf_type: Literal["", "f32", "f16", "q8_0"] = Field(
+        "q8_0", description="GGUF file written from the merged folder: f32, f16, q8_0, or '' to skip")
     seed: int = Field(3407, description="seed for LoRA init and data order")
     output_dir: str = Field("", description="folder for results.json, adapters and the merged model ('' = runs/<time>-03)")
 
@@ -50,7 +52,8 @@ class AdaptersDemoConfig(BaseModel):
 
     def resolve_output_dir(self, runs_root: str = "runs") -> Path:
         """``output_dir``, or a new ``runs_root/<time>-03_adapters`` folder; created either way."""
-        path = Path(self.output_dir) if self.output_dir else Path(runs_root) / f"{time.strftime('%Y%m%d-%H%M%S')}-03_adapters"
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = Path(self.output_dir) if self.output_dir else Path(runs_root) / f"{stamp}-03_adapters"
         path.mkdir(parents=True, exist_ok=True)
         return path.resolve()
 
