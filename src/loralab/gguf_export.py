@@ -18,7 +18,6 @@ which undoes the permutation) and comparing logits with the folder; llama.cpp it
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 OUT_TYPES = ("f32", "f16", "q8_0")
@@ -162,16 +161,15 @@ def check_gguf(gguf_path: str | Path, model_dir: str | Path) -> dict[str, float 
     stored_template = reader.fields["tokenizer.chat_template"].contents() if "tokenizer.chat_template" in reader.fields \
         else None
     del reader
-    quiet = {"TQDM_DISABLE": os.environ.get("TQDM_DISABLE")}
-    os.environ["TQDM_DISABLE"] = "1"  # transformers' GGUF loader draws its own tqdm bar
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    bar = gguf_utils.tqdm
+    gguf_utils.tqdm = lambda iterable, **_: iterable  # transformers' GGUF loader draws an unconditional bar
     try:
         model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
                                                      dtype=torch.float32).eval()
     finally:
-        if quiet["TQDM_DISABLE"] is None:
-            del os.environ["TQDM_DISABLE"]
-        else:
-            os.environ["TQDM_DISABLE"] = quiet["TQDM_DISABLE"]
+        gguf_utils.tqdm = bar
     with torch.no_grad():
         logits = model(input_ids=ids).logits.float()
     return {
