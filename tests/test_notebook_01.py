@@ -33,7 +33,8 @@ def metrics(smoke_run) -> dict:
 
 def test_run_folder_holds_everything(smoke_run):
     for name in ("01_qlora_finetune.ipynb", "metrics.json", "loss.png", "reference_logits.safetensors",
-                 "adapter/adapter_config.json", "adapter/adapter_model.safetensors"):
+                 "adapter/adapter_config.json", "adapter/adapter_model.safetensors",
+                 "adapter/loralab_manifest.json"):
         assert (smoke_run / name).is_file(), name
     assert not list((smoke_run / "adapter").glob("*.bin")), "adapters are saved as safetensors only"
 

@@ -90,3 +90,14 @@ def test_papermill_sees_every_run_parameter_of_notebook_01():
     from loralab.config import FIELD_NAMES
 
     assert sorted(inspect_notebook(str(REPO / "notebooks/01_qlora_finetune.ipynb"))) == sorted(FIELD_NAMES)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_parses_every_parameter_line(path):
+    """A comment papermill cannot parse hides that parameter from `papermill --help-notebook`."""
+    from papermill.inspection import inspect_notebook
+
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    names = [line.split("=")[0].strip() for line in "".join(cell["source"]).splitlines() if "=" in line]
+    assert sorted(inspect_notebook(str(path))) == sorted(names)

@@ -22,10 +22,11 @@ from typing import Any
 
 import yaml
 
+from loralab.adapters_demo import validate_demo_params
 from loralab.config import read_params_file, validate_params
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-VALIDATORS = {"01_qlora_finetune": validate_params}
+VALIDATORS = {"01_qlora_finetune": validate_params, "03_adapters": validate_demo_params}
 
 
 def run_notebook(notebook: str | Path, parameters: dict[str, Any], runs_root: str | Path = "runs",
@@ -34,16 +35,20 @@ def run_notebook(notebook: str | Path, parameters: dict[str, Any], runs_root: st
     import papermill
 
     notebook = Path(notebook).resolve()
+    from papermill.inspection import inspect_notebook
+
+    # The notebook's own output-folder parameter (run_dir in 01, output_dir in 03) receives the run folder.
+    folder_param = next((p for p in ("run_dir", "output_dir") if p in inspect_notebook(str(notebook))), None)
     validator = VALIDATORS.get(notebook.stem)
     if validator is not None:
-        validator({k: v for k, v in parameters.items() if k != "run_dir"}, source=source)
+        validator({k: v for k, v in parameters.items() if k != folder_param}, source=source)
     name = run_name or f"{time.strftime('%Y%m%d-%H%M%S')}-{notebook.stem}"
     run_dir = (Path(runs_root) / name).resolve()
     run_dir.mkdir(parents=True, exist_ok=False)
     papermill.execute_notebook(
         str(notebook),
         str(run_dir / notebook.name),
-        parameters={**parameters, "run_dir": str(run_dir)},
+        parameters={**parameters, **({folder_param: str(run_dir)} if folder_param else {})},
         kernel_name="python3",
         cwd=str(notebook.parent),
         progress_bar=False,
