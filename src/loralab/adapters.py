@@ -10,28 +10,19 @@ adapter. The reference logits let anyone reload base + adapter later and compare
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
+
+from loralab.atomic_folder import folder_written_aside
 
 PROBE_MESSAGES = [{"role": "user", "content": "What is the capital of Peru?"}]
 
 
 def save_adapter(model, tokenizer, path: str | Path) -> Path:
     """Save the LoRA adapter (PEFT format, safetensors) and the tokenizer to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    try:
+    with folder_written_aside(path) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        if path.exists():
-            shutil.rmtree(path)
-        staging.rename(path)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return path
+    return Path(path)
 
 
 def probe_logits(model, tokenizer):

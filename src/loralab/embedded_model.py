@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from loralab.atomic_folder import folder_written_aside
 
 EMBEDDED_PREFIX = "embedded/"
 # short name -> (python package holding the GGUF, file name inside it)
@@ -82,15 +82,9 @@ def _convert(short: str, target: Path) -> None:
     model.config._name_or_path = EMBEDDED_PREFIX + short
     model.config.eos_token_id = model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{short}-", dir=target.parent))
-    try:
+    with folder_written_aside(target) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def resolve_model_path(model_name: str) -> str:

@@ -21,10 +21,10 @@ PyPI ``gguf`` package alone, for Llama-architecture models with a byte-level BPE
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from loralab.atomic_folder import folder_written_aside
 
 GGUF_STATUS = (
     "GGUF: loralab.gguf_export writes F32/F16/Q8_0 GGUF files with the PyPI 'gguf' package for Llama-architecture "
@@ -85,17 +85,9 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
     merged_logits = _probe(merged, tokenizer)
 
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    with folder_written_aside(out_dir) as staging:
         merged.to(saved_dtype).save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     del merged, model, base
     reloaded = AutoModelForCausalLM.from_pretrained(str(out_dir), dtype=torch.float32)
     reloaded.eval()
