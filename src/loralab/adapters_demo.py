@@ -9,14 +9,13 @@ Unknown names are refused with the nearest valid one, like notebook 01's paramet
 
 from __future__ import annotations
 
-import difflib
 import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from loralab.config import ParamsError, RunConfig, validate_params
+from loralab.config import RunConfig, params_from_namespace, validate_against, validate_params
 
 
 class AdaptersDemoConfig(BaseModel):
@@ -67,32 +66,13 @@ class AdaptersDemoConfig(BaseModel):
         }, source="notebook 03 parameters")
 
 
-FIELD_NAMES = list(AdaptersDemoConfig.model_fields)
 
 
 def validate_demo_params(params: dict[str, Any], source: str = "notebook 03 parameters") -> AdaptersDemoConfig:
     """Validate notebook 03's parameters, or raise ParamsError with a sentence per problem."""
-    unknown = [k for k in params if k not in FIELD_NAMES]
-    if unknown:
-        hints = []
-        for key in unknown:
-            match = difflib.get_close_matches(str(key), FIELD_NAMES, n=1, cutoff=0.5)
-            hints.append(f"unknown parameter {key!r}." + (f" Did you mean {match[0]!r}?" if match else
-                                                          f" Valid names: {', '.join(FIELD_NAMES)}."))
-        raise ParamsError(f"{source}: " + " ".join(hints))
-    try:
-        return AdaptersDemoConfig(**params)
-    except ValidationError as error:
-        lines = []
-        for e in error.errors():
-            name = str(e["loc"][0]) if e["loc"] else "params"
-            help_line = AdaptersDemoConfig.model_fields[name].description if name in FIELD_NAMES else ""
-            lines.append(f"{name}: {e['msg'].removeprefix('Value error, ')} (got {e.get('input')!r}); "
-                         f"{name} = {help_line}.")
-        raise ParamsError(f"{source}: " + " ".join(lines)) from None
+    return validate_against(AdaptersDemoConfig, params, source)
 
 
 def demo_params_from_namespace(namespace: dict[str, Any], names_before: set[str]) -> AdaptersDemoConfig:
     """Validate every name the parameters cell (or papermill's injected cell) defined."""
-    params = {k: v for k, v in namespace.items() if k not in names_before and not k.startswith("_")}
-    return validate_demo_params(params)
+    return params_from_namespace(namespace, names_before, AdaptersDemoConfig)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -114,39 +114,45 @@ class RunConfig(BaseModel):
 
 
 FIELD_NAMES = list(RunConfig.model_fields)
+Schema = TypeVar("Schema", bound=BaseModel)
 
 
-def _nearest(key: str) -> str:
-    match = difflib.get_close_matches(key, FIELD_NAMES, n=1, cutoff=0.5)
-    return f" Did you mean {match[0]!r}?" if match else f" Valid names: {', '.join(FIELD_NAMES)}."
+def _nearest(key: str, names: list[str]) -> str:
+    match = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+    return f" Did you mean {match[0]!r}?" if match else f" Valid names: {', '.join(names)}."
 
 
-def validate_params(params: dict[str, Any], source: str = "params") -> RunConfig:
-    """Turn notebook parameters (or a params file's mapping) into a RunConfig, or raise ParamsError."""
+def validate_against(schema: type[Schema], params: dict[str, Any], source: str = "params") -> Schema:
+    """Validate ``params`` against a notebook's pydantic schema, or raise ParamsError (one sentence each)."""
     if not isinstance(params, dict):
         raise ParamsError(f"{source}: expected a mapping of name: value, got {type(params).__name__}.")
+    names = list(schema.model_fields)
     problems = []
     for key in params:
         if not isinstance(key, str):
             problems.append(f"{key!r}: parameter names must be text.")
-        elif key not in RunConfig.model_fields:
-            problems.append(f"unknown parameter {key!r}.{_nearest(key)}")
+        elif key not in schema.model_fields:
+            problems.append(f"unknown parameter {key!r}.{_nearest(key, names)}")
     if problems:
         raise ParamsError(f"{source}: " + " ".join(problems))
     try:
-        return RunConfig(**params)
+        return schema(**params)
     except ValidationError as error:
         lines = []
         for e in error.errors():
-            field = ".".join(str(p) for p in e["loc"]) or "params"
-            help_line = RunConfig.model_fields[e["loc"][0]].description if e["loc"] else ""
-            got = e.get("input")
             message = e["msg"].removeprefix("Value error, ")
             if e["loc"]:
-                lines.append(f"{field}: {message} (got {got!r}); {field} = {help_line}.")
+                field = ".".join(str(p) for p in e["loc"])
+                help_line = schema.model_fields[e["loc"][0]].description
+                lines.append(f"{field}: {message} (got {e.get('input')!r}); {field} = {help_line}.")
             else:
                 lines.append(f"{message}.")
         raise ParamsError(f"{source}: " + " ".join(lines)) from None
+
+
+def validate_params(params: dict[str, Any], source: str = "params") -> RunConfig:
+    """Turn notebook 01's parameters (or a params file's mapping) into a RunConfig, or raise ParamsError."""
+    return validate_against(RunConfig, params, source)
 
 
 def read_params_file(path: str | Path) -> dict[str, Any]:
@@ -168,11 +174,12 @@ def load_params(path: str | Path) -> RunConfig:
     return validate_params(read_params_file(path), source=str(path))
 
 
-def params_from_namespace(namespace: dict[str, Any], names_before: set[str]) -> RunConfig:
+def params_from_namespace(namespace: dict[str, Any], names_before: set[str],
+                          schema: type[Schema] = RunConfig) -> Schema:
     """Validate every name a notebook's parameters cell (or papermill's injected cell) defined.
 
     ``names_before`` is ``set(globals())`` taken just before the parameters cell, so a misspelt
     name injected by papermill (which papermill itself only warns about) is refused here.
     """
     params = {k: v for k, v in namespace.items() if k not in names_before and not k.startswith("_")}
-    return validate_params(params, source="notebook parameters")
+    return validate_against(schema, params, source="notebook parameters")
