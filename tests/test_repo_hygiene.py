@@ -33,6 +33,14 @@ def test_every_params_file_validates(path):
     load_params(path)
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "params" / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_sweep_spec_validates_every_run(path):
+    """Sweep specs are not params files: the sweep loader validates each expanded run instead."""
+    from loralab.sweep import plan_sweep
+
+    assert plan_sweep(path, sweeps_root=REPO / "sweeps").runs
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebooks_are_committed_clean(path):
     nb = json.loads(path.read_text())

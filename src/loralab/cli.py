@@ -2,6 +2,7 @@
 
     loralab run notebooks/01_qlora_finetune.ipynb -f params/01_qlora_finetune/default.yaml
     loralab plan meta-llama/Llama-3.1-8B --gpu-gb 16
+    loralab sweep params/sweeps/rank.yaml
 
 Each subcommand lives in its own module; this file only dispatches, so ``loralab plan`` answers
 without importing torch.
@@ -18,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = {
         "run": "loralab.runner",
         "plan": "loralab.plan_cli",
+        "sweep": "loralab.sweep_cli",
     }
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print("usage: loralab {" + ",".join(commands) + "} ...   (loralab COMMAND --help for details)")
