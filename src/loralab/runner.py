@@ -11,6 +11,11 @@ From Python (tests, sweeps)::
 The params file is validated before the kernel starts, so a typo fails in a second, not after the
 model loaded. The run folder receives the executed notebook next to what the notebook writes
 (metrics.json, adapter/, loss.png) and the notebook gets ``run_dir`` as a parameter.
+
+Re-running the same command resumes: for a notebook with a ``resume`` parameter (01) that is on,
+``loralab run`` reuses the newest unfinished run folder (no ``metrics.json``, not running now) whose
+recorded params (``loralab_run.json``, written at start) equal the new ones, and the notebook continues
+from that folder's newest complete checkpoint. ``--fresh`` always starts a new folder.
 """
 
 from __future__ import annotations
@@ -24,27 +29,63 @@ import yaml
 
 from loralab.adapters_demo import validate_demo_params
 from loralab.config import read_params_file, validate_params
+from loralab.run_record import find_unfinished_run, hold_run_lock, write_run_record
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VALIDATORS = {"01_qlora_finetune": validate_params, "03_adapters": validate_demo_params}
 
 
 def run_notebook(notebook: str | Path, parameters: dict[str, Any], runs_root: str | Path = "runs",
-                 run_name: str | None = None, timeout_s: int = 3600, source: str = "params") -> Path:
-    """Validate ``parameters``, run ``notebook`` with papermill into a new run folder, return the folder."""
-    import papermill
+                 run_name: str | None = None, timeout_s: int = 3600, source: str = "params",
+                 fresh: bool = False, command: list[str] | None = None,
+                 params_files: list[str] | None = None) -> Path:
+    """Validate ``parameters``, run ``notebook`` with papermill into a run folder, return the folder.
 
+    The folder is new, except that without ``fresh`` (and without ``run_name``) an unfinished folder
+    of the same notebook and params is reused when the params have ``resume`` on.
+    """
     notebook = Path(notebook).resolve()
     from papermill.inspection import inspect_notebook
 
     # The notebook's own output-folder parameter (run_dir in 01, output_dir in 03) receives the run folder.
     folder_param = next((p for p in ("run_dir", "output_dir") if p in inspect_notebook(str(notebook))), None)
     validator = VALIDATORS.get(notebook.stem)
+    resolved = None
     if validator is not None:
-        validator({k: v for k, v in parameters.items() if k != folder_param}, source=source)
-    name = run_name or f"{time.strftime('%Y%m%d-%H%M%S')}-{notebook.stem}"
-    run_dir = (Path(runs_root) / name).resolve()
-    run_dir.mkdir(parents=True, exist_ok=False)
+        resolved = validator({k: v for k, v in parameters.items() if k != folder_param}, source=source).model_dump()
+    resumable = bool(resolved and resolved.get("resume"))
+    run_dir = None
+    if resumable and not fresh and run_name is None:
+        run_dir = find_unfinished_run(runs_root, notebook, resolved)
+        if run_dir is not None:
+            print(f"resuming the unfinished run in {run_dir} (same notebook and params; --fresh starts a new one)")
+    if run_dir is None:
+        run_dir = _new_run_dir(Path(runs_root), run_name or f"{time.strftime('%Y%m%d-%H%M%S')}-{notebook.stem}",
+                               numbered=run_name is None)
+    with hold_run_lock(run_dir):
+        write_run_record(run_dir, notebook, parameters, resolved, command=command, params_files=params_files)
+        _execute(notebook, run_dir, parameters, folder_param, timeout_s)
+    return run_dir
+
+
+def _new_run_dir(runs_root: Path, name: str, numbered: bool) -> Path:
+    """Create ``runs_root/name``; when ``numbered``, ``name-2``, ``name-3``... if it exists (same second)."""
+    runs_root.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000 if numbered else 2):
+        path = (runs_root / (name if attempt == 1 else f"{name}-{attempt}")).resolve()
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            if not numbered:
+                raise
+    raise FileExistsError(f"{runs_root / name}: too many run folders with this name")
+
+
+def _execute(notebook: Path, run_dir: Path, parameters: dict[str, Any], folder_param: str | None,
+             timeout_s: int) -> None:
+    import papermill
+
     papermill.execute_notebook(
         str(notebook),
         str(run_dir / notebook.name),
@@ -55,7 +96,6 @@ def run_notebook(notebook: str | Path, parameters: dict[str, Any], runs_root: st
         log_output=False,
         execution_timeout=timeout_s,
     )
-    return run_dir
 
 
 def main(argv: list[str]) -> int:
@@ -66,6 +106,8 @@ def main(argv: list[str]) -> int:
                         help="one parameter, VALUE read as YAML (repeatable)")
     parser.add_argument("--runs-root", default=str(REPO_ROOT / "runs"), help="folder that holds run folders")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per notebook cell")
+    parser.add_argument("--fresh", action="store_true",
+                        help="always start a new run folder (default: resume an unfinished run of the same params)")
     args = parser.parse_args(argv)
     parameters: dict[str, Any] = {}
     for path in args.params:
@@ -74,7 +116,8 @@ def main(argv: list[str]) -> int:
         parameters[name] = yaml.safe_load(value)
     source = " + ".join(args.params) or "parameters"
     try:
-        run_dir = run_notebook(args.notebook, parameters, args.runs_root, timeout_s=args.timeout, source=source)
+        run_dir = run_notebook(args.notebook, parameters, args.runs_root, timeout_s=args.timeout, source=source,
+                               fresh=args.fresh, command=["loralab", "run", *argv], params_files=args.params)
     except ValueError as error:
         print(f"error: {error}")
         return 2

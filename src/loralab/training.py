@@ -1,17 +1,20 @@
 """The trainer factory: TRL's ``SFTTrainer`` configured from a RunConfig.
 
     from loralab.training import build_trainer
-    trainer = build_trainer(model, tokenizer, train_ds, cfg, output_dir=run_dir / "trainer")
-    result = trainer.train()
+    trainer = build_trainer(model, tokenizer, train_ds, cfg, output_dir=run_dir / "checkpoints")
+    result = trainer.train(resume_from_checkpoint=resume_checkpoint(run_dir / "checkpoints", cfg))
 
 Loss is computed on the completion (the assistant's answer) only. Logging goes to the trainer's
 ``state.log_history`` (read by ``loralab.run_folder``), never to tqdm bars or online trackers.
+Every ``cfg.save_steps`` steps a checkpoint is written aside and renamed into ``output_dir``
+(``loralab.checkpoints``), so a killed run resumes from the newest complete one.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from loralab.checkpoints import AtomicCheckpoints
 from loralab.config import RunConfig
 
 
@@ -41,7 +44,10 @@ def build_trainer(model, tokenizer, train_dataset, cfg: RunConfig, output_dir: s
         logging_steps=cfg.logging_steps,
         completion_only_loss=True,
         gradient_checkpointing=cfg.use_gradient_checkpointing,  # TRL 1.x turns it on by default
-        save_strategy="no",
+        # A run no longer than one interval writes no checkpoint (it would only be the final state).
+        save_strategy="steps" if 0 < cfg.save_steps < cfg.max_steps else "no",
+        save_steps=cfg.save_steps or 500,  # unused when save_strategy is "no"
+        save_total_limit=cfg.save_total_limit,
         report_to="none",
         disable_tqdm=True,
         bf16=bf16,
@@ -49,4 +55,7 @@ def build_trainer(model, tokenizer, train_dataset, cfg: RunConfig, output_dir: s
         use_cpu=not on_gpu,
         dataset_num_proc=1,
     )
-    return SFTTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer)
+    trainer_class = type("LoralabSFTTrainer", (AtomicCheckpoints, SFTTrainer), {})
+    trainer = trainer_class(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer)
+    trainer.run_params = cfg.model_dump()  # recorded in each checkpoint; a resume with other params is refused
+    return trainer

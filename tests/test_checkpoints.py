@@ -1,0 +1,155 @@
+"""Checkpoints are whole or absent; resuming picks the newest whole one; `loralab run` finds its run.
+
+Fast: a stand-in Trainer (the same `_save_checkpoint` / `_get_output_dir` contract as transformers'
+Trainer) is killed with SIGKILL in a child process in the middle of writing a checkpoint. The real
+Trainer killed mid-run is tests/test_resume.py (slow).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from loralab.checkpoints import PARAMS_NAME, CheckpointMismatchError, complete_checkpoints, resume_checkpoint
+from loralab.config import validate_params
+from loralab.run_record import RECORD_NAME, find_unfinished_run, hold_run_lock, read_run_record
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A stand-in for transformers.Trainer: writes checkpoint-N file by file, trainer_state.json last (as the
+# real one does); `die_after` files into step `die_at` the process SIGKILLs itself, mid-save.
+FAKE_TRAINER = textwrap.dedent('''
+    import os, signal, sys
+    from pathlib import Path
+    from types import SimpleNamespace
+    from loralab.checkpoints import AtomicCheckpoints
+
+    class FakeTrainer:
+        def __init__(self, output_dir, die_at, die_after):
+            self.args = SimpleNamespace(output_dir=output_dir, world_size=1, save_total_limit=2)
+            self.state = SimpleNamespace(global_step=0, best_model_checkpoint=None)
+            self.die_at, self.die_after = die_at, die_after
+
+        def _get_output_dir(self, trial):
+            return self.args.output_dir
+
+        def _save_checkpoint(self, model, trial):
+            folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
+            folder.mkdir(parents=True)
+            for i, name in enumerate(["adapter_model.safetensors", "optimizer.pt", "rng_state.pth",
+                                      "trainer_state.json"]):
+                if self.state.global_step == self.die_at and i == self.die_after:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                (folder / name).write_text(f"{name} at step {self.state.global_step}")
+
+    class Trainer(AtomicCheckpoints, FakeTrainer):
+        pass
+
+    output_dir, die_at, die_after = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    trainer = Trainer(output_dir, die_at, die_after)
+    trainer.run_params = {"lora_r": 8, "seed": 1}
+    for step in (2, 4, 6, 8):
+        trainer.state.global_step = step
+        trainer._save_checkpoint(None, None)
+''')
+
+
+def _run_fake_trainer(output_dir: Path, die_at: int, die_after: int) -> int:
+    done = subprocess.run([sys.executable, "-c", FAKE_TRAINER, str(output_dir), str(die_at), str(die_after)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode in (0, -9), done.stderr
+    return done.returncode
+
+
+@pytest.mark.parametrize("die_after", [0, 2, 3])
+def test_sigkill_mid_save_leaves_no_checkpoint_folder(tmp_path, die_after):
+    returncode = _run_fake_trainer(tmp_path, die_at=6, die_after=die_after)
+    assert returncode == -9, "the child should have been killed mid-save"
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "checkpoint-6" not in names, f"a half-written checkpoint was published: {names}"
+    assert [p.name for p in complete_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-4"]
+    for name in ("checkpoint-2", "checkpoint-4"):
+        files = sorted(p.name for p in (tmp_path / name).iterdir())
+        assert files == sorted(["adapter_model.safetensors", "optimizer.pt", "rng_state.pth", "trainer_state.json",
+                                PARAMS_NAME]), files
+    staging = [n for n in names if n.startswith(".staging-checkpoint-6-")]
+    assert len(staging) == 1, names  # the killed save's leftover, hidden from transformers' checkpoint-* glob
+
+    cfg = validate_params({"lora_r": 8, "seed": 1})
+    resumed = resume_checkpoint(tmp_path, cfg)
+    assert resumed == tmp_path / "checkpoint-4"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".staging-")], "leftover not cleaned"
+
+
+def test_uninterrupted_saves_keep_the_newest_two_and_record_params(tmp_path):
+    assert _run_fake_trainer(tmp_path, die_at=-1, die_after=-1) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-6", "checkpoint-8"]
+    assert json.loads((tmp_path / "checkpoint-8" / PARAMS_NAME).read_text()) == {"lora_r": 8, "seed": 1}
+
+
+def _fake_checkpoint(folder: Path, step: int, params: dict, complete: bool = True) -> Path:
+    path = folder / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    (path / PARAMS_NAME).write_text(json.dumps(params))
+    if complete:
+        (path / "trainer_state.json").write_text("{}")
+    return path
+
+
+def test_resume_picks_the_newest_complete_checkpoint_and_refuses_other_params(tmp_path):
+    cfg = validate_params({"lora_r": 8, "max_steps": 10, "save_steps": 2})
+    _fake_checkpoint(tmp_path, 4, cfg.model_dump())
+    _fake_checkpoint(tmp_path, 12, cfg.model_dump())  # step 12 > step 4: numeric, not text, order
+    _fake_checkpoint(tmp_path, 14, cfg.model_dump(), complete=False)  # e.g. written by a plain, killed Trainer
+    assert resume_checkpoint(tmp_path, cfg) == tmp_path / "checkpoint-12"
+
+    # Output, eval and checkpoint knobs may change between tries; training params may not.
+    assert resume_checkpoint(tmp_path, cfg.model_copy(update={"eval_examples": 3, "save_steps": 5})) is not None
+    with pytest.raises(CheckpointMismatchError, match=r"lora_r=8 there, 16 now"):
+        resume_checkpoint(tmp_path, cfg.model_copy(update={"lora_r": 16}))
+
+    assert resume_checkpoint(tmp_path, cfg.model_copy(update={"resume": False})) is None
+    assert complete_checkpoints(tmp_path) == [], "resume: false must clear the old run's checkpoints"
+
+
+def test_loralab_run_reuses_only_its_own_unfinished_folder(tmp_path, monkeypatch):
+    """run_notebook with papermill replaced by a stand-in that dies (writes no metrics.json) or finishes."""
+    from loralab import runner
+
+    finish = {"value": False}
+
+    def fake_execute(notebook, run_dir, parameters, folder_param, timeout_s):
+        if finish["value"]:
+            (run_dir / "metrics.json").write_text("{}")
+
+    monkeypatch.setattr(runner, "_execute", fake_execute)
+    notebook = REPO / "notebooks/01_qlora_finetune.ipynb"
+    params = {"max_steps": 4, "save_steps": 2, "eval_task": "none"}
+
+    first = runner.run_notebook(notebook, params, runs_root=tmp_path)
+    record = read_run_record(first)
+    assert record["resolved_params"]["max_steps"] == 4 and record["resolved_params"]["seed"] == 3407
+    assert record["attempts"][0]["code_version"]["commit"], "the loralab commit is recorded"
+
+    assert runner.run_notebook(notebook, params, runs_root=tmp_path) == first, "same params: resume"
+    assert len(read_run_record(first)["attempts"]) == 2
+    other = runner.run_notebook(notebook, {**params, "max_steps": 5}, runs_root=tmp_path)
+    assert other != first, "other params: a new folder"
+    fresh = runner.run_notebook(notebook, params, runs_root=tmp_path, fresh=True)
+    assert fresh not in (first, other), "--fresh: a new folder"
+    assert runner.run_notebook(notebook, {**params, "resume": False}, runs_root=tmp_path) not in (first, fresh)
+
+    with hold_run_lock(fresh), hold_run_lock(first):  # both "still running": never picked up
+        assert find_unfinished_run(tmp_path, notebook, read_run_record(first)["resolved_params"]) is None
+
+    finish["value"] = True
+    newest = find_unfinished_run(tmp_path, notebook, read_run_record(first)["resolved_params"])
+    assert newest == fresh  # the newest unfinished folder with these params
+    assert runner.run_notebook(notebook, params, runs_root=tmp_path) == fresh
+    assert (fresh / "metrics.json").is_file() and (fresh / RECORD_NAME).is_file()
+    assert runner.run_notebook(notebook, params, runs_root=tmp_path) == first  # fresh finished; first still open
