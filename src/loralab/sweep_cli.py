@@ -10,6 +10,7 @@ Run it again after a failure or an interruption: only missing, failed or changed
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per notebook cell")
     parser.add_argument("--dry-run", action="store_true", help="validate and list the runs, run nothing")
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 200)  # a log file gets the full table
     try:
         plan = plan_sweep(args.spec, sweeps_root=args.sweeps_root)
     except SweepSpecError as error:
