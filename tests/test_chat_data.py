@@ -71,7 +71,19 @@ def test_formats_are_normalised_to_messages():
     ({"messages": []}, "missing or empty"),
     ({"messages": [{"role": "robot", "content": "x"}]}, "role must be one of"),
     ({"messages": [{"role": "user", "content": ["x"]}]}, "content must be text"),
-    ({"messages": [{"role": "user", "content": "x"}]}, "end with an assistant turn"),
+    ({"messages": [{"role": "user", "content": "x"}]}, "no assistant turn"),
+    ({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"},
+                   {"role": "user", "content": "z"}]}, "end with an assistant turn"),
+    ({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "  "}]}, "answer is empty"),
+    ({"messages": [{"role": "user", "content": [{"type": "image", "url": "a.png"}]},
+                   {"role": "assistant", "content": "a cat"}]}, "text only"),
+    ({"messages": [{"role": "user", "content": None}, {"role": "assistant", "content": "y"}]}, "content must be text"),
+    ({"messages": "hi"}, "missing or empty"),
+    ({"conversations": [{"from": ["human"], "value": "x"}]}, "needs 'from'"),
+    ({"conversations": "hi"}, "must be a list"),
+    ({"instruction": ["x"], "output": "y"}, "must be text"),
+    ({"instruction": "x", "input": {"a": 1}, "output": "y"}, "must be text"),
+    ({"instruction": "x", "output": 3}, "content must be text"),
     ("not a dict", "expected a JSON object"),
 ])
 def test_malformed_rows_name_the_row_and_the_fix(row, message):
@@ -96,3 +108,38 @@ def test_prompt_completion_split_keeps_only_the_last_answer_as_completion():
     assert ds.column_names == ["prompt", "completion"]
     assert ds[0]["prompt"] == rows[0]["messages"][:-1]
     assert ds[0]["completion"] == [rows[0]["messages"][-1]]
+
+
+def test_text_parts_are_joined_into_text():
+    row = {"messages": [{"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]},
+                        {"role": "assistant", "content": "Hello"}]}
+    assert normalise_row(row, "r")["messages"][0]["content"] == "Hi there"
+
+
+def test_files_that_are_not_json_lines_are_refused_before_any_download(tmp_path):
+    array = tmp_path / "rows.json"
+    array.write_text(json.dumps([{"instruction": "a", "output": "b"}]))
+    with pytest.raises(DatasetError, match=r"not JSON Lines.*one JSON object per line"):
+        load_chat_rows(str(array))
+    pretty = tmp_path / "pretty.jsonl"
+    pretty.write_text('[\n  {"instruction": "a", "output": "b"}\n]\n')
+    with pytest.raises(DatasetError, match=r"line 1.*one JSON array"):
+        load_chat_rows(str(pretty))
+    binary = tmp_path / "blob.jsonl"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(DatasetError, match="not UTF-8"):
+        load_chat_rows(str(binary))
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_chat_rows(str(tmp_path / "missing.jsonl"))
+    csv = tmp_path / "rows.csv"
+    csv.write_text("instruction,output\na,b\n")
+    with pytest.raises(DatasetError, match="not JSON Lines"):
+        load_chat_rows(str(csv))
+
+
+def test_a_bad_row_deep_in_a_file_is_named_by_its_row(tmp_path):
+    good = {"instruction": "a", "output": "b"}
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [good, good, {"messages": [{"role": "bot", "content": "x"}]}]))
+    with pytest.raises(DatasetError, match=r"d\.jsonl row 2, message 0: role must be one of"):
+        load_chat_rows(str(path))

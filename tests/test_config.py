@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from loralab.config import ParamsError, RunConfig, load_params, params_from_namespace, validate_params
+from loralab.config import (
+    ParamsError,
+    RunConfig,
+    load_params,
+    params_from_namespace,
+    read_params_file,
+    validate_params,
+)
 
 
 def test_defaults_follow_the_tutorial():
@@ -90,3 +97,84 @@ def test_notebook_namespace_catches_injected_typos():
 
 def test_every_field_has_a_help_line():
     assert all(f.description for f in RunConfig.model_fields.values())
+
+
+@pytest.mark.parametrize("word", ["yes", "no", "on", "off", "y", "n", "Yes", "OFF"])
+def test_yaml_11_booleans_in_a_boolean_field_are_refused(tmp_path, word):
+    path = tmp_path / "p.yaml"
+    path.write_text(f"load_in_4bit: {word}\n")
+    assert read_params_file(path)["load_in_4bit"] == word  # stays visible as text
+    with pytest.raises(ParamsError, match=rf"load_in_4bit: write true or false, not '{word}' \(YAML 1.1"):
+        load_params(path)
+
+
+@pytest.mark.parametrize("value", [1, 0, "true", "maybe", None])
+def test_boolean_fields_take_only_true_or_false(value):
+    with pytest.raises(ParamsError, match="use_gradient_checkpointing: write true or false"):
+        validate_params({"use_gradient_checkpointing": value})
+
+
+def test_text_fields_keep_yaml_11_boolean_words_and_floats_keep_working(tmp_path):
+    """The Norway problem: `dataset_split: no` stays the text 'no'; 2e-4 is a number."""
+    path = tmp_path / "p.yaml"
+    path.write_text("dataset: data/no.jsonl\ndataset_split: no\nrun_dir: off\nlearning_rate: 2e-4\n"
+                    "load_in_4bit: false\nlora_alpha: 1e1\n")
+    data = read_params_file(path)
+    assert data["dataset_split"] == "no" and data["run_dir"] == "off"
+    assert data["learning_rate"] == pytest.approx(2e-4) and isinstance(data["learning_rate"], float)
+    cfg = load_params(path)
+    assert (cfg.dataset_split, cfg.run_dir, cfg.load_in_4bit, cfg.lora_alpha) == ("no", "off", False, 10.0)
+
+
+def test_booleans_that_a_yaml_11_reader_made_are_explained():
+    with pytest.raises(ParamsError, match=r"dataset_split: expected text but got the boolean False.*quote"):
+        validate_params({"dataset_split": False})
+    with pytest.raises(ParamsError, match="lora_r: expected a number, not the boolean True"):
+        validate_params({"lora_r": True})
+
+
+@pytest.mark.parametrize("name", ["embedded/smollm2-135m-instruct", "unsloth/Llama-3.2-1B-Instruct-bnb-4bit",
+                                  "Qwen/Qwen2.5-0.5B", "org_1/model.v2-x"])
+def test_plausible_model_names_pass(name):
+    assert validate_params({"model_name": name}).model_name == name
+
+
+def test_a_local_model_folder_needs_config_json(tmp_path):
+    with pytest.raises(ParamsError, match="no config.json"):
+        validate_params({"model_name": str(tmp_path)})
+    (tmp_path / "config.json").write_text("{}")
+    assert validate_params({"model_name": str(tmp_path)}).model_name == str(tmp_path)
+    with pytest.raises(ParamsError, match="no config.json"):
+        validate_params({"model_name": str(tmp_path / "missing")})
+
+
+@pytest.mark.parametrize("name", ["llama", "meta llama/8b", "org/name/extra", "org/-bad", "org/bad.", "a--b/c",
+                                  "org/x.git", "org/" + "x" * 97, "", "https://huggingface.co/org/m", "órg/m"])
+def test_implausible_model_names_say_what_to_write(name):
+    with pytest.raises(ParamsError, match=r"model_name: .*embedded/smollm2-135m-instruct.*config\.json.*org/name"):
+        validate_params({"model_name": name})
+
+
+@pytest.mark.parametrize("key", ["hf_token", "token", "HF_TOKEN", "hub_token", "api_key", "wandb_api_key",
+                                 "secret", "password"])
+def test_secret_named_parameters_are_refused_without_echoing_the_value(key):
+    with pytest.raises(ParamsError, match="looks like a secret.*HF_TOKEN in the environment") as error:
+        validate_params({key: "hf_s3cr3tvalue"})
+    assert "hf_s3cr3tvalue" not in str(error.value)
+
+
+def test_trust_remote_code_is_off_unless_the_params_file_turns_it_on(tmp_path):
+    assert validate_params({}).trust_remote_code is False
+    path = tmp_path / "p.yaml"
+    path.write_text("trust_remote_code: true\n")
+    assert load_params(path).trust_remote_code is True
+    path.write_text("trust_remote_code: yes\n")
+    with pytest.raises(ParamsError, match="write true or false"):
+        load_params(path)
+
+
+def test_params_file_that_is_not_utf8_is_clear(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_bytes(b"lora_r: \xff\xfe\n")
+    with pytest.raises(ParamsError, match="not UTF-8"):
+        load_params(path)

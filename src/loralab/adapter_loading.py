@@ -8,7 +8,14 @@
     load_verified_adapter(adapter_dir, other_base, allow_base_mismatch=True)   # you know what you do
 
 An adapter folder without ``loralab_manifest.json`` (saved by another tool) loads with a warning.
-Only ``adapter_model.safetensors`` is loaded; a pickle ``adapter_model.bin`` is refused.
+Only ``adapter_model.safetensors`` is loaded; a pickle ``adapter_model.bin`` is refused. Before any
+model loads, ``verify_adapter_files`` checks that ``adapter_config.json`` parses, that the safetensors
+header and sizes cover the file (a truncated download or copy fails here, not deep inside torch),
+that every tensor reads back finite, and that the file's SHA-256 matches the one the manifest
+recorded at save time (catches bytes changed in place)::
+
+    from loralab.adapter_loading import verify_adapter_files
+    verify_adapter_files("runs/.../adapter")     # AdapterFileError naming the file and what to do
 """
 
 from __future__ import annotations
@@ -19,7 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loralab.manifest import BaseFingerprint, base_fingerprint, compare_base, read_manifest
+from loralab.manifest import BaseFingerprint, base_fingerprint, compare_base, file_sha256, read_manifest
+
+
+class AdapterFileError(ValueError):
+    """An adapter file that is missing, corrupted or truncated; the message names the file and what to do."""
 
 
 class BaseMismatchWarning(UserWarning):
@@ -57,9 +68,62 @@ def require_safetensors(adapter_dir: str | Path) -> Path:
     return weights
 
 
+_RESAVE = "re-save the adapter (or copy / download it again) from a good source"
+
+
+def read_adapter_config(adapter_dir: str | Path) -> dict[str, Any]:
+    """``adapter_config.json`` as a dict; AdapterFileError when it is not a JSON object with ``peft_type``."""
+    path = Path(adapter_dir) / "adapter_config.json"
+    try:
+        config = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise AdapterFileError(f"{path} is corrupted (not JSON: {str(error)[:80]}); {_RESAVE}.") from None
+    if not isinstance(config, dict) or "peft_type" not in config:
+        raise AdapterFileError(f"{path} is not a PEFT adapter config (a JSON object with 'peft_type'); {_RESAVE}.")
+    return config
+
+
+def verify_safetensors_file(path: str | Path, expected_sha256: str | None = None) -> int:
+    """Open ``path`` with safetensors, read every tensor and check it is finite; returns the tensor count.
+
+    AdapterFileError for a truncated / garbage file (header or sizes that do not cover the file), a tensor
+    with NaN or inf values, or bytes that differ from ``expected_sha256``.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    size = path.stat().st_size
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            names = list(handle.keys())
+            for name in names:
+                tensor = handle.get_tensor(name)
+                if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+                    raise AdapterFileError(f"{path}: tensor {name!r} holds NaN or inf values: the file is corrupted "
+                                           f"(or training diverged); {_RESAVE}.")
+    except SafetensorError as error:
+        reason = str(error).removeprefix("Error while deserializing header: ")
+        raise AdapterFileError(f"{path} ({size} bytes) is corrupted or truncated: safetensors says '{reason}'; "
+                               f"{_RESAVE}.") from None
+    if expected_sha256 and file_sha256(path, use_cache=False) != expected_sha256:  # bit rot keeps the mtime
+        raise AdapterFileError(f"{path} differs from the file the manifest recorded when it was saved (SHA-256 "
+                               f"mismatch): it was modified or damaged since; {_RESAVE}.")
+    return len(names)
+
+
+def verify_adapter_files(adapter_dir: str | Path) -> Path:
+    """Check an adapter folder's files before any model loads; returns its ``adapter_model.safetensors``."""
+    weights = require_safetensors(adapter_dir)
+    read_adapter_config(adapter_dir)
+    manifest = read_manifest(adapter_dir)
+    recorded = ((manifest or {}).get("adapter_files") or {}).get(weights.name)
+    if verify_safetensors_file(weights, recorded if isinstance(recorded, str) else None) == 0:
+        raise AdapterFileError(f"{weights} holds no tensors; {_RESAVE}.")
+    return weights
+
+
 def _adapter_config_base(adapter_dir: Path) -> str | None:
-    config = json.loads((adapter_dir / "adapter_config.json").read_text())
-    return config.get("base_model_name_or_path")
+    return read_adapter_config(adapter_dir).get("base_model_name_or_path")
 
 
 def check_adapter_base(adapter_dir: str | Path, base_model: str | None = None, load_in_4bit: bool | None = None,
@@ -71,7 +135,7 @@ def check_adapter_base(adapter_dir: str | Path, base_model: str | None = None, l
     differences are returned and warned about instead of raised.
     """
     adapter_dir = Path(adapter_dir)
-    require_safetensors(adapter_dir)
+    verify_adapter_files(adapter_dir)  # config parses, safetensors intact, bytes as saved
     manifest = read_manifest(adapter_dir)
     if base_model is None:
         base_model = base.name if base is not None else (

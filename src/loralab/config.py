@@ -8,24 +8,39 @@ A notebook's second cell hands its parameters to one call::
 ``load_params("params/01_qlora_finetune/default.yaml")`` does the same for a params file. Unknown
 keys are refused with the nearest valid name, wrong types and out-of-range values with a sentence
 that says what to write instead. Numbers written as ``2e-4`` (which YAML reads as a string) are
-accepted as numbers; text that is not a number is refused.
+accepted as numbers; text that is not a number is refused. Params files are read with
+``loralab.params_yaml`` (only true/false are booleans), a boolean field given yes/no/on/off is told
+to write true or false, and a parameter named like a secret (``hf_token``, ``api_key``...) is refused:
+tokens come from the environment or Colab/Kaggle secrets (``loralab.hub_token``), never parameters.
+``params_from_namespace`` (the notebooks' call) also checks that this machine can run the config
+(``loralab.runtime_check``: optimizer, bitsandbytes) before any model loads.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from loralab.embedded_model import embedded_short_name, is_embedded
+from loralab.embedded_model import EMBEDDED_MODELS, EMBEDDED_PREFIX, embedded_short_name, is_embedded
+from loralab.params_yaml import is_yaml11_bool_word, load_params_yaml
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 ATTENTION_ONLY = ["q_proj", "k_proj", "v_proj", "o_proj"]
 TARGET_PRESETS = {"all-linear": ALL_LINEAR, "attention": ATTENTION_ONLY}
 EMBEDDED_DATASET = "embedded/json-answers"
+# Hub repo ids (huggingface_hub's rules): namespace/name, each 1-96 of letters, digits, '-', '_', '.',
+# not starting or ending with '-' or '.', no '--' or '..', not ending in '.git'.
+_HUB_PART = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
+HUB_REPO_ID = re.compile(rf"{_HUB_PART}/{_HUB_PART}")
+EXAMPLE_HUB_ID = "unsloth/Llama-3.2-1B-Instruct-bnb-4bit"
+# Parameter names that hold secrets: papermill writes every parameter into the executed notebook.
+SECRET_NAME = re.compile(r"(?:^|_)(?:token|api_?key|secret|password|passwd|credentials?)$", re.IGNORECASE)
 
 
 class ParamsError(ValueError):
@@ -38,7 +53,10 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
     # model
-    model_name: str = Field("embedded/smollm2-135m-instruct", description="embedded/<name> or a hub model id")
+    model_name: str = Field("embedded/smollm2-135m-instruct",
+                            description="embedded/<name>, a local model folder or a hub model id (org/name)")
+    trust_remote_code: bool = Field(False, description="run Python code shipped with a hub model (only for "
+                                    "models you trust; off by default)")
     load_in_4bit: bool = Field(True, description="QLoRA: NF4 4-bit base (false: 16-bit base, plain LoRA)")
     full_finetuning: bool = Field(False, description="train every weight (the last resort; no LoRA, no 4-bit)")
     max_seq_length: int = Field(256, ge=16, description="tokens per example; longer rows are truncated")
@@ -53,6 +71,9 @@ class RunConfig(BaseModel):
     # data
     dataset: str = Field(EMBEDDED_DATASET, description="embedded/json-answers, a .jsonl path or a hub dataset id")
     dataset_split: str = Field("train", description="split (or slice such as train[:2000]) of a hub dataset")
+    overlong_rows: Literal["truncate", "drop"] = Field(
+        "truncate", description="rows longer than max_seq_length: truncate (cuts the answer's end) or drop them"
+    )
     eval_task: Literal["json_shape", "none"] = Field(
         "json_shape", description="json_shape: score held-out JSON answers before/after; none: skip"
     )
@@ -94,8 +115,14 @@ class RunConfig(BaseModel):
     def _plausible_model(cls, value: str) -> str:
         if is_embedded(value):
             embedded_short_name(value)  # raises with the list of embedded names
-        elif not value.strip() or " " in value.strip():
-            raise ValueError(f"{value!r} is not a model name: use embedded/<name> or a hub id like org/model")
+            return value
+        if _looks_like_path(value):
+            if not os.path.isfile(os.path.join(os.path.expanduser(value), "config.json")):
+                raise ValueError(f"{value!r} is not a model folder (no config.json there); give a folder that "
+                                 f"save_pretrained wrote, or {_model_name_choices()}")
+            return value
+        if not HUB_REPO_ID.fullmatch(value) or "--" in value or ".." in value or value.endswith(".git"):
+            raise ValueError(f"{value!r} is not a model name: write {_model_name_choices()}")
         return value
 
     @model_validator(mode="after")
@@ -118,6 +145,16 @@ class RunConfig(BaseModel):
         return self.lora_alpha / self.lora_r
 
 
+def _looks_like_path(value: str) -> bool:
+    return value.startswith(("/", "./", "../", "~", "\\")) or os.path.isdir(os.path.expanduser(value))
+
+
+def _model_name_choices() -> str:
+    embedded = ", ".join(EMBEDDED_PREFIX + name for name in EMBEDDED_MODELS)
+    return (f"an embedded model ({embedded}), a local folder with config.json, or a hub id "
+            f"org/name such as {EXAMPLE_HUB_ID}")
+
+
 FIELD_NAMES = list(RunConfig.model_fields)
 Schema = TypeVar("Schema", bound=BaseModel)
 
@@ -133,11 +170,17 @@ def validate_against(schema: type[Schema], params: dict[str, Any], source: str =
         raise ParamsError(f"{source}: expected a mapping of name: value, got {type(params).__name__}.")
     names = list(schema.model_fields)
     problems = []
-    for key in params:
+    for key, value in params.items():
         if not isinstance(key, str):
             problems.append(f"{key!r}: parameter names must be text.")
+        elif key not in schema.model_fields and SECRET_NAME.search(key):
+            problems.append(f"{key!r} looks like a secret: never pass a token as a parameter (papermill writes "
+                            "every parameter into the executed notebook). Set HF_TOKEN in the environment, or "
+                            "in Colab's Secrets / Kaggle's Add-ons > Secrets; loralab reads it from there.")
         elif key not in schema.model_fields:
             problems.append(f"unknown parameter {key!r}.{_nearest(key, names)}")
+        else:
+            problems.extend(_yaml_trap(key, value, schema.model_fields[key].annotation))
     if problems:
         raise ParamsError(f"{source}: " + " ".join(problems))
     try:
@@ -155,6 +198,20 @@ def validate_against(schema: type[Schema], params: dict[str, Any], source: str =
         raise ParamsError(f"{source}: " + " ".join(lines)) from None
 
 
+def _yaml_trap(key: str, value: Any, annotation: Any) -> list[str]:
+    """A boolean field given anything but true/false, or a text field given a boolean, explained."""
+    if annotation is bool and not isinstance(value, bool):
+        why = (f" (YAML 1.1 reads {value!r} as a boolean; loralab does not guess)" if is_yaml11_bool_word(value)
+               else "")
+        return [f"{key}: write true or false, not {value!r}{why}."]
+    if isinstance(value, bool) and annotation in (int, float):
+        return [f"{key}: expected a number, not the boolean {value}."]
+    if isinstance(value, bool) and annotation is not bool and "str" in str(annotation):
+        return [(f"{key}: expected text but got the boolean {value}: YAML 1.1 readers (e.g. plain papermill -f) "
+                 f"turn yes/no/on/off into booleans; quote the value, e.g. {key}: \"no\".")]
+    return []
+
+
 def validate_params(params: dict[str, Any], source: str = "params") -> RunConfig:
     """Turn notebook 01's parameters (or a params file's mapping) into a RunConfig, or raise ParamsError."""
     return validate_against(RunConfig, params, source)
@@ -166,7 +223,9 @@ def read_params_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ParamsError(f"params file {path} does not exist.")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_params_yaml(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ParamsError(f"{path} is not UTF-8 text; save the params file as UTF-8 YAML.") from None
     except yaml.YAMLError as error:
         raise ParamsError(f"{path} is not valid YAML: {error}") from None
     if not isinstance(data, dict):
@@ -187,4 +246,9 @@ def params_from_namespace(namespace: dict[str, Any], names_before: set[str],
     name injected by papermill (which papermill itself only warns about) is refused here.
     """
     params = {k: v for k, v in namespace.items() if k not in names_before and not k.startswith("_")}
-    return validate_against(schema, params, source="notebook parameters")
+    cfg = validate_against(schema, params, source="notebook parameters")
+    if isinstance(cfg, RunConfig):
+        from loralab.runtime_check import check_runtime  # imports torch: not at module level (loralab plan)
+
+        check_runtime(cfg)
+    return cfg

@@ -8,6 +8,9 @@ The same calls run on a CUDA GPU (Unsloth's kernels) and on a CPU (Unsloth's CPU
     table = lora_layer_table(model)             # r*(d+k) per adapted layer, to check the count
 
 ``unsloth`` is imported here, before transformers / TRL / PEFT, because it patches them.
+Weights load from safetensors only (``use_safetensors=True``: a pickle ``.bin`` checkpoint can run
+code when unpickled), a model's own Python code runs only with ``trust_remote_code: true`` in the
+params, and a hub token comes from the environment or Colab/Kaggle secrets (``loralab.hub_token``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 
 from loralab.config import RunConfig
 from loralab.embedded_model import resolve_model_path
+from loralab.hub_token import token_kwargs
 
 
 def _fast_language_model():
@@ -39,6 +43,9 @@ def load_model(cfg: RunConfig):
         load_in_4bit=cfg.load_in_4bit and not cfg.full_finetuning,
         full_finetuning=cfg.full_finetuning,
         use_gradient_checkpointing="unsloth" if cfg.use_gradient_checkpointing else False,
+        trust_remote_code=cfg.trust_remote_code,
+        use_safetensors=True,  # never unpickle a .bin checkpoint
+        **token_kwargs(),  # only when HF_TOKEN (or a Colab/Kaggle secret) is set
     )
     return model, tokenizer
 

@@ -28,11 +28,14 @@ from typing import Any
 import yaml
 
 from loralab.adapters_demo import validate_demo_params
-from loralab.config import read_params_file, validate_params
+from loralab.config import read_params_file
+from loralab.params_yaml import load_params_yaml
 from loralab.run_record import find_unfinished_run, hold_run_lock, write_run_record
+from loralab.runtime_check import validate_params_for_this_machine
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-VALIDATORS = {"01_qlora_finetune": validate_params, "03_adapters": validate_demo_params}
+# 01's validator also checks that this machine can run the config (optimizer, bitsandbytes) before the kernel starts.
+VALIDATORS = {"01_qlora_finetune": validate_params_for_this_machine, "03_adapters": validate_demo_params}
 
 
 def run_notebook(notebook: str | Path, parameters: dict[str, Any], runs_root: str | Path = "runs",
@@ -113,7 +116,11 @@ def main(argv: list[str]) -> int:
     for path in args.params:
         parameters.update(read_params_file(path))
     for name, value in args.param:
-        parameters[name] = yaml.safe_load(value)
+        try:
+            parameters[name] = load_params_yaml(value)  # only true/false are booleans; 2e-4 is a number
+        except yaml.YAMLError as error:
+            print(f"error: -p {name}: {value!r} is not a YAML value ({error}); quote text values.")
+            return 2
     source = " + ".join(args.params) or "parameters"
     try:
         run_dir = run_notebook(args.notebook, parameters, args.runs_root, timeout_s=args.timeout, source=source,

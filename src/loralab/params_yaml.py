@@ -1,0 +1,51 @@
+"""YAML for parameters, without YAML 1.1's surprises: only true/false are booleans, 2e-4 is a number.
+
+PyYAML follows YAML 1.1, where ``yes``, ``no``, ``on``, ``off``, ``y`` and ``n`` are booleans (so
+``dataset_split: no`` or a country code ``NO`` silently becomes ``False``: the "Norway problem") and
+``2e-4`` is a string (a YAML 1.1 float needs a dot). Params files and ``-p NAME VALUE`` values are
+read with this loader instead::
+
+    from loralab.params_yaml import load_params_yaml
+    load_params_yaml("optim: adamw_8bit\\nload_in_4bit: yes\\nlearning_rate: 2e-4")
+    # {'optim': 'adamw_8bit', 'load_in_4bit': 'yes', 'learning_rate': 0.0002}
+
+``yes`` stays the text ``'yes'``: a text field keeps it, and the validator (``loralab.config``)
+tells a boolean field to write ``true`` or ``false``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+BOOL_TAG = "tag:yaml.org,2002:bool"
+FLOAT_TAG = "tag:yaml.org,2002:float"
+# Words YAML 1.1 reads as booleans but this loader leaves as text (the validator names them).
+YAML11_BOOL_WORDS = frozenset({"yes", "no", "on", "off", "y", "n"})
+
+_TRUE_FALSE = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+
+
+class ParamsLoader(yaml.SafeLoader):
+    """SafeLoader whose only booleans are true/false and whose floats include 2e-4."""
+
+
+ParamsLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ParamsLoader.add_implicit_resolver(BOOL_TAG, _TRUE_FALSE, list("tTfF"))
+# After SafeLoader's own int resolver, so 8 stays an int; only exponent forms without a dot are new.
+ParamsLoader.add_implicit_resolver(FLOAT_TAG, re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def load_params_yaml(text: str) -> Any:
+    """Parse YAML text with :class:`ParamsLoader` (raises ``yaml.YAMLError`` on broken YAML)."""
+    return yaml.load(text, Loader=ParamsLoader)  # a SafeLoader subclass: no arbitrary objects
+
+
+def is_yaml11_bool_word(value: Any) -> bool:
+    """True for text such as 'yes' or 'Off' that YAML 1.1 (and so plain papermill) reads as a boolean."""
+    return isinstance(value, str) and value.strip().lower() in YAML11_BOOL_WORDS
