@@ -161,7 +161,7 @@ def test_rerun_executes_only_missing_failed_or_changed_runs(tmp_path):
     assert sorted(rerun.calls) == ["lora_r=16", "lora_r=8"]
     assert outcome.skipped == ["lora_r=4"] and outcome.failed == []
     assert all(s.done for s in outcome.statuses.values())
-    assert list((plan.sweep_dir / "failed_attempts").glob("lora_r=8.*")), "the failed attempt is kept aside"
+    assert list((plan.sweep_dir / "earlier_attempts").glob("lora_r=8.*")), "the failed attempt is kept aside"
 
     again = FakeRunner()
     assert run_sweep(plan_sweep(spec, sweeps_root=tmp_path), run_one=again).executed == [] and again.calls == []
@@ -249,4 +249,5 @@ def test_two_run_sweep_end_to_end_then_rerun_only_the_broken_run(tmp_path):
 
     again = run_sweep(plan_sweep(spec, sweeps_root=tmp_path / "sweeps"), run_one=counting, timeout_s=600)
     assert calls == ["eval_task=none"] and again.skipped == ["eval_task=json_shape"]
+    assert list((plan.sweep_dir / "earlier_attempts").glob("eval_task=none.*")), "the broken attempt is kept"
     assert all(s.done for s in again.statuses.values())

@@ -18,9 +18,9 @@ are read from the current folder, else from the repository root.
 The sweep folder ``<sweeps_root>/<name>/`` holds ``sweep.json`` (the question and every run's
 params), one run folder per run (executed notebook, metrics.json, adapter, ...), a
 ``sweep_status.json`` in each run folder (ok/failed, error text, the failing notebook) and
-``results.csv`` (one row per run). A failed attempt is moved to ``failed_attempts/`` before it
-is retried. Running the same spec again executes only the runs that are missing, failed, or whose
-params changed.
+``results.csv`` (one row per run). Running the same spec again executes only the runs that are
+missing, failed, or whose params changed; an earlier attempt of such a run (failed, interrupted or
+stale) is moved to ``earlier_attempts/`` first.
 """
 
 from __future__ import annotations
@@ -336,7 +336,7 @@ def _set_aside(sweep_dir: Path, run: SweepRun) -> None:
     """Move an earlier (failed, stale or interrupted) attempt out of the way, keeping it for reading."""
     folder = sweep_dir / run.name
     if folder.exists():
-        target = sweep_dir / "failed_attempts" / f"{run.name}.{time.strftime('%Y%m%d-%H%M%S')}"
+        target = sweep_dir / "earlier_attempts" / f"{run.name}.{time.strftime('%Y%m%d-%H%M%S')}"
         target.parent.mkdir(parents=True, exist_ok=True)
         while target.exists():
             target = target.with_name(target.name + "_")
