@@ -9,7 +9,7 @@ read with this loader instead::
     load_params_yaml("optim: adamw_8bit\\nload_in_4bit: yes\\nlearning_rate: 2e-4")
     # {'optim': 'adamw_8bit', 'load_in_4bit': 'yes', 'learning_rate': 0.0002}
 
-``yes`` stays the text ``'yes'``: a text field keeps it, and the validator (``loralab.config``)
+Dates such as ``2024-01-01`` stay text too. ``yes`` stays the text ``'yes'``: a text field keeps it, and the validator (``loralab.config``)
 tells a boolean field to write ``true`` or ``false``.
 """
 
@@ -22,6 +22,7 @@ import yaml
 
 BOOL_TAG = "tag:yaml.org,2002:bool"
 FLOAT_TAG = "tag:yaml.org,2002:float"
+TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"  # 2024-01-01 stays text (no parameter is a date)
 # Words YAML 1.1 reads as booleans but this loader leaves as text (the validator names them).
 YAML11_BOOL_WORDS = frozenset({"yes", "no", "on", "off", "y", "n"})
 
@@ -33,7 +34,7 @@ class ParamsLoader(yaml.SafeLoader):
 
 
 ParamsLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != BOOL_TAG]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (BOOL_TAG, TIMESTAMP_TAG)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 ParamsLoader.add_implicit_resolver(BOOL_TAG, _TRUE_FALSE, list("tTfF"))
@@ -42,8 +43,11 @@ ParamsLoader.add_implicit_resolver(FLOAT_TAG, re.compile(r"^[-+]?[0-9]+[eE][-+]?
 
 
 def load_params_yaml(text: str) -> Any:
-    """Parse YAML text with :class:`ParamsLoader` (raises ``yaml.YAMLError`` on broken YAML)."""
-    return yaml.load(text, Loader=ParamsLoader)  # a SafeLoader subclass: no arbitrary objects
+    """Parse YAML text with :class:`ParamsLoader`; ``yaml.YAMLError`` for anything it cannot read."""
+    try:
+        return yaml.load(text, Loader=ParamsLoader)  # a SafeLoader subclass: no arbitrary objects
+    except (ValueError, OverflowError, RecursionError) as error:  # e.g. !!timestamp 0000-00-00, deep nesting
+        raise yaml.YAMLError(f"{type(error).__name__}: {error}") from None
 
 
 def is_yaml11_bool_word(value: Any) -> bool:

@@ -4,40 +4,42 @@ Notebook 01's validation cell gets this through ``params_from_namespace``, and `
 it before the kernel starts::
 
     from loralab.runtime_check import check_runtime
-    notes = check_runtime(cfg)     # RuntimeCheckError (a ParamsError) naming the field and what to write
+    check_runtime(cfg)     # RuntimeCheckError (a ParamsError) naming the field and what to write
 
 It imports torch and transformers, so ``loralab.config`` imports it lazily (``loralab plan`` stays
 torch-free).
 
-What was measured on the CPU machines (torch 2.13 CPU, bitsandbytes 0.50.2, transformers 5.17), one
-optimizer step per ``optim`` name through transformers' own ``Trainer.get_optimizer_cls_and_kwargs``:
-bitsandbytes' 8-bit optimizers (``adamw_8bit``, ``lion_8bit``, ``rmsprop_bnb_8bit`` ...) **do** run
-on a CPU; the ``paged_*`` ones run too, falling back to non-paged state with a warning (paging moves
-optimizer state between GPU and CPU memory, which means nothing without a GPU); ``adamw_torch_xla``
-and ``adamw_torch_npu_fused`` need a TPU / an Ascend NPU; ``galore_*``, ``apollo_*``, ``lomo``,
-``adalomo``, ``schedule_free_*``, ``grokadamw``, ``stable_adamw`` and ``adamw_anyprecision`` need
-packages that are not installed. So instead of a list of "GPU-only" names that would go stale, the
-check asks transformers to resolve the optimizer for this machine and reports what it refuses, and
-it checks that a 4-bit base has bitsandbytes (the GPU machines here lack it).
+What was measured on the CPU machines (torch 2.13 CPU, bitsandbytes 0.50.2, transformers 5.17,
+unsloth 2026.10.9), one optimizer step per ``optim`` name:
+
+* Through plain transformers, bitsandbytes' 8-bit optimizers (``adamw_8bit``, ``lion_8bit`` ...)
+  **do** step on a CPU, and the ``paged_*`` ones fall back to non-paged state with a warning.
+* But in a process that imported ``unsloth`` (every notebook), Unsloth's CPU backend rewrites
+  ``TrainingArguments.optim``: any name with ``8bit``, ``paged``, ``bnb``, ``npu`` or ``xla`` (and
+  ``adamw_apex_fused``, ``adafactor_8bit``) becomes ``adamw_torch_fused``, with one printed line. The
+  run would silently train with another optimizer than its params (and metrics.json) say. So on a
+  machine without CUDA these names are refused here, with ``adamw_torch`` as the alternative.
+* ``galore_*``, ``apollo_*``, ``lomo``, ``adalomo``, ``schedule_free_*``, ``grokadamw``,
+  ``stable_adamw`` and ``adamw_anyprecision`` need packages that are not installed: transformers'
+  own ``Trainer.get_optimizer_cls_and_kwargs`` is asked, and what it refuses is reported.
+* A 4-bit base needs bitsandbytes (the GPU machines lent to this project lack it).
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib.util
-import warnings
 
 from loralab.config import ParamsError, RunConfig
 
 CPU_OPTIMIZER = "adamw_torch"
+# Unsloth's CPU backend (unsloth_zoo/cpu/trainer.py) replaces these with adamw_torch_fused.
+CPU_REPLACED_OPTIMIZERS = ("adamw_apex_fused", "adafactor_8bit")
+CPU_REPLACED_TAGS = ("8bit", "paged", "bnb", "npu", "xla")
 
 
 class RuntimeCheckError(ParamsError):
     """The config is valid but this machine cannot run it; the message says what to write instead."""
-
-
-class RuntimeNote(UserWarning):
-    """The config runs here, but not as it would on a GPU (e.g. a paged optimizer on a CPU)."""
 
 
 def cuda_available() -> bool:
@@ -54,13 +56,24 @@ def known_optimizers() -> list[str]:
     return [name.value for name in OptimizerNames]
 
 
+def replaced_on_cpu(optim: str) -> bool:
+    """True for optimizers that Unsloth's CPU backend swaps for adamw_torch_fused (GPU-only in its view)."""
+    name = optim.lower()
+    return name in CPU_REPLACED_OPTIMIZERS or any(tag in name for tag in CPU_REPLACED_TAGS)
+
+
 def check_optimizer(optim: str, on_gpu: bool) -> None:
-    """RuntimeCheckError if transformers does not know ``optim`` or cannot build it on this machine."""
+    """RuntimeCheckError if transformers does not know ``optim`` or it cannot run as named on this machine."""
     known = known_optimizers()
     if optim not in known:
         match = difflib.get_close_matches(optim, known, n=1, cutoff=0.6)
         hint = f" Did you mean {match[0]!r}?" if match else f" Known names: {', '.join(known)}."
         raise RuntimeCheckError(f"optim: {optim!r} is not an optimizer transformers knows.{hint}")
+    if not on_gpu and replaced_on_cpu(optim):
+        raise RuntimeCheckError(
+            f"optim: {optim!r} is a GPU optimizer (bitsandbytes 8-bit / paged, or TPU/NPU) and this machine has no "
+            f"CUDA GPU: Unsloth's CPU backend would silently train with adamw_torch_fused instead. Write "
+            f"optim: {CPU_OPTIMIZER} here (LoRA's optimizer state is small); keep {optim} for GPU params files.")
     import torch
     from transformers import Trainer, TrainingArguments
 
@@ -78,20 +91,12 @@ def check_optimizer(optim: str, on_gpu: bool) -> None:
                                 f"write optim: {CPU_OPTIMIZER} (works everywhere).") from None
 
 
-def check_runtime(cfg: RunConfig) -> list[str]:
-    """Raise RuntimeCheckError for what cannot run here; return (and warn) notes for what runs differently."""
-    on_gpu = cuda_available()
-    check_optimizer(cfg.optim, on_gpu)
-    notes = []
+def check_runtime(cfg: RunConfig) -> None:
+    """RuntimeCheckError for what this machine cannot run as the config says."""
+    check_optimizer(cfg.optim, cuda_available())
     if cfg.load_in_4bit and not cfg.full_finetuning and importlib.util.find_spec("bitsandbytes") is None:
         raise RuntimeCheckError("load_in_4bit: true needs bitsandbytes, which is not installed here: "
                                 "pip install bitsandbytes, or write load_in_4bit: false (16-bit LoRA).")
-    if not on_gpu and cfg.optim.startswith("paged_"):
-        notes.append(f"optim: {cfg.optim!r} pages optimizer state between GPU and CPU memory; with no GPU "
-                     f"bitsandbytes runs it as the non-paged version (same updates, no memory saving).")
-    for note in notes:
-        warnings.warn(note, RuntimeNote, stacklevel=2)
-    return notes
 
 
 def validate_params_for_this_machine(params: dict, source: str = "params") -> RunConfig:

@@ -1,0 +1,124 @@
+"""What this machine cannot run is refused before any model loads (notebook cell and `loralab run`)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loralab import runtime_check
+from loralab.config import ParamsError, params_from_namespace, validate_params
+from loralab.runner import main as run_main
+from loralab.runtime_check import RuntimeCheckError, check_runtime, known_optimizers, replaced_on_cpu
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = str(REPO / "notebooks/01_qlora_finetune.ipynb")
+PARAMS = REPO / "params/01_qlora_finetune"
+
+
+def test_cpu_safe_defaults_pass():
+    check_runtime(validate_params({}))
+
+
+def _without_cuda(monkeypatch) -> None:
+    monkeypatch.setattr(runtime_check, "cuda_available", lambda: False)
+
+
+@pytest.mark.parametrize("optim", ["adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "lion_8bit",
+                                   "adamw_bnb_8bit", "adamw_torch_xla"])
+def test_gpu_optimizers_are_refused_on_a_cpu_with_the_alternative(monkeypatch, optim):
+    _without_cuda(monkeypatch)
+    with pytest.raises(RuntimeCheckError, match=rf"optim: '{optim}' is a GPU optimizer.*optim: adamw_torch here"):
+        check_runtime(validate_params({"optim": optim}))
+
+
+def test_the_cpu_rule_is_the_one_unsloth_applies():
+    """Every optimizer name: refused here exactly when Unsloth's CPU backend would swap it silently."""
+    from types import SimpleNamespace
+
+    from unsloth_zoo.cpu.trainer import normalize_cpu_training_arguments
+
+    for name in known_optimizers():
+        args = SimpleNamespace(optim=name, fp16=False, bf16=False, tf32=None, gradient_checkpointing=False)
+        normalize_cpu_training_arguments(args)
+        swapped = args.optim != name and not (name == "adamw_torch" and args.optim == "adamw_torch_fused")
+        assert replaced_on_cpu(name) == swapped, name
+
+
+def test_bitsandbytes_8bit_step_on_a_cpu_is_real_but_unsloth_swaps_it():
+    """Measured: bitsandbytes' AdamW8bit steps on a CPU (8-bit state); Unsloth's CPU patch replaces it."""
+    import bitsandbytes as bnb
+    import torch
+    from transformers import TrainingArguments
+
+    layer = torch.nn.Linear(128, 64)
+    optimizer = bnb.optim.AdamW8bit(layer.parameters(), lr=1e-3)
+    before = layer.weight.detach().clone()
+    layer(torch.randn(4, 128)).pow(2).mean().backward()
+    optimizer.step()
+    assert not torch.equal(before, layer.weight.detach())
+    assert optimizer.state[layer.weight]["state1"].dtype == torch.uint8
+    if not torch.cuda.is_available():  # conftest imported unsloth, as every notebook does
+        assert TrainingArguments(output_dir="unused", optim="adamw_8bit", report_to="none").optim != "adamw_8bit"
+
+
+def test_unknown_optimizer_names_the_nearest_one():
+    with pytest.raises(RuntimeCheckError, match=r"optim: 'adamw_8bitt' is not an optimizer.*Did you mean 'adamw_8bit'"):
+        check_runtime(validate_params({"optim": "adamw_8bitt"}))
+
+
+@pytest.mark.parametrize("optim, package", [("schedule_free_adamw", "schedulefree"), ("galore_adamw", "galore_torch"),
+                                            ("lomo", "lomo_optim")])
+def test_optimizer_that_needs_a_missing_package_is_refused(optim, package):
+    if importlib.util.find_spec(package) is not None:
+        pytest.skip(f"{package} is installed here")
+    with pytest.raises(RuntimeCheckError, match=rf"optim: '{optim}' cannot run on this .*install.*adamw_torch"):
+        check_runtime(validate_params({"optim": optim}))
+
+
+def test_4bit_without_bitsandbytes_is_refused(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(runtime_check.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    with pytest.raises(RuntimeCheckError, match="load_in_4bit: true needs bitsandbytes.*load_in_4bit: false"):
+        check_runtime(validate_params({"load_in_4bit": True}))
+    check_runtime(validate_params({"load_in_4bit": False}))
+
+
+def test_notebook_validation_cell_runs_the_check():
+    namespace = {"optim": "adamw_8bitt", "lora_r": 8}  # a typo papermill would only warn about
+    with pytest.raises(ParamsError, match="Did you mean 'adamw_8bit'"):
+        params_from_namespace(namespace, set())
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["-p", "optim", "adamw_8bitt"], "Did you mean 'adamw_8bit'"),
+    (["-p", "load_in_4bit", "yes"], "load_in_4bit: write true or false"),
+    (["-p", "hf_token", "hf_abc123"], "looks like a secret"),
+    (["-p", "model_name", "my model"], "model_name"),
+    (["-p", "lora_r", "[8"], "not a YAML value"),
+])
+def test_loralab_run_refuses_before_the_kernel_starts(tmp_path, capsys, extra, message):
+    code = run_main([NOTEBOOK, "-f", str(PARAMS / "smoke.yaml"), *extra,
+                     "--runs-root", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 2 and message in out
+    assert "hf_abc123" not in out
+    assert not list(tmp_path.iterdir()), "no run folder may be created for refused params"
+
+
+def test_loralab_run_refuses_gpu_params_on_a_cpu(tmp_path, capsys, monkeypatch):
+    _without_cuda(monkeypatch)
+    code = run_main([NOTEBOOK, "-f", str(PARAMS / "colab_t4.yaml"),
+                     "--runs-root", str(tmp_path)])
+    assert code == 2 and "optim: 'adamw_8bit' is a GPU optimizer" in capsys.readouterr().out
+    assert not list(tmp_path.iterdir())
+
+
+def test_config_and_planner_stay_torch_free():
+    code = ("import sys, loralab.config, loralab.plan_cli, loralab.params_yaml, loralab.hub_token; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
