@@ -8,8 +8,9 @@ it first and applies the ``overlong_rows`` parameter::
     rows, note = fit_rows_to_length(rows, tokenizer, cfg.max_seq_length, cfg.overlong_rows)
     print(note)   # "12 of 240 rows are longer than max_seq_length=256 tokens; they will be truncated ..."
 
-A row's length is the token count of its whole conversation through the tokenizer's chat template,
-as the trainer sees it.
+A row's length is counted as TRL's ``SFTTrainer`` counts it for a conversational prompt/completion
+row: ``apply_chat_template(prompt + completion, tokenize=True)``. TRL keeps the first
+``max_seq_length`` tokens, and drops a row whose prompt alone fills them (no answer token left).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ class LengthReport:
         longest = max(self.lengths, default=0)
         if not n:
             return f"all {total} rows fit in max_seq_length={limit} tokens (longest: {longest})."
-        lost = (f" {len(self.prompt_too_long)} of them do not fit even without the answer (nothing to learn)."
-                if self.prompt_too_long else "")
+        lost = (f" {len(self.prompt_too_long)} of them do not fit even without the answer: no answer token is "
+                "left, and TRL drops them." if self.prompt_too_long else "")
         if self.policy == "drop":
             return (f"dropped {n} of {total} rows longer than max_seq_length={limit} tokens (longest: {longest}); "
                     f"{total - n} remain.{lost}")
@@ -46,16 +47,23 @@ class LengthReport:
                 f"to skip them, or raise max_seq_length.")
 
 
-def _template_lengths(tokenizer, conversations: list[list[dict]], generation_prompt: bool) -> list[int]:
-    texts = [tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-             for messages in conversations]
-    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    return [len(ids) for ids in encoded]
+def _token_ids(tokenizer, messages: list[dict], generation_prompt: bool = False) -> list[int]:
+    return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
+                                              add_generation_prompt=generation_prompt)["input_ids"])
 
 
 def conversation_lengths(rows: list[dict], tokenizer) -> list[int]:
-    """Tokens of each row's whole conversation after the chat template."""
-    return _template_lengths(tokenizer, [row["messages"] for row in rows], generation_prompt=False)
+    """Tokens of each row's whole conversation after the chat template (what the trainer truncates)."""
+    return [len(_token_ids(tokenizer, row["messages"])) for row in rows]
+
+
+def _prompt_length(tokenizer, messages: list[dict]) -> int:
+    """Tokens before the answer starts: the common prefix of prompt (+ generation prompt) and conversation."""
+    prompt, full = _token_ids(tokenizer, messages[:-1], generation_prompt=True), _token_ids(tokenizer, messages)
+    n = 0
+    while n < min(len(prompt), len(full)) and prompt[n] == full[n]:
+        n += 1
+    return n
 
 
 def fit_rows_to_length(rows: list[dict], tokenizer, max_seq_length: int,
@@ -69,9 +77,8 @@ def fit_rows_to_length(rows: list[dict], tokenizer, max_seq_length: int,
     report = LengthReport(max_seq_length, overlong_rows, conversation_lengths(rows, tokenizer))
     report.overlong = [i for i, n in enumerate(report.lengths) if n > max_seq_length]
     if report.overlong:
-        prompts = _template_lengths(tokenizer, [rows[i]["messages"][:-1] for i in report.overlong],
-                                    generation_prompt=True)
-        report.prompt_too_long = [i for i, n in zip(report.overlong, prompts, strict=True) if n >= max_seq_length]
+        report.prompt_too_long = [i for i in report.overlong
+                                  if _prompt_length(tokenizer, rows[i]["messages"]) >= max_seq_length]
     if overlong_rows == "drop":
         dropped = set(report.overlong)
         kept = [row for i, row in enumerate(rows) if i not in dropped]
