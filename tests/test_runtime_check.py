@@ -95,7 +95,7 @@ def test_notebook_validation_cell_runs_the_check():
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["-p", "optim", "adamw_8bitt"], "Did you mean 'adamw_8bit'"),
+    (["-p", "lora_dropout", "1.0"], "lora_dropout"),
     (["-p", "load_in_4bit", "yes"], "load_in_4bit: write true or false"),
     (["-p", "hf_token", "hf_abc123"], "looks like a secret"),
     (["-p", "model_name", "my model"], "model_name"),
@@ -108,6 +108,15 @@ def test_loralab_run_refuses_before_the_kernel_starts(tmp_path, capsys, extra, m
     assert code == 2 and message in out
     assert "hf_abc123" not in out
     assert not list(tmp_path.iterdir()), "no run folder may be created for refused params"
+
+
+def test_loralab_run_skips_only_the_slow_transformers_part():
+    """An optimizer typo passes the quick pre-kernel check; the notebook's validation cell refuses it."""
+    from loralab.runtime_check import validate_params_for_this_machine
+
+    assert validate_params_for_this_machine({"optim": "adamw_torh"}).optim == "adamw_torh"
+    with pytest.raises(RuntimeCheckError, match="Did you mean 'adamw_torch'"):
+        check_runtime(validate_params({"optim": "adamw_torh"}))
 
 
 def test_loralab_run_refuses_gpu_params_on_a_cpu(tmp_path, capsys, monkeypatch):

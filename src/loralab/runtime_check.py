@@ -6,8 +6,11 @@ it before the kernel starts::
     from loralab.runtime_check import check_runtime
     check_runtime(cfg)     # RuntimeCheckError (a ParamsError) naming the field and what to write
 
-It imports torch and transformers, so ``loralab.config`` imports it lazily (``loralab plan`` stays
-torch-free).
+It imports torch (and, for the optimizer's name and packages, transformers), so ``loralab.config``
+imports it lazily (``loralab plan`` stays torch-free). ``loralab run`` skips the transformers part
+(``packages=False``): importing ``transformers.training_args`` alone took 5-18 s here, while torch's
+CUDA check, the GPU-optimizer rule and the bitsandbytes check need about 2 s; the notebook's cell
+runs the full check, where unsloth has already imported transformers.
 
 What was measured on the CPU machines (torch 2.13 CPU, bitsandbytes 0.50.2, transformers 5.17,
 unsloth 2026.10.9), one optimizer step per ``optim`` name:
@@ -62,6 +65,15 @@ def replaced_on_cpu(optim: str) -> bool:
     return name in CPU_REPLACED_OPTIMIZERS or any(tag in name for tag in CPU_REPLACED_TAGS)
 
 
+def check_gpu_optimizer(optim: str, on_gpu: bool) -> None:
+    """RuntimeCheckError for an optimizer that Unsloth would silently replace on a machine without CUDA."""
+    if not on_gpu and replaced_on_cpu(optim):
+        raise RuntimeCheckError(
+            f"optim: {optim!r} is a GPU optimizer (bitsandbytes 8-bit / paged, or TPU/NPU) and this machine has no "
+            f"CUDA GPU: Unsloth's CPU backend would silently train with adamw_torch_fused instead. Write "
+            f"optim: {CPU_OPTIMIZER} here (LoRA's optimizer state is small); keep {optim} for GPU params files.")
+
+
 def check_optimizer(optim: str, on_gpu: bool) -> None:
     """RuntimeCheckError if transformers does not know ``optim`` or it cannot run as named on this machine."""
     known = known_optimizers()
@@ -69,11 +81,7 @@ def check_optimizer(optim: str, on_gpu: bool) -> None:
         match = difflib.get_close_matches(optim, known, n=1, cutoff=0.6)
         hint = f" Did you mean {match[0]!r}?" if match else f" Known names: {', '.join(known)}."
         raise RuntimeCheckError(f"optim: {optim!r} is not an optimizer transformers knows.{hint}")
-    if not on_gpu and replaced_on_cpu(optim):
-        raise RuntimeCheckError(
-            f"optim: {optim!r} is a GPU optimizer (bitsandbytes 8-bit / paged, or TPU/NPU) and this machine has no "
-            f"CUDA GPU: Unsloth's CPU backend would silently train with adamw_torch_fused instead. Write "
-            f"optim: {CPU_OPTIMIZER} here (LoRA's optimizer state is small); keep {optim} for GPU params files.")
+    check_gpu_optimizer(optim, on_gpu)
     import torch
     from transformers import Trainer, TrainingArguments
 
@@ -91,21 +99,27 @@ def check_optimizer(optim: str, on_gpu: bool) -> None:
                                 f"write optim: {CPU_OPTIMIZER} (works everywhere).") from None
 
 
-def check_runtime(cfg: RunConfig) -> None:
-    """RuntimeCheckError for what this machine cannot run as the config says."""
-    check_optimizer(cfg.optim, cuda_available())
+def check_runtime(cfg: RunConfig, packages: bool = True) -> None:
+    """RuntimeCheckError for what this machine cannot run as the config says.
+
+    ``packages=False`` skips asking transformers about the optimizer's name and packages (slow import).
+    """
+    if packages:
+        check_optimizer(cfg.optim, cuda_available())
+    else:
+        check_gpu_optimizer(cfg.optim, cuda_available())
     if cfg.load_in_4bit and not cfg.full_finetuning and importlib.util.find_spec("bitsandbytes") is None:
         raise RuntimeCheckError("load_in_4bit: true needs bitsandbytes, which is not installed here: "
                                 "pip install bitsandbytes, or write load_in_4bit: false (16-bit LoRA).")
 
 
 def validate_params_for_this_machine(params: dict, source: str = "params") -> RunConfig:
-    """``validate_params`` plus :func:`check_runtime` (what ``loralab run`` calls before the kernel starts)."""
+    """``validate_params`` plus the quick :func:`check_runtime` (``loralab run``, before the kernel starts)."""
     from loralab.config import validate_params
 
     cfg = validate_params(params, source=source)
     try:
-        check_runtime(cfg)
+        check_runtime(cfg, packages=False)
     except RuntimeCheckError as error:
         raise RuntimeCheckError(f"{source}: {error}") from None
     return cfg
