@@ -30,6 +30,7 @@ import itertools
 import json
 import os
 import shutil
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -423,10 +424,14 @@ def run_sweep(plan: SweepPlan, jobs: int = 1, run_one: RunOne | None = None, tim
     if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:  # share the cores instead of oversubscribing
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
 
+    csv_lock = threading.Lock()
+
     def one(run: SweepRun) -> RunStatus:
         if on_start:
             on_start(run)
         status = execute_run(plan, run, run_one, timeout_s)
+        with csv_lock:  # results.csv is current after every run, so an interrupted sweep still has a table
+            write_results_csv(plan.sweep_dir)
         if on_finish:
             on_finish(run, status)
         return status
