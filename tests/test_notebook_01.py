@@ -2,7 +2,8 @@
 
 Asserts on metrics.json and the run folder only, never on notebook text: the loss went down, only
 LoRA weights moved, the trainable count is the r*(d+k) arithmetic, and the saved adapter reloads
-onto a fresh base and reproduces the trained model's logits.
+onto a fresh base and reproduces the trained model's logits. The run gets a fake HF_TOKEN in its
+environment (the kernel inherits it), and no file of the run folder may contain its value.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from loralab.runner import run_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
+FAKE_HF_TOKEN = "hf_loralabFAKEtoken0123456789abcdefXYZ"  # not a real token; must not reach any run file
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory) -> Path:
     params = read_params_file(REPO / "params/01_qlora_finetune/smoke.yaml")
-    return run_notebook(REPO / "notebooks/01_qlora_finetune.ipynb", params,
-                        runs_root=tmp_path_factory.mktemp("runs"), run_name="smoke", timeout_s=900)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HF_TOKEN", FAKE_HF_TOKEN)
+        return run_notebook(REPO / "notebooks/01_qlora_finetune.ipynb", params,
+                            runs_root=tmp_path_factory.mktemp("runs"), run_name="smoke", timeout_s=900)
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +111,13 @@ def test_saved_adapter_reloads_and_reproduces_logits(smoke_run, metrics):
     assert diff < 1e-2, f"reloaded adapter differs from the trained model by {diff}"
     assert effect > 100 * diff, f"adapter effect {effect} is not far above the reload error {diff}"
     assert logits.argmax(-1).tolist() == reference["logits"].argmax(-1).tolist()
+
+
+def test_hub_token_reaches_the_kernel_but_no_file_of_the_run(smoke_run, metrics):
+    """Executed notebook, metrics.json, manifest, run record, logs, checkpoints: none holds the token value."""
+    assert metrics["hub_token_source"] == "environment variable HF_TOKEN"  # the kernel did see it
+    files = [p for p in smoke_run.rglob("*") if p.is_file()]
+    assert {"01_qlora_finetune.ipynb", "metrics.json", "loralab_manifest.json"} <= {p.name for p in files}
+    needle = FAKE_HF_TOKEN.encode()
+    leaked = [str(p.relative_to(smoke_run)) for p in files if needle in p.read_bytes()]
+    assert not leaked, f"the hub token was written into {leaked}"
