@@ -8,9 +8,10 @@ it before the kernel starts::
 
 It imports torch (and, for the optimizer's name and packages, transformers), so ``loralab.config``
 imports it lazily (``loralab plan`` stays torch-free). ``loralab run`` skips the transformers part
-(``packages=False``): importing ``transformers.training_args`` alone took 5-18 s here, while torch's
-CUDA check, the GPU-optimizer rule and the bitsandbytes check need about 2 s; the notebook's cell
-runs the full check, where unsloth has already imported transformers.
+(``packages=False``). Measured in one process on these 2 shared cores under load from other jobs:
+importing torch (for the CUDA check) 6 s, then ``transformers.training_args`` 18 s more and
+``Trainer`` 4 s more; the whole quick check in a fresh process took 4.8-8.6 s against 0.5-1 s for
+validation alone. The notebook's cell runs the full check, where unsloth already imported transformers.
 
 What was measured on the CPU machines (torch 2.13 CPU, bitsandbytes 0.50.2, transformers 5.17,
 unsloth 2026.10.9), one optimizer step per ``optim`` name:
