@@ -110,6 +110,23 @@ def test_loralab_run_refuses_before_the_kernel_starts(tmp_path, capsys, extra, m
     assert not list(tmp_path.iterdir()), "no run folder may be created for refused params"
 
 
+def test_loralab_run_checks_relative_model_folders_from_where_the_kernel_runs(tmp_path, capsys):
+    """The kernel runs in the notebook's folder, so ./model there is what model_name: ./model means."""
+    import shutil
+
+    folder = tmp_path / "nb"
+    folder.mkdir()
+    shutil.copy(NOTEBOOK, folder / "01_qlora_finetune.ipynb")
+    (folder / "my-model").mkdir()
+    (folder / "my-model" / "config.json").write_text("{}")
+    args = [str(folder / "01_qlora_finetune.ipynb"), "-p", "lora_r", "0", "--runs-root", str(tmp_path / "runs")]
+    assert run_main([*args, "-p", "model_name", "./my-model"]) == 2
+    out = capsys.readouterr().out
+    assert "lora_r" in out and "model_name" not in out  # only the planted error: the folder was found
+    assert run_main([*args, "-p", "model_name", "./missing-model"]) == 2
+    assert "no config.json" in capsys.readouterr().out
+
+
 def test_loralab_run_skips_only_the_slow_transformers_part():
     """An optimizer typo passes the quick pre-kernel check; the notebook's validation cell refuses it."""
     from loralab.runtime_check import validate_params_for_this_machine

@@ -21,6 +21,7 @@ from that folder's newest complete checkpoint. ``--fresh`` always starts a new f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,9 @@ def run_notebook(notebook: str | Path, parameters: dict[str, Any], runs_root: st
     validator = VALIDATORS.get(notebook.stem)
     resolved = None
     if validator is not None:
-        resolved = validator({k: v for k, v in parameters.items() if k != folder_param}, source=source).model_dump()
+        with contextlib.chdir(notebook.parent):  # relative paths in params mean what they mean to the kernel
+            resolved = validator({k: v for k, v in parameters.items() if k != folder_param},
+                                 source=source).model_dump()
     resumable = bool(resolved and resolved.get("resume"))
     run_dir = None
     if resumable and not fresh and run_name is None:
