@@ -137,6 +137,13 @@ def test_files_that_are_not_json_lines_are_refused_before_any_download(tmp_path)
         load_chat_rows(str(csv))
 
 
+def test_jsonl_lines_are_split_on_newlines_only(tmp_path):
+    row = {"messages": [{"role": "user", "content": "a\u2028b\x1cc"}, {"role": "assistant", "content": "ok"}]}
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps(row, ensure_ascii=False) + "\r\n" + json.dumps(row) + "\n", encoding="utf-8")
+    assert load_chat_rows(str(path)) == [row, row]
+
+
 def test_a_bad_row_deep_in_a_file_is_named_by_its_row(tmp_path):
     good = {"instruction": "a", "output": "b"}
     path = tmp_path / "d.jsonl"

@@ -109,7 +109,7 @@ def normalise_row(row: dict, where: str) -> dict:
 def rows_from_jsonl_text(text: str, source: str) -> list[Any]:
     """The values of JSON Lines text; a line that is not JSON is reported with its number."""
     rows = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 may sit inside a JSON string
         if not line.strip():
             continue
         try:
@@ -145,7 +145,7 @@ def load_chat_rows(dataset: str, split: str = "train") -> list[dict]:
     elif dataset.endswith(".jsonl"):
         source, raw = dataset, read_jsonl(dataset)
     elif dataset.lower().endswith(LOCAL_DATA_SUFFIXES) or os.path.isfile(dataset):
-        raise DatasetError(f"dataset {dataset!r} is a local file but not JSON Lines: loralab reads .jsonl files "
+        raise DatasetError(f"dataset {dataset!r} names a local file that is not JSON Lines: loralab reads .jsonl files "
                            f"with one JSON object per line, each like one of: {EXPECTED_FORMATS}. Convert it "
                            "and name it .jsonl.")
     else:
