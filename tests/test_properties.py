@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -68,10 +69,15 @@ yaml_text = st.text(max_size=80) | st.builds(
          "0x1f", "1:30", "~", "'quoted'", ".inf", "- a"])), max_size=5))
 
 
+@pytest.fixture(scope="module")
+def params_path(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("params") / "params.yaml"
+
+
 @SETTINGS
 @given(yaml_text)
-def test_params_files_raise_only_params_error(tmp_path_factory, text):
-    path = tmp_path_factory.mktemp("p") / "params.yaml"
+def test_params_files_raise_only_params_error(params_path, text):
+    path = params_path  # one file, rewritten per example
     path.write_text(text, encoding="utf-8")
     try:
         validate_params(read_params_file(path), source=str(path))
