@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loralab.checkpoints import AtomicCheckpoints
+from loralab.checkpoints import AtomicCheckpoints, ResumeAsTrained
 from loralab.config import RunConfig
 
 
@@ -55,7 +55,7 @@ def build_trainer(model, tokenizer, train_dataset, cfg: RunConfig, output_dir: s
         use_cpu=not on_gpu,
         dataset_num_proc=1,
     )
-    trainer_class = type("LoralabSFTTrainer", (AtomicCheckpoints, SFTTrainer), {})
+    trainer_class = type("LoralabSFTTrainer", (AtomicCheckpoints, ResumeAsTrained, SFTTrainer), {})
     trainer = trainer_class(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer)
     trainer.run_params = cfg.model_dump()  # recorded in each checkpoint; a resume with other params is refused
     return trainer
