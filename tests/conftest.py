@@ -1,3 +1,4 @@
+# ruff: noqa: I001  (unsloth must be imported before transformers/peft/trl)
 """Shared fixtures: the repo root and the embedded model's config (no model load needed)."""
 
 from __future__ import annotations

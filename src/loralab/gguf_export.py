@@ -151,7 +151,7 @@ def check_gguf(gguf_path: str | Path, model_dir: str | Path) -> dict[str, float 
     hf_logging.disable_progress_bar()
     gguf_path, model_dir = Path(gguf_path), Path(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    reference = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    reference = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32, use_safetensors=True).eval()
     ids, expected = probe_logits(reference, tokenizer)
     del reference
     expected_tokens, _ = _bpe_tokens(model_dir, gguf)

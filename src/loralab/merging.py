@@ -72,7 +72,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
     if folder is None:
         raise ValueError(f"the base {check.base_model} is not available locally; download it first.")
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    base = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, use_safetensors=True)
     on_disk = json.loads((folder / "config.json").read_text())
     saved_dtype = getattr(torch, str(on_disk.get("dtype") or on_disk.get("torch_dtype") or "bfloat16"))
     if saved_dtype not in (torch.float16, torch.bfloat16):
@@ -89,7 +89,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
         merged.to(saved_dtype).save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
     del merged, model, base
-    reloaded = AutoModelForCausalLM.from_pretrained(str(out_dir), dtype=torch.float32)
+    reloaded = AutoModelForCausalLM.from_pretrained(str(out_dir), dtype=torch.float32, use_safetensors=True)
     reloaded.eval()
     saved_logits = _probe(reloaded, tokenizer)
     del reloaded
