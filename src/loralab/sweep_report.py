@@ -1,7 +1,7 @@
 """Tables and plots of one sweep folder (what notebook 02 shows).
 
-    from loralab.sweep_report import load_results, summary_table, metric_plots
-    results = load_results("sweeps/rank")          # sweep.json + every run's status and metrics.json
+    from loralab.sweep_report import load_results, resolve_sweep_dir, summary_table, metric_plots
+    results = load_results(resolve_sweep_dir("sweeps/rank"))          # sweep.json + every run's status and metrics.json
     display(summary_table(results))                # one row per run, indexed by the swept knobs
     for path in metric_plots(results, save_dir=results.sweep_dir):   # plot_quality.png, plot_cost.png
         display(Image(path))
@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from loralab.sweep import SWEEP_FILE, SweepSpecError, collect_results
+from loralab.sweep import REPO_ROOT, SWEEP_FILE, SweepSpecError, collect_results
 
 QUALITY = {"eval_score_after": "JSON-shape score after", "eval_topic_accuracy_after": "right topic after",
            "eval_answer_accuracy_after": "exact answer after", "train_loss_last": "final training loss"}
@@ -48,6 +48,16 @@ def find_latest_sweep(root: str | Path) -> Path:
         raise SweepSpecError(f"no sweep folder under {Path(root).resolve()}: run `loralab sweep SPEC.yaml` first "
                              "or set sweep_dir.")
     return candidates[-1].parent
+
+
+def resolve_sweep_dir(sweep_dir: str | Path) -> Path:
+    """'' -> the newest sweep under the repo's sweeps/; a relative path -> from the current folder, else the repo."""
+    if not str(sweep_dir):
+        return find_latest_sweep(REPO_ROOT / "sweeps")
+    path = Path(sweep_dir).expanduser()
+    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
+        return (REPO_ROOT / path).resolve()
+    return path.resolve()
 
 
 def load_results(sweep_dir: str | Path) -> SweepResults:
