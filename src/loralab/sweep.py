@@ -25,6 +25,7 @@ stale) is moved to ``earlier_attempts/`` first.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import json
@@ -266,7 +267,8 @@ def plan_sweep(spec: SweepSpec | str | Path, sweeps_root: str | Path | None = No
             continue
         params = {k: v for k, v in {**base, **overrides}.items() if k != folder_param}
         try:
-            validate(params, source=f"run {slug}")
+            with contextlib.chdir(notebook.parent):  # as loralab run does: relative paths mean what the kernel sees
+                validate(params, source=f"run {slug}")
         except ValueError as error:
             problems.append(str(error))
             continue
