@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,23 @@ def test_an_unknown_configuration_is_refused_before_anything_runs():
                           capture_output=True, text=True, check=False, timeout=60)
     assert proc.returncode == 2
     assert "unslot" in proc.stderr and "loralab, unsloth, trl_4bit, trl_16bit" in proc.stderr
+
+
+def test_the_readme_table_is_what_the_committed_rounds_give(bench, capsys):
+    """README's Performance numbers come from bench/results/*.json, not from memory."""
+    repo = SCRIPT.parents[1]
+    results, settings = bench.pooled(sorted(str(p) for p in (repo / "bench" / "results").glob("*.json")))
+    bench.print_report(results, settings)
+    printed = capsys.readouterr().out
+    readme = (repo / "README.md").read_text()
+    for line in printed.strip().splitlines():
+        assert line in readme, f"README's Performance table is out of date; reprint it: missing {line!r}"
+
+
+def test_runs_with_other_settings_are_not_pooled(bench, tmp_path):
+    for name, steps in (("a.json", 8), ("b.json", 6)):
+        (tmp_path / name).write_text(json.dumps({
+            "args": {"steps": steps, "warmup": 2, "batch": 4, "seq": 256, "threads": 2},
+            "runs": {"loralab": [dict(_run(45.0, 1.4), device="cpu")]}}))
+    with pytest.raises(SystemExit, match="same settings"):
+        bench.pooled([str(tmp_path / "a.json"), str(tmp_path / "b.json")])
