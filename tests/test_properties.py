@@ -77,12 +77,11 @@ def params_path(tmp_path_factory) -> Path:
 @SETTINGS
 @given(yaml_text)
 def test_params_files_raise_only_params_error(params_path, text):
-    path = params_path  # one file, rewritten per example
-    path.write_text(text, encoding="utf-8")
+    params_path.write_text(text, encoding="utf-8")  # one file, rewritten per example
     try:
-        validate_params(read_params_file(path), source=str(path))
+        validate_params(read_params_file(params_path), source=str(params_path))
     except ParamsError as error:
-        assert str(path) in str(error)
+        assert str(params_path) in str(error)
 
 
 message = st.fixed_dictionaries({"role": st.sampled_from([*ROLES, "tool", "bot"]) | json_values,

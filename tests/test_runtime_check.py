@@ -148,3 +148,13 @@ def test_config_and_planner_stay_torch_free():
     code = ("import sys, loralab.config, loralab.plan_cli, loralab.params_yaml, loralab.hub_token; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_loralab_run_refuses_an_unknown_name_for_a_notebook_without_a_validator(tmp_path, capsys):
+    """Notebook 02 has no params model; a misspelt parameter is still refused before the kernel starts."""
+    notebook = REPO / "notebooks/02_sweep_report.ipynb"
+    args = [str(notebook), "-p", "sweep_dri", "sweeps/rank", "--runs-root", str(tmp_path / "runs")]
+    assert run_main(args) == 2
+    out = capsys.readouterr().out
+    assert "unknown parameters ['sweep_dri']" in out and "sweep_dir" in out
+    assert not (tmp_path / "runs").exists(), "no run folder may be created for refused params"

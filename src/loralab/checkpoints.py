@@ -206,4 +206,3 @@ class ResumeAsTrained:
                       if "num_tokens" in h]
             if logged:
                 self._total_train_tokens = int(logged[-1])
-

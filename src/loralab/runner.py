@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from loralab.adapters_demo import validate_demo_params
-from loralab.config import read_params_file
+from loralab.config import ParamsError, read_params_file
 from loralab.params_yaml import load_params_yaml
 from loralab.run_record import find_unfinished_run, hold_run_lock, write_run_record
 from loralab.runtime_check import validate_params_for_this_machine
@@ -37,6 +37,35 @@ from loralab.runtime_check import validate_params_for_this_machine
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # 01's validator also checks that this machine can run the config (optimizer, bitsandbytes) before the kernel starts.
 VALIDATORS = {"01_qlora_finetune": validate_params_for_this_machine, "03_adapters": validate_demo_params}
+FOLDER_PARAMS = ("run_dir", "output_dir")  # a notebook's output-folder parameter: run_dir in 01, output_dir in 03
+
+
+def folder_param(notebook: Path) -> str | None:
+    """The notebook's output-folder parameter, which receives the run folder (None if it has none)."""
+    from papermill.inspection import inspect_notebook
+
+    return next((p for p in FOLDER_PARAMS if p in inspect_notebook(str(notebook))), None)
+
+
+def validate_for_notebook(notebook: Path, params: dict[str, Any], source: str = "params") -> dict[str, Any] | None:
+    """Check ``params`` (without the output-folder parameter) as ``notebook`` will receive them.
+
+    Notebooks with a validator (01, 03) are checked in full from the notebook's folder, where the
+    kernel runs, so a relative path means the same to the check as to the kernel; the resolved params
+    come back. For any other notebook only the names are checked against its parameters cell (None
+    comes back). A ``ParamsError`` says what to fix.
+    """
+    validator = VALIDATORS.get(notebook.stem)
+    if validator is None:
+        from papermill.inspection import inspect_notebook
+
+        known = set(inspect_notebook(str(notebook)))
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ParamsError(f"{source}: unknown parameters {unknown}; {notebook.name} has {sorted(known)}.")
+        return None
+    with contextlib.chdir(notebook.parent):
+        return validator(params, source=source).model_dump()
 
 
 def run_notebook(notebook: str | Path, parameters: dict[str, Any], runs_root: str | Path = "runs",
@@ -49,16 +78,8 @@ def run_notebook(notebook: str | Path, parameters: dict[str, Any], runs_root: st
     of the same notebook and params is reused when the params have ``resume`` on.
     """
     notebook = Path(notebook).resolve()
-    from papermill.inspection import inspect_notebook
-
-    # The notebook's own output-folder parameter (run_dir in 01, output_dir in 03) receives the run folder.
-    folder_param = next((p for p in ("run_dir", "output_dir") if p in inspect_notebook(str(notebook))), None)
-    validator = VALIDATORS.get(notebook.stem)
-    resolved = None
-    if validator is not None:
-        with contextlib.chdir(notebook.parent):  # relative paths in params mean what they mean to the kernel
-            resolved = validator({k: v for k, v in parameters.items() if k != folder_param},
-                                 source=source).model_dump()
+    output_param = folder_param(notebook)
+    resolved = validate_for_notebook(notebook, {k: v for k, v in parameters.items() if k != output_param}, source)
     resumable = bool(resolved and resolved.get("resume"))
     run_dir = None
     if resumable and not fresh and run_name is None:
@@ -70,7 +91,7 @@ def run_notebook(notebook: str | Path, parameters: dict[str, Any], runs_root: st
                                numbered=run_name is None)
     with hold_run_lock(run_dir):
         write_run_record(run_dir, notebook, parameters, resolved, command=command, params_files=params_files)
-        _execute(notebook, run_dir, parameters, folder_param, timeout_s)
+        _execute(notebook, run_dir, parameters, output_param, timeout_s)
     return run_dir
 
 

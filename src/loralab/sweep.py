@@ -25,7 +25,6 @@ stale) is moved to ``earlier_attempts/`` first.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import itertools
 import json
@@ -223,30 +222,6 @@ def _expand(spec: SweepSpec) -> list[tuple[dict[str, Any], str | None]]:
     return expanded
 
 
-def _validator_for(notebook: Path) -> Callable[[dict[str, Any], str], Any]:
-    """The notebook's params validator; for a notebook without one, a check of the names papermill sees."""
-    from loralab.runner import VALIDATORS
-
-    if notebook.stem in VALIDATORS:
-        return VALIDATORS[notebook.stem]
-    from papermill.inspection import inspect_notebook
-
-    known = set(inspect_notebook(str(notebook)))
-
-    def check_names(params: dict[str, Any], source: str = "params") -> None:
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ParamsError(f"{source}: unknown parameters {unknown}; {notebook.name} has {sorted(known)}.")
-
-    return check_names
-
-
-def _folder_param(notebook: Path) -> str | None:
-    from papermill.inspection import inspect_notebook
-
-    return next((p for p in ("run_dir", "output_dir") if p in inspect_notebook(str(notebook))), None)
-
-
 def plan_sweep(spec: SweepSpec | str | Path, sweeps_root: str | Path | None = None,
                name: str | None = None) -> SweepPlan:
     """Expand the spec into runs and validate EVERY run's params before anything runs."""
@@ -256,8 +231,10 @@ def plan_sweep(spec: SweepSpec | str | Path, sweeps_root: str | Path | None = No
     notebook = _resolve(spec.notebook, "notebook")
     base_path = _resolve(spec.base, "base params file") if spec.base else None
     base = read_params_file(base_path) if base_path else {}
-    validate = _validator_for(notebook)
-    folder_param = _folder_param(notebook)
+    from loralab.runner import folder_param as output_folder_param
+    from loralab.runner import validate_for_notebook
+
+    folder_param = output_folder_param(notebook)
     runs: dict[str, SweepRun] = {}
     problems = []
     for overrides, series in _expand(spec):
@@ -267,8 +244,7 @@ def plan_sweep(spec: SweepSpec | str | Path, sweeps_root: str | Path | None = No
             continue
         params = {k: v for k, v in {**base, **overrides}.items() if k != folder_param}
         try:
-            with contextlib.chdir(notebook.parent):  # as loralab run does: relative paths mean what the kernel sees
-                validate(params, source=f"run {slug}")
+            validate_for_notebook(notebook, params, source=f"run {slug}")  # exactly as loralab run checks
         except ValueError as error:
             problems.append(str(error))
             continue
