@@ -17,7 +17,7 @@ tokens/s range over the rounds (one process differs from the next by several per
 CPU, so a 3% question needs many rounds: ``--report`` pools the rounds of earlier ``--out`` files).
 Dataset caching is off in every worker, so each path tokenizes its data afresh.
 
-  loralab     loralab.modeling.load_model / attach_lora + loralab.training.build_trainer
+  loralab     loralab.model.loading.load_model / attach_lora + loralab.train.trainer.build_trainer
   unsloth     FastLanguageModel.from_pretrained / get_peft_model + TRL SFTTrainer, no loralab code
   trl_4bit    transformers + bitsandbytes NF4 + PEFT + TRL, no Unsloth
   trl_16bit   transformers + PEFT + TRL, no Unsloth, no quantization
@@ -82,8 +82,8 @@ def worker(name: str, args) -> dict:
     from transformers import TrainerCallback
 
     torch.set_num_threads(args.threads)
-    from loralab.embedded_model import resolve_model_path
-    from loralab.json_task import data_file
+    from loralab.data.json_answers import data_file
+    from loralab.model.embedded import resolve_model_path
 
     path = resolve_model_path("embedded/smollm2-135m-instruct")
     cuda = torch.cuda.is_available()
@@ -91,10 +91,10 @@ def worker(name: str, args) -> dict:
     dtype = torch.bfloat16 if bf16 else (torch.float16 if cuda else torch.float32)
 
     if name == "loralab":
-        from loralab.chat_data import load_chat_rows, to_prompt_completion
-        from loralab.config import validate_params
-        from loralab.modeling import attach_lora, load_model
-        from loralab.training import build_trainer
+        from loralab.data.chat_rows import load_chat_rows, to_prompt_completion
+        from loralab.model.loading import attach_lora, load_model
+        from loralab.params.run_config import validate_params
+        from loralab.train.trainer import build_trainer
 
         cfg = validate_params({"max_seq_length": args.seq, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0,
                                "use_gradient_checkpointing": False, "max_steps": args.warmup + args.steps,

@@ -5,7 +5,7 @@
 
 import json
 
-from loralab.json_task import build_splits, data_file
+from loralab.data.json_answers import build_splits, data_file
 
 for split, rows in build_splits(seed=0).items():
     path = data_file(split)

@@ -21,6 +21,6 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def embedded_config() -> dict:
     """config.json of the embedded model (built by `make setup`, or here on first use)."""
-    from loralab.embedded_model import resolve_model_path
+    from loralab.model.embedded import resolve_model_path
 
     return json.loads((Path(resolve_model_path("embedded/smollm2-135m-instruct")) / "config.json").read_text())

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from loralab.adapter_loading import (
+from loralab.adapters.manifest import MANIFEST_NAME, file_sha256
+from loralab.adapters.verified_loading import (
     AdapterFileError,
     check_adapter_base,
     load_verified_adapter,
     verify_adapter_files,
 )
-from loralab.manifest import MANIFEST_NAME, file_sha256
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from loralab.adapter_loading import BaseMismatchWarning, check_adapter_base, require_safetensors
-from loralab.adapters_demo import validate_demo_params
-from loralab.config import ParamsError, validate_params
-from loralab.manifest import (
+from loralab.adapters.manifest import (
     MANIFEST_NAME,
     base_fingerprint,
     compare_base,
@@ -27,6 +24,10 @@ from loralab.manifest import (
     read_manifest,
     write_manifest,
 )
+from loralab.adapters.verified_loading import BaseMismatchWarning, check_adapter_base, require_safetensors
+from loralab.params.adapters_demo import validate_demo_params
+from loralab.params.errors import ParamsError
+from loralab.params.run_config import validate_params
 
 TEMPLATE = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
 
@@ -246,7 +247,7 @@ def test_perturbed_bases_are_refused(base_and_adapter):
     """The look-alike bases notebook 03 shows: one value changed by one ulp, or a changed chat template."""
     from safetensors.torch import load_file
 
-    from loralab.perturbed_base import base_with_changed_template, base_with_one_weight_changed
+    from loralab.adapters.perturbed_base import base_with_changed_template, base_with_one_weight_changed
 
     base, adapter = base_and_adapter
     with base_with_one_weight_changed(str(base)) as other:
@@ -263,7 +264,7 @@ def test_perturbed_bases_are_refused(base_and_adapter):
 
 def test_gguf_export_refuses_what_it_cannot_convert(tmp_path):
     """Only Llama-architecture folders with byte-level BPE vocabularies; anything else says to use llama.cpp."""
-    from loralab.gguf_export import export_gguf
+    from loralab.adapters.gguf import export_gguf
 
     base = make_base(tmp_path / "base")
     with pytest.raises(ValueError, match="llama-quantize"):
@@ -281,7 +282,7 @@ def test_gguf_permutation_matches_llama_cpp_layout():
     """Rows of each head are interleaved (pairs of rotary halves), as llama.cpp's converter does, and invertible."""
     import numpy as np
 
-    from loralab.gguf_export import _permute
+    from loralab.adapters.gguf import _permute
 
     n_head, head_dim = 2, 4
     w = np.arange(n_head * head_dim)[:, None] * np.ones((1, 3))

@@ -57,7 +57,7 @@ def results(run) -> dict:
 
 @pytest.fixture(scope="module")
 def server(run):
-    from loralab.serving import AdapterServer
+    from loralab.adapters.serving import AdapterServer
 
     server = AdapterServer(BASE, load_in_4bit=False)
     for name in ("json", "caps"):
@@ -66,8 +66,8 @@ def server(run):
 
 
 def _verified_logits(adapter_dir: Path, **kwargs):
-    from loralab.adapter_loading import load_verified_adapter
-    from loralab.adapters import probe_logits
+    from loralab.adapters.save import probe_logits
+    from loralab.adapters.verified_loading import load_verified_adapter
 
     model, tokenizer = load_verified_adapter(adapter_dir, **kwargs)
     input_ids, logits = probe_logits(model, tokenizer)
@@ -102,8 +102,8 @@ def test_notebook_results(run, results):
 
 
 def test_manifest_pins_the_real_base(run):
-    from loralab.embedded_model import resolve_model_path
-    from loralab.manifest import file_sha256, read_manifest
+    from loralab.adapters.manifest import file_sha256, read_manifest
+    from loralab.model.embedded import resolve_model_path
 
     manifest = read_manifest(run / "adapters" / "json")
     weights = Path(resolve_model_path(BASE)) / "model.safetensors"
@@ -116,10 +116,10 @@ def test_manifest_pins_the_real_base(run):
 def test_verified_load_reproduces_training_logits(run):
     from safetensors.torch import load_file
 
-    from loralab.adapter_training import reference_logits_path
+    from loralab.adapters.train_and_save import reference_logits_path
 
     adapter = run / "adapters" / "json"
-    from loralab.adapter_loading import BaseMismatchWarning
+    from loralab.adapters.verified_loading import BaseMismatchWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -133,14 +133,14 @@ def test_verified_load_reproduces_training_logits(run):
 
 
 def test_changed_base_is_refused_before_loading(run, monkeypatch):
-    import loralab.modeling
-    from loralab.adapter_loading import load_verified_adapter
-    from loralab.perturbed_base import base_with_changed_template, base_with_one_weight_changed
+    import loralab.model.loading
+    from loralab.adapters.perturbed_base import base_with_changed_template, base_with_one_weight_changed
+    from loralab.adapters.verified_loading import load_verified_adapter
 
     def no_load(*args, **kwargs):
         raise AssertionError("the model was loaded before the base was checked")
 
-    monkeypatch.setattr(loralab.modeling, "load_model", no_load)
+    monkeypatch.setattr(loralab.model.loading, "load_model", no_load)
     adapter = run / "adapters" / "caps"
     with base_with_one_weight_changed(BASE) as other, pytest.raises(ValueError, match=r"weights .*safetensors"):
         load_verified_adapter(adapter, str(other))
@@ -149,8 +149,8 @@ def test_changed_base_is_refused_before_loading(run, monkeypatch):
 
 
 def test_override_and_missing_manifest_load_with_warnings(run, tmp_path):
-    from loralab.adapter_loading import BaseMismatchWarning, load_verified_adapter
-    from loralab.perturbed_base import base_with_changed_template
+    from loralab.adapters.perturbed_base import base_with_changed_template
+    from loralab.adapters.verified_loading import BaseMismatchWarning, load_verified_adapter
 
     with base_with_changed_template(BASE) as other:
         with pytest.warns(BaseMismatchWarning, match="allow_base_mismatch=True"):
@@ -183,7 +183,7 @@ def test_plain_peft_reproduces_loralab_logits(run, tmp_path):
     """A process that never imports unsloth or loralab loads the adapter with PEFT and gets our logits."""
     from safetensors.torch import load_file, save_file
 
-    from loralab.embedded_model import resolve_model_path
+    from loralab.model.embedded import resolve_model_path
 
     model, _, input_ids, logits, base_logits = _verified_logits(run / "adapters" / "json")
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
@@ -233,8 +233,8 @@ def test_merged_folder_matches_base_plus_adapter(run, results):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from loralab.adapters import probe_logits
-    from loralab.embedded_model import resolve_model_path
+    from loralab.adapters.save import probe_logits
+    from loralab.model.embedded import resolve_model_path
 
     merged_dir = Path(results["merge"]["path"])
     assert (merged_dir / "model.safetensors").is_file() and (merged_dir / "config.json").is_file()

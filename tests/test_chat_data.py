@@ -6,8 +6,15 @@ import json
 
 import pytest
 
-from loralab.chat_data import DatasetError, load_chat_rows, normalise_row, read_jsonl, to_prompt_completion
-from loralab.json_task import TOPICS, build_splits, data_file, parse_reply, score_replies
+from loralab.data.chat_rows import (
+    DatasetError,
+    load_chat_rows,
+    normalise_row,
+    read_jsonl,
+    to_prompt_completion,
+)
+from loralab.data.json_answers import TOPICS, build_splits, data_file
+from loralab.eval.json_shape import parse_reply, score_replies
 
 
 def test_shipped_dataset_is_what_the_generator_makes():

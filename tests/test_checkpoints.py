@@ -15,9 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from loralab.checkpoints import PARAMS_NAME, CheckpointMismatchError, complete_checkpoints, resume_checkpoint
-from loralab.config import validate_params
-from loralab.run_record import RECORD_NAME, find_unfinished_run, hold_run_lock, read_run_record
+from loralab.params.run_config import validate_params
+from loralab.runs.record import RECORD_NAME, find_unfinished_run, hold_run_lock, read_run_record
+from loralab.train.checkpoints import (
+    PARAMS_NAME,
+    CheckpointMismatchError,
+    complete_checkpoints,
+    resume_checkpoint,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,7 +32,7 @@ FAKE_TRAINER = textwrap.dedent('''
     import os, signal, sys
     from pathlib import Path
     from types import SimpleNamespace
-    from loralab.checkpoints import AtomicCheckpoints
+    from loralab.train.checkpoints import AtomicCheckpoints
 
     class FakeTrainer:
         def __init__(self, output_dir, die_at, die_after):
@@ -119,7 +124,7 @@ def test_resume_picks_the_newest_complete_checkpoint_and_refuses_other_params(tm
 
 def test_loralab_run_reuses_only_its_own_unfinished_folder(tmp_path, monkeypatch):
     """run_notebook with papermill replaced by a stand-in that dies (writes no metrics.json) or finishes."""
-    from loralab import runner
+    from loralab.runs import runner
 
     finish = {"value": False}
 

@@ -5,14 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from loralab.config import (
-    ParamsError,
-    RunConfig,
-    load_params,
-    params_from_namespace,
-    read_params_file,
-    validate_params,
-)
+from loralab.params.errors import ParamsError
+from loralab.params.notebook import params_from_namespace
+from loralab.params.run_config import RunConfig, load_params, validate_params
+from loralab.params.yaml_reader import read_params_file
 
 
 def test_defaults_follow_the_tutorial():

@@ -8,8 +8,10 @@ from typing import ClassVar
 
 import pytest
 
-from loralab import chat_data, hub_token, modeling
-from loralab.config import validate_params
+from loralab.data import chat_rows as chat_data
+from loralab.model import hub_token
+from loralab.model import loading as modeling
+from loralab.params.run_config import validate_params
 
 FAKE = "hf_FAKEtokenFORtests0123456789abcdef"
 

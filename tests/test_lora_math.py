@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loralab.architectures import ARCHITECTURES, get_architecture
-from loralab.lora_math import alpha_scale, lora_params, trainable_fraction, trainable_params
+from loralab.plan.architectures import ARCHITECTURES, get_architecture
+from loralab.plan.lora_math import alpha_scale, lora_params, trainable_fraction, trainable_params
 
 
 def test_tutorial_example_4096():
@@ -90,7 +90,7 @@ def test_trainable_count_equals_peft_on_the_embedded_model():
     import transformers
     from peft import LoraConfig, get_peft_model
 
-    from loralab.embedded_model import resolve_model_path
+    from loralab.model.embedded import resolve_model_path
 
     model = transformers.AutoModelForCausalLM.from_pretrained(
         resolve_model_path("embedded/smollm2-135m-instruct")

@@ -32,8 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from loralab.architectures import get_architecture
-from loralab.memory import GIB, TrainingSetup, estimate_memory, setup_for, tutorial_rule_gb
+from loralab.plan.architectures import get_architecture
+from loralab.plan.memory import GIB, TrainingSetup, estimate_memory, setup_for, tutorial_rule_gb
 
 TOLERANCE = 0.15
 
@@ -42,7 +42,7 @@ import ctypes, gc, json, sys
 configs = json.loads(sys.argv[1])
 import torch, transformers, peft, bitsandbytes  # imported before the baseline on purpose
 from peft import LoraConfig, get_peft_model
-from loralab.embedded_model import resolve_model_path
+from loralab.model.embedded import resolve_model_path
 libc = ctypes.CDLL("libc.so.6")
 def status(key):
     for line in open("/proc/self/status"):
@@ -270,7 +270,7 @@ def test_largest_context_matches_unsloth_published_table(vram):
     all logits to fp32 inside forward before the loss made its own copies; we cannot re-measure
     that stack here, so the "hf" stack models today's transformers and says so.
     """
-    from loralab.planner import plan
+    from loralab.plan.planner import plan
 
     ours = plan("llama-3.1-8b", gpu_gb=vram, batch=1, r=32, stack="unsloth").fits["qlora"].max_seq
     published = UNSLOTH_CONTEXT[vram]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from loralab.config import validate_params
+from loralab.params.run_config import validate_params
 
 pytestmark = pytest.mark.slow
 
 
 def test_16_bit_lora_and_full_finetuning_counts():
-    from loralab.modeling import attach_lora, count_parameters, load_model, lora_layer_table
+    from loralab.model.loading import attach_lora, count_parameters, load_model, lora_layer_table
 
     lora_cfg = validate_params({"load_in_4bit": False, "target_modules": "attention", "lora_r": 4})
     model, _ = load_model(lora_cfg)

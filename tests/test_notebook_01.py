@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from loralab.config import read_params_file
-from loralab.runner import run_notebook
+from loralab.params.yaml_reader import read_params_file
+from loralab.runs.runner import run_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -92,9 +92,9 @@ def test_saved_adapter_reloads_and_reproduces_logits(smoke_run, metrics):
     from peft import PeftModel
     from safetensors.torch import load_file
 
-    from loralab.adapters import probe_logits
-    from loralab.config import validate_params
-    from loralab.modeling import load_model
+    from loralab.adapters.save import probe_logits
+    from loralab.model.loading import load_model
+    from loralab.params.run_config import validate_params
 
     cfg = validate_params(metrics["params"])
     base, tokenizer = load_model(cfg)

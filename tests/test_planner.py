@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from loralab.memory import GIB, estimate_memory, setup_for
-from loralab.plan_cli import main
-from loralab.planner import GPUS, plan
+from loralab.plan.cli import main
+from loralab.plan.memory import GIB, estimate_memory, setup_for
+from loralab.plan.planner import GPUS, plan
 
 
 def test_decision_follows_memory_pressure():

@@ -16,9 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loralab.chat_data import ROLES, DatasetError, normalise_row, rows_from_jsonl_text
-from loralab.config import FIELD_NAMES, ParamsError, RunConfig, read_params_file, validate_params
-from loralab.params_yaml import YAML11_BOOL_WORDS
+from loralab.data.chat_rows import ROLES, DatasetError, normalise_row, rows_from_jsonl_text
+from loralab.params.errors import ParamsError
+from loralab.params.run_config import FIELD_NAMES, RunConfig, validate_params
+from loralab.params.yaml_reader import YAML11_BOOL_WORDS, read_params_file
 
 # LORALAB_HYPOTHESIS_EXAMPLES=5000 for a long hunt; 150 keeps `make test` fast.
 SETTINGS = settings(max_examples=int(os.environ.get("LORALAB_HYPOTHESIS_EXAMPLES", "150")), deadline=None,

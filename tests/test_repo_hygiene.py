@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from loralab.config import load_params
+from loralab.params.run_config import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -36,7 +36,7 @@ def test_every_params_file_validates(path):
 @pytest.mark.parametrize("path", sorted((REPO / "params" / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_sweep_spec_validates_every_run(path):
     """Sweep specs are not params files: the sweep loader validates each expanded run instead."""
-    from loralab.sweep import plan_sweep
+    from loralab.sweeps.sweep import plan_sweep
 
     assert plan_sweep(path, sweeps_root=REPO / "sweeps").runs
 
@@ -95,7 +95,7 @@ def test_papermill_sees_every_run_parameter_of_notebook_01():
     """papermill parses the parameters cell; a comment it cannot parse hides the name (and warns)."""
     from papermill.inspection import inspect_notebook
 
-    from loralab.config import FIELD_NAMES
+    from loralab.params.run_config import FIELD_NAMES
 
     assert sorted(inspect_notebook(str(REPO / "notebooks/01_qlora_finetune.ipynb"))) == sorted(FIELD_NAMES)
 

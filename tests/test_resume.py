@@ -12,7 +12,7 @@ Four runs of notebook 01 on the embedded model (tiny params: 8 steps of batch 4,
 Measured here (transformers 5.17, torch 2.13 CPU, 2 cores): A vs B and A vs R are bit-identical
 (max |diff| 0.0 on every adapter tensor and on every logged loss); the tolerances below leave room for
 other CPUs/kernels and are far below what training changes (the last two optimizer steps move the
-adapter by up to 6e-4). Before loralab.checkpoints.ResumeAsTrained the resumed run drifted by 2.6e-3 in
+adapter by up to 6e-4). Before loralab.train.checkpoints.ResumeAsTrained the resumed run drifted by 2.6e-3 in
 the loss (PEFT's resume upcast the bf16 adapter to fp32): these tests caught that.
 """
 
@@ -28,10 +28,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loralab.checkpoints import COMPLETE_MARKER, PARAMS_NAME, STAGING_PREFIX
-from loralab.config import read_params_file
-from loralab.run_record import RECORD_NAME, read_run_record
-from loralab.runner import run_notebook
+from loralab.params.yaml_reader import read_params_file
+from loralab.runs.record import RECORD_NAME, read_run_record
+from loralab.runs.runner import run_notebook
+from loralab.train.checkpoints import COMPLETE_MARKER, PARAMS_NAME, STAGING_PREFIX
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks/01_qlora_finetune.ipynb"

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from loralab.chat_data import DatasetError, load_chat_rows
-from loralab.config import ParamsError, validate_params
-from loralab.row_lengths import conversation_lengths, fit_rows_to_length
+from loralab.data.chat_rows import DatasetError, load_chat_rows
+from loralab.data.row_lengths import conversation_lengths, fit_rows_to_length
+from loralab.params.errors import ParamsError
+from loralab.params.run_config import validate_params
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from loralab.embedded_model import resolve_model_path
+    from loralab.model.embedded import resolve_model_path
 
     return AutoTokenizer.from_pretrained(resolve_model_path("embedded/smollm2-135m-instruct"))
 
@@ -81,7 +82,7 @@ def test_counts_agree_with_what_trl_keeps_and_drops(tokenizer, rows, tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    from loralab.chat_data import to_prompt_completion
+    from loralab.data.chat_rows import to_prompt_completion
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,

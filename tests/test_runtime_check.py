@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from loralab import runtime_check
-from loralab.config import ParamsError, params_from_namespace, validate_params
-from loralab.runner import main as run_main
-from loralab.runtime_check import RuntimeCheckError, check_runtime, known_optimizers, replaced_on_cpu
+from loralab.params import runtime_check
+from loralab.params.errors import ParamsError
+from loralab.params.notebook import params_from_namespace
+from loralab.params.run_config import validate_params
+from loralab.params.runtime_check import RuntimeCheckError, check_runtime, known_optimizers, replaced_on_cpu
+from loralab.runs.runner import main as run_main
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = str(REPO / "notebooks/01_qlora_finetune.ipynb")
@@ -129,7 +131,7 @@ def test_loralab_run_checks_relative_model_folders_from_where_the_kernel_runs(tm
 
 def test_loralab_run_skips_only_the_slow_transformers_part():
     """An optimizer typo passes the quick pre-kernel check; the notebook's validation cell refuses it."""
-    from loralab.runtime_check import validate_params_for_this_machine
+    from loralab.params.runtime_check import validate_params_for_this_machine
 
     assert validate_params_for_this_machine({"optim": "adamw_torh"}).optim == "adamw_torh"
     with pytest.raises(RuntimeCheckError, match="Did you mean 'adamw_torch'"):
@@ -145,7 +147,7 @@ def test_loralab_run_refuses_gpu_params_on_a_cpu(tmp_path, capsys, monkeypatch):
 
 
 def test_config_and_planner_stay_torch_free():
-    code = ("import sys, loralab.config, loralab.plan_cli, loralab.params_yaml, loralab.hub_token; "
+    code = ("import sys, loralab.params.run_config, loralab.plan.cli, loralab.params.yaml_reader, loralab.model.hub_token; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loralab.sweep import (
+from loralab.sweeps.sweep import (
     STATUS_FILE,
     SweepSpecError,
     collect_results,
@@ -194,7 +194,7 @@ def test_results_rows_carry_knobs_series_and_metrics(tmp_path):
 
 
 def test_report_helpers_group_by_knobs_and_plot(tmp_path):
-    from loralab.sweep_report import load_results, metric_plots, summary_table
+    from loralab.sweeps.report import load_results, metric_plots, summary_table
 
     runs = [{"series": "2r", "lora_r": 4, "lora_alpha": 8}, {"series": "2r", "lora_r": 8, "lora_alpha": 16},
             {"series": "fixed", "lora_r": 8, "lora_alpha": 16}, {"series": "fixed", "lora_r": 16, "lora_alpha": 16}]
@@ -221,7 +221,7 @@ def test_shipped_sweeps_validate_and_say_what_they_answer():
 @pytest.mark.slow
 def test_two_run_sweep_end_to_end_then_rerun_only_the_broken_run(tmp_path):
     """papermill runs of notebook 01, results.csv, the report notebook, then a rerun of one run."""
-    from loralab.runner import run_notebook
+    from loralab.runs.runner import run_notebook
 
     spec = write_spec(tmp_path, grid={"eval_task": ["json_shape", "none"]})
     plan = plan_sweep(spec, sweeps_root=tmp_path / "sweeps")

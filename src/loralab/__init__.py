@@ -1,9 +1,15 @@
 """loralab: notebook-first LoRA / QLoRA fine-tuning over Unsloth, TRL, PEFT and datasets.
 
-A notebook imports the pieces it needs from the modules that hold them::
+One subpackage per stage of a run; an import points from a later stage to an earlier one::
 
-    from loralab.config import validate_params
-    from loralab.modeling import load_model, attach_lora
+    plan/      will it fit? (torch-free)     params/   validated parameters     model/    load + LoRA
+    data/      chat rows                      train/    trainer, checkpoints     eval/     held-out scores
+    adapters/  save, verify, merge, serve     runs/     run folder, loralab run  sweeps/   loralab sweep
+
+A notebook imports what it calls from a stage::
+
+    from loralab.params import params_from_namespace
+    from loralab.model import load_model, attach_lora
 
 Importing ``loralab`` itself stays light (no torch): the params validator, the planner and the
 CLI must answer before any model library loads.

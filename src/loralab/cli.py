@@ -17,9 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``loralab`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {
-        "run": "loralab.runner",
-        "plan": "loralab.plan_cli",
-        "sweep": "loralab.sweep_cli",
+        "run": "loralab.runs.runner",
+        "plan": "loralab.plan.cli",
+        "sweep": "loralab.sweeps.cli",
     }
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print("usage: loralab {" + ",".join(commands) + "} ...   (loralab COMMAND --help for details)")

@@ -1,0 +1,166 @@
+"""Chat datasets: read, normalise to ``messages``, and split into prompt / completion for TRL.
+
+    from loralab.data.chat_rows import load_chat_rows, to_prompt_completion
+    rows = load_chat_rows(cfg.dataset, cfg.dataset_split)        # list of {"messages": [...]}
+    train_ds = to_prompt_completion(rows)                          # datasets.Dataset
+
+Training on prompt/completion pairs makes TRL's ``SFTTrainer`` compute the loss on the assistant's
+final answer only (``completion_only_loss``): the model learns to answer, not to echo questions.
+Recognised row formats: ``messages`` (OpenAI style), ``conversations`` with ``from``/``value``
+(ShareGPT) and ``instruction``/``input``/``output`` (Alpaca); anything else is refused with an
+example of each. A row with no assistant answer, an empty answer, unknown roles or non-text content
+(images, audio) is refused naming its row; a local file must be JSON Lines (one object per line).
+Rows longer than ``max_seq_length`` are counted and truncated or dropped by ``loralab.data.row_lengths``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from loralab.data.json_answers import data_file
+from loralab.model.hub_token import token_kwargs
+from loralab.params.run_config import EMBEDDED_DATASET
+
+ROLES = ("system", "user", "assistant")
+_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                   "system": "system"}
+
+
+EXPECTED_FORMATS = (
+    '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}, '
+    '{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]}, '
+    '{"instruction": "Say hello", "input": "", "output": "Hello"}'
+)
+LOCAL_DATA_SUFFIXES = (".json", ".csv", ".tsv", ".txt", ".parquet", ".arrow", ".xlsx", ".yaml", ".yml")
+
+
+class DatasetError(ValueError):
+    """A dataset row or file that cannot be used; the message names the row and what to fix."""
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "...(cut)"
+
+
+def _text_content(content: Any, where: str) -> str:
+    """Message content as text: a string, or a list of text parts ({"type": "text", "text": ...})."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and content and all(isinstance(p, dict) for p in content):
+        kinds = {p.get("type") if isinstance(p.get("type"), str) else repr(p.get("type")) for p in content}
+        if kinds == {"text"} and all(isinstance(p.get("text"), str) for p in content):
+            return "".join(p["text"] for p in content)
+        raise DatasetError(f"{where}: content has {sorted(kinds)} parts; loralab trains on text only, so give "
+                           "the content as a string (or text parts only).")
+    raise DatasetError(f"{where}: content must be text, got {_short(content)}.")
+
+
+def normalise_row(row: dict, where: str) -> dict:
+    """One row in any recognised format -> ``{"messages": [{"role", "content"}, ...]}``."""
+    if not isinstance(row, dict):
+        raise DatasetError(f"{where}: expected a JSON object, got {type(row).__name__}.")
+    if "messages" in row:
+        messages = row["messages"]
+    elif "conversations" in row:
+        turns = row["conversations"]
+        if not isinstance(turns, list):
+            raise DatasetError(f"{where}: 'conversations' must be a list of {{from, value}} turns.")
+        messages = []
+        for turn in turns:
+            source = turn.get("from") if isinstance(turn, dict) else None
+            role = _SHAREGPT_ROLES.get(source) if isinstance(source, str) else None
+            if role is None:
+                raise DatasetError(f"{where}: ShareGPT turn {_short(turn)} needs 'from' in "
+                                   f"{sorted(_SHAREGPT_ROLES)}.")
+            messages.append({"role": role, "content": turn.get("value")})
+    elif "instruction" in row and "output" in row:
+        extra = row.get("input")
+        if not isinstance(row["instruction"], str) or not isinstance(extra, str | None):
+            raise DatasetError(f"{where}: Alpaca 'instruction' and 'input' must be text, got "
+                               f"{_short(row['instruction'])} and {_short(extra)}.")
+        prompt = row["instruction"] + (f"\n\n{extra}" if extra else "")
+        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": row["output"]}]
+    else:
+        raise DatasetError(f"{where}: unknown row format with keys {sorted(map(str, row))[:20]}. "
+                           f"Expected one of: {EXPECTED_FORMATS}.")
+    if not isinstance(messages, list) or not messages:
+        raise DatasetError(f"{where}: 'messages' is missing or empty; give at least a user and an assistant turn.")
+    clean = []
+    for i, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if not isinstance(role, str) or role not in ROLES:
+            raise DatasetError(f"{where}, message {i}: role must be one of {ROLES}, got {_short(message)}.")
+        content = _text_content(message.get("content"), f"{where}, message {i}")
+        clean.append({"role": role, "content": content})
+    if not any(m["role"] == "assistant" for m in clean):
+        raise DatasetError(f"{where}: the conversation has no assistant turn; add the answer to learn as "
+                           '{"role": "assistant", "content": "..."} at the end.')
+    if clean[-1]["role"] != "assistant":
+        raise DatasetError(f"{where}: the conversation must end with an assistant turn to learn from.")
+    if not clean[-1]["content"].strip():
+        raise DatasetError(f"{where}: the last assistant answer is empty; there is nothing to learn from it.")
+    return {"messages": clean}
+
+
+def rows_from_jsonl_text(text: str, source: str) -> list[Any]:
+    """The values of JSON Lines text; a line that is not JSON is reported with its number."""
+    rows = []
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 may sit inside a JSON string
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except (json.JSONDecodeError, RecursionError) as error:
+            hint = (" It looks like one JSON array or a pretty-printed object: write one object per line "
+                    "(e.g. python -c \"import json,sys; [print(json.dumps(r)) for r in json.load(sys.stdin)]\")."
+                    if number == 1 and line.strip() in ("[", "{") else "")
+            reason = error.msg if isinstance(error, json.JSONDecodeError) else "nested too deeply"
+            raise DatasetError(f"{source}, line {number}: not JSON ({reason}); the file must hold one JSON "
+                               f"object per line (JSON Lines).{hint}") from None
+    return rows
+
+
+def read_jsonl(path: str | Path) -> list[Any]:
+    """Rows of a JSON Lines file (UTF-8); DatasetError for a missing, binary or non-JSON-Lines file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"dataset file {path} does not exist; give a .jsonl path relative to where the "
+                           "notebook runs, or an absolute one.")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"{path} is not UTF-8 text (byte {error.start}); a dataset must be a UTF-8 JSON "
+                           "Lines file with one JSON object per line.") from None
+    return rows_from_jsonl_text(text, str(path))
+
+
+def load_chat_rows(dataset: str, split: str = "train") -> list[dict]:
+    """Rows of the embedded dataset, a local .jsonl file, or a hub dataset, normalised to messages."""
+    if dataset == EMBEDDED_DATASET:
+        source, raw = f"{dataset}[{split}]", read_jsonl(data_file(split))
+    elif dataset.endswith(".jsonl"):
+        source, raw = dataset, read_jsonl(dataset)
+    elif dataset.lower().endswith(LOCAL_DATA_SUFFIXES) or os.path.isfile(dataset):
+        raise DatasetError(f"dataset {dataset!r} names a local file that is not JSON Lines: loralab reads .jsonl files "
+                           f"with one JSON object per line, each like one of: {EXPECTED_FORMATS}. Convert it "
+                           "and name it .jsonl.")
+    else:
+        from datasets import load_dataset
+
+        source, raw = f"{dataset}[{split}]", list(load_dataset(dataset, split=split, **token_kwargs()))
+    if not raw:
+        raise DatasetError(f"{source} has no rows.")
+    return [normalise_row(row, f"{source} row {i}") for i, row in enumerate(raw)]
+
+
+def to_prompt_completion(rows: list[dict]):
+    """A ``datasets.Dataset`` of conversational prompt/completion pairs (last assistant turn = completion)."""
+    from datasets import Dataset
+
+    return Dataset.from_list(
+        [{"prompt": row["messages"][:-1], "completion": row["messages"][-1:]} for row in rows]
+    )

@@ -1,0 +1,140 @@
+"""Model loading and LoRA attachment through Unsloth's ``FastLanguageModel``.
+
+The same calls run on a CUDA GPU (Unsloth's kernels) and on a CPU (Unsloth's CPU backend)::
+
+    from loralab.model.loading import load_model, attach_lora, lora_layer_table
+    model, tokenizer = load_model(cfg)          # 4-bit NF4 base by default
+    model = attach_lora(model, cfg)             # r=16, alpha=32, all linear layers
+    table = lora_layer_table(model)             # r*(d+k) per adapted layer, to check the count
+
+``unsloth`` is imported here, before transformers / TRL / PEFT, because it patches them.
+Weights load from safetensors only (``use_safetensors=True``: a pickle ``.bin`` checkpoint can run
+code when unpickled), a model's own Python code runs only with ``trust_remote_code: true`` in the
+params, and a hub token comes from the environment or Colab/Kaggle secrets (``loralab.model.hub_token``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from loralab.model.embedded import resolve_model_path
+from loralab.model.hub_token import token_kwargs
+from loralab.params.run_config import RunConfig
+
+
+def _fast_language_model():
+    import unsloth  # noqa: F401  (must precede transformers/trl/peft)
+    from unsloth import FastLanguageModel
+
+    return FastLanguageModel
+
+
+def load_model(cfg: RunConfig):
+    """Load the base model and tokenizer as the config asks (embedded names never touch a hub)."""
+    fast = _fast_language_model()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no per-tensor "Loading weights" bars in notebooks/logs
+    model, tokenizer = fast.from_pretrained(
+        model_name=resolve_model_path(cfg.model_name),
+        max_seq_length=cfg.max_seq_length,
+        dtype=None,  # bf16 where the hardware has it, else fp16 (GPU) / fp32 (CPU)
+        load_in_4bit=cfg.load_in_4bit and not cfg.full_finetuning,
+        full_finetuning=cfg.full_finetuning,
+        use_gradient_checkpointing="unsloth" if cfg.use_gradient_checkpointing else False,
+        trust_remote_code=cfg.trust_remote_code,
+        use_safetensors=True,  # never unpickle a .bin checkpoint
+        **token_kwargs(),  # only when HF_TOKEN (or a Colab/Kaggle secret) is set
+    )
+    return model, tokenizer
+
+
+def attach_lora(model, cfg: RunConfig):
+    """Wrap the model with LoRA adapters on ``cfg.target_module_list`` (a PEFT model comes back).
+
+    With ``full_finetuning`` the model is returned unchanged: every weight trains.
+    """
+    if cfg.full_finetuning:
+        return model
+    fast = _fast_language_model()
+    return fast.get_peft_model(
+        model,
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.target_module_list,
+        bias="none",
+        use_gradient_checkpointing="unsloth" if cfg.use_gradient_checkpointing else False,
+        random_state=cfg.seed,
+    )
+
+
+def for_inference(model) -> None:
+    """Switch to generation mode (KV cache on, left padding)."""
+    _fast_language_model().for_inference(model)
+
+
+def for_training(model) -> None:
+    """Switch back to training mode."""
+    _fast_language_model().for_training(model)
+
+
+@dataclass(frozen=True)
+class LoraLayer:
+    """One adapted linear layer: W is d x k (out x in); LoRA adds B (d x r) @ A (r x k)."""
+
+    name: str
+    d: int
+    k: int
+    r: int
+
+    @property
+    def params(self) -> int:
+        return self.r * (self.d + self.k)
+
+
+def lora_layer_table(model) -> list[LoraLayer]:
+    """Every LoRA-adapted layer with its shape, read from the A and B matrices PEFT created."""
+    rows = []
+    for name, module in model.named_modules():
+        lora_a = getattr(module, "lora_A", None)
+        if not lora_a or "default" not in lora_a:
+            continue
+        a = lora_a["default"].weight  # r x k
+        b = module.lora_B["default"].weight  # d x r
+        rows.append(LoraLayer(name=name, d=b.shape[0], k=a.shape[1], r=a.shape[0]))
+    return rows
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts; a 4-bit weight counts as the elements it stores for.
+
+    bitsandbytes packs two 4-bit values per byte, so ``numel`` of a Params4bit is half the matrix;
+    ``quant_state.shape`` gives the real shape.
+    """
+    trainable = total = 0
+    for param in model.parameters():
+        state = getattr(param, "quant_state", None)
+        n = int(state.shape.numel()) if state is not None else param.numel()
+        total += n
+        if param.requires_grad:
+            trainable += n
+    return trainable, total
+
+
+def weights_fingerprint(model, trainable: bool) -> str:
+    """SHA-256 over the raw bytes of the trainable (or the frozen) parameters, in name order.
+
+    Taken before and after training it shows which weights moved: the frozen base must not.
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    for name, param in sorted(model.named_parameters(), key=lambda item: item[0]):
+        if param.requires_grad != trainable:
+            continue
+        digest.update(name.encode())
+        data = param.detach().contiguous().cpu()
+        digest.update(data.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

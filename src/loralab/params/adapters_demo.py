@@ -1,0 +1,80 @@
+"""Parameters of notebook 03 (adapters: manifests, verified loading, hot-swap serving, merge).
+
+    from loralab.params.adapters_demo import demo_params_from_namespace
+    demo = demo_params_from_namespace(globals(), _names_before_parameters)   # unknown names, bad values stop here
+    demo.train_config("json")                                                # a RunConfig for one small adapter
+
+Unknown names are refused with the nearest valid one, like notebook 01's parameters.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from loralab.params.notebook import params_from_namespace
+from loralab.params.run_config import RunConfig, validate_params
+from loralab.params.schema import validate_against
+
+
+class AdaptersDemoConfig(BaseModel):
+    """Notebook 03's parameters; each description is the help line."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_model: str = Field("embedded/smollm2-135m-instruct", description="the base every adapter is served on")
+    adapter_dirs: dict[str, str] = Field(
+        default_factory=dict, description="name -> adapter folder from earlier runs; {} = train json and caps here")
+    train_steps: int = Field(6, ge=1, le=500, description="optimizer steps per adapter trained here")
+    batch_size: int = Field(4, ge=1, description="examples per training step")
+    learning_rate: float = Field(3e-3, gt=0, le=1, description="learning rate of the short training runs")
+    lora_r: int = Field(8, ge=1, le=256, description="LoRA rank of the adapters trained here")
+    lora_alpha: float = Field(16, gt=0, description="LoRA alpha (scale alpha/r)")
+    max_seq_length: int = Field(128, ge=16, description="tokens per training example")
+    load_in_4bit: bool = Field(False, description="train and serve on a 4-bit base (slower on CPU)")
+    questions: int = Field(4, ge=1, le=30, description="held-out questions answered side by side")
+    max_new_tokens: int = Field(24, ge=1, description="tokens generated per answer")
+    merge_adapter_name: str = Field("json", description="adapter merged into the 16-bit base ('' = skip the merge)")
+    gguf_type: Literal["", "f32", "f16", "q8_0"] = Field(
+        "q8_0", description="GGUF file written from the merged folder: f32, f16, q8_0, or '' to skip")
+    seed: int = Field(3407, description="seed for LoRA init and data order")
+    output_dir: str = Field("", description="folder for results.json, adapters and the merged model ('' = runs/<time>-03)")
+
+    @field_validator("adapter_dirs")
+    @classmethod
+    def _names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not name.isidentifier():
+                raise ValueError(f"adapter name {name!r} must be a simple name such as 'json' or 'support_bot'")
+        return value
+
+    def resolve_output_dir(self, runs_root: str = "runs") -> Path:
+        """``output_dir``, or a new ``runs_root/<time>-03_adapters`` folder; created either way."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = Path(self.output_dir) if self.output_dir else Path(runs_root) / f"{stamp}-03_adapters"
+        path.mkdir(parents=True, exist_ok=True)
+        return path.resolve()
+
+    def train_config(self) -> RunConfig:
+        """The RunConfig each adapter trained in the notebook uses."""
+        return validate_params({
+            "model_name": self.base_model, "load_in_4bit": self.load_in_4bit, "max_seq_length": self.max_seq_length,
+            "lora_r": self.lora_r, "lora_alpha": self.lora_alpha, "max_steps": self.train_steps,
+            "per_device_train_batch_size": self.batch_size, "learning_rate": self.learning_rate,
+            "warmup_steps": 0, "use_gradient_checkpointing": False, "seed": self.seed, "eval_task": "none",
+        }, source="notebook 03 parameters")
+
+
+
+
+def validate_demo_params(params: dict[str, Any], source: str = "notebook 03 parameters") -> AdaptersDemoConfig:
+    """Validate notebook 03's parameters, or raise ParamsError with a sentence per problem."""
+    return validate_against(AdaptersDemoConfig, params, source)
+
+
+def demo_params_from_namespace(namespace: dict[str, Any], names_before: set[str]) -> AdaptersDemoConfig:
+    """Validate every name the parameters cell (or papermill's injected cell) defined."""
+    return params_from_namespace(namespace, names_before, AdaptersDemoConfig)

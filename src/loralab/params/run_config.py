@@ -1,0 +1,157 @@
+"""Notebook 01's run config: every parameter of a fine-tuning run, with its help line and its limits.
+
+    from loralab.params.run_config import validate_params, load_params
+    cfg = validate_params(dict(model_name=model_name, lora_r=lora_r, ...))
+    cfg = load_params("params/01_qlora_finetune/default.yaml")        # the same for a params file
+
+Unknown keys are refused with the nearest valid name, wrong types and out-of-range values with a
+sentence that says what to write instead (``loralab.params.schema``). Numbers written as ``2e-4``
+are numbers; text that is not a number is refused. Params files are read with
+``loralab.params.yaml_reader`` (only true/false are booleans). The notebook's own call,
+``loralab.params.notebook.params_from_namespace``, adds the check that this machine can run the config.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from loralab.params.names import (
+    EMBEDDED_MODELS,
+    EMBEDDED_PREFIX,
+    EXAMPLE_HUB_ID,
+    HUB_REPO_ID,
+    embedded_short_name,
+    is_embedded,
+)
+from loralab.params.schema import validate_against
+from loralab.params.yaml_reader import read_params_file
+
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+ATTENTION_ONLY = ["q_proj", "k_proj", "v_proj", "o_proj"]
+TARGET_PRESETS = {"all-linear": ALL_LINEAR, "attention": ATTENTION_ONLY}
+EMBEDDED_DATASET = "embedded/json-answers"
+
+
+class RunConfig(BaseModel):
+    """Parameters of one fine-tuning run (notebook 01). Each field's description is its help line."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    # model
+    model_name: str = Field("embedded/smollm2-135m-instruct",
+                            description="embedded/<name>, a local model folder or a hub model id (org/name)")
+    trust_remote_code: bool = Field(False, description="run Python code shipped with a hub model (only for "
+                                    "models you trust; off by default)")
+    load_in_4bit: bool = Field(True, description="QLoRA: NF4 4-bit base (false: 16-bit base, plain LoRA)")
+    full_finetuning: bool = Field(False, description="train every weight (the last resort; no LoRA, no 4-bit)")
+    max_seq_length: int = Field(256, ge=16, description="tokens per example; longer rows are truncated")
+    # LoRA
+    lora_r: int = Field(16, ge=1, le=1024, description="LoRA rank r: trainable params per layer r*(d+k)")
+    lora_alpha: float = Field(32, gt=0, description="LoRA alpha; the update is scaled by alpha/r")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA input, in [0, 1)")
+    target_modules: str | list[str] = Field(
+        "all-linear", description="'all-linear', 'attention' or a list of module names such as ['q_proj']"
+    )
+    use_gradient_checkpointing: bool = Field(True, description="recompute activations to save memory")
+    # data
+    dataset: str = Field(EMBEDDED_DATASET, description="embedded/json-answers, a .jsonl path or a hub dataset id")
+    dataset_split: str = Field("train", description="split (or slice such as train[:2000]) of a hub dataset")
+    overlong_rows: Literal["truncate", "drop"] = Field(
+        "truncate", description="rows longer than max_seq_length: truncate (cuts the answer's end) or drop them"
+    )
+    eval_task: Literal["json_shape", "none"] = Field(
+        "json_shape", description="json_shape: score held-out JSON answers before/after; none: skip"
+    )
+    eval_examples: int = Field(30, ge=1, description="held-out questions scored before and after training")
+    # training
+    max_steps: int = Field(60, ge=1, description="optimizer steps")
+    per_device_train_batch_size: int = Field(8, ge=1, description="examples per step per device")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches summed into one step")
+    learning_rate: float = Field(2e-4, gt=0, le=1, description="peak learning rate (LoRA: 1e-4..3e-4 is usual)")
+    warmup_steps: int = Field(5, ge=0, description="linear warm-up steps")
+    lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "linear", description="learning-rate schedule after warm-up"
+    )
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    optim: str = Field("adamw_torch", description="optimizer name for transformers (GPU: adamw_8bit)")
+    seed: int = Field(3407, description="seed for LoRA init, data order and sampling")
+    logging_steps: int = Field(1, ge=1, description="log the loss every N steps")
+    # checkpoints: a Colab T4 step on a 3B model takes ~10-15 s, so 25 steps lose at most ~5 minutes of
+    # work when the session dies, and a checkpoint (adapter + optimizer, ~150 MB there) costs seconds.
+    save_steps: int = Field(25, ge=0, description="write a checkpoint every N steps (0 = no checkpoints)")
+    save_total_limit: int = Field(2, ge=1, description="checkpoints kept (the newest ones)")
+    resume: bool = Field(True, description="continue from the newest complete checkpoint in run_dir, if any")
+    # inference and output
+    max_new_tokens: int = Field(48, ge=1, description="tokens generated per eval answer")
+    show_examples: int = Field(3, ge=0, description="held-out answers printed before/after training")
+    run_dir: str = Field("", description="folder for this run's outputs ('' = runs/<time>-<model>)")
+
+    @field_validator("target_modules")
+    @classmethod
+    def _known_targets(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, str) and value not in TARGET_PRESETS:
+            raise ValueError(f"write 'all-linear', 'attention' or a list of module names, not {value!r}")
+        if isinstance(value, list) and (not value or not all(v.strip() for v in value)):
+            raise ValueError("a list of target modules needs at least one non-empty module name")
+        return value
+
+    @field_validator("model_name")
+    @classmethod
+    def _plausible_model(cls, value: str) -> str:
+        if is_embedded(value):
+            embedded_short_name(value)  # raises with the list of embedded names
+            return value
+        if _looks_like_path(value):
+            if not os.path.isfile(os.path.join(os.path.expanduser(value), "config.json")):
+                raise ValueError(f"{value!r} is not a model folder (no config.json there); give a folder that "
+                                 f"save_pretrained wrote, or {_model_name_choices()}")
+            return value
+        if not HUB_REPO_ID.fullmatch(value) or "--" in value or ".." in value or value.endswith(".git"):
+            raise ValueError(f"{value!r} is not a model name: write {_model_name_choices()}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        if self.full_finetuning and self.load_in_4bit:
+            raise ValueError("full_finetuning trains every weight and cannot use a 4-bit base: "
+                             "set load_in_4bit: false")
+        return self
+
+    @property
+    def target_module_list(self) -> list[str]:
+        """The module names LoRA attaches to."""
+        if isinstance(self.target_modules, str):
+            return list(TARGET_PRESETS[self.target_modules])
+        return list(self.target_modules)
+
+    @property
+    def lora_scale(self) -> float:
+        """alpha / r: the factor on every LoRA update B @ A."""
+        return self.lora_alpha / self.lora_r
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.startswith(("/", "./", "../", "~", "\\")) or os.path.isdir(os.path.expanduser(value))
+
+
+def _model_name_choices() -> str:
+    embedded = ", ".join(EMBEDDED_PREFIX + name for name in EMBEDDED_MODELS)
+    return (f"an embedded model ({embedded}), a local folder with config.json, or a hub id "
+            f"org/name such as {EXAMPLE_HUB_ID}")
+
+
+FIELD_NAMES = list(RunConfig.model_fields)
+
+
+def validate_params(params: dict[str, Any], source: str = "params") -> RunConfig:
+    """Turn notebook 01's parameters (or a params file's mapping) into a RunConfig, or raise ParamsError."""
+    return validate_against(RunConfig, params, source)
+
+
+def load_params(path: str | Path) -> RunConfig:
+    """Read and validate a YAML params file."""
+    return validate_params(read_params_file(path), source=str(path))

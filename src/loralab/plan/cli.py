@@ -1,0 +1,131 @@
+"""``loralab plan``: will full fine-tuning / LoRA / QLoRA fit on this GPU? (No torch import: instant.)
+
+    loralab plan meta-llama/Llama-3.1-8B --gpu-gb 16 --seq 2048 --batch 2 --r 16
+    loralab plan Qwen/Qwen2.5-7B --gpu-gb 24 --targets attention --json
+
+From a notebook, call :func:`loralab.plan.planner.plan` instead; this module only parses and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from loralab.plan.memory import GIB, STACKS
+from loralab.plan.planner import Plan, plan
+
+_METHOD_NAMES = {"full": "full fine-tuning", "lora": "16-bit LoRA", "qlora": "QLoRA (4-bit base)"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="loralab plan",
+        description=(
+            "Estimate training memory for full fine-tuning, 16-bit LoRA and QLoRA from a model's config, "
+            "and say which one to use on a GPU of the given size."
+        ),
+    )
+    p.add_argument(
+        "model", help="hub id, Unsloth name, short name (llama-3.1-8b) or a folder with config.json"
+    )
+    p.add_argument(
+        "--gpu-gb", type=float, required=True, help="GPU memory in GiB, e.g. 16 (T4), 24 (4090), 80 (H100)"
+    )
+    p.add_argument("--seq", type=int, default=2048, help="tokens per sequence (default 2048)")
+    p.add_argument("--batch", type=int, default=2, help="sequences per step (default 2)")
+    p.add_argument("--r", type=int, default=16, help="LoRA rank (default 16)")
+    p.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default 2*r)")
+    p.add_argument("--targets", choices=("all-linear", "attention"), default="all-linear")
+    p.add_argument("--no-gradient-checkpointing", action="store_true", help="keep every block's activations")
+    p.add_argument(
+        "--stack",
+        choices=sorted(STACKS),
+        default="unsloth",
+        help="training code path the estimate models (default unsloth)",
+    )
+    p.add_argument(
+        "--full-ft-justified",
+        action="store_true",
+        help="your evals show LoRA falls short: allow full fine-tuning as the decision",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
+    return p
+
+
+def render(result: Plan) -> None:
+    """Print the plan as rich tables."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=110)
+    console.print(
+        f"[bold]{result.model}[/] on a {result.gpu_gb:g} GiB GPU: batch {result.batch} x seq "
+        f"{result.seq}, r={result.r}, alpha={result.alpha:g}, targets={result.targets}, stack={result.stack}"
+    )
+    summary = Table(title="Does it fit?")
+    for col in (
+        "method",
+        "peak GiB",
+        "fits",
+        "free GiB",
+        f"max batch @ seq {result.seq}",
+        f"max seq @ batch {result.batch}",
+    ):
+        summary.add_column(col, justify="left" if col in ("method", "fits") else "right")
+    for m, f in result.fits.items():
+        summary.add_row(
+            _METHOD_NAMES[m],
+            f"{f.estimate.total_gib:.1f}",
+            "[green]yes[/]" if f.fits else "[red]no[/]",
+            f"{f.free_gib:.1f}",
+            str(f.max_batch),
+            f"{f.max_seq:,}",
+        )
+    console.print(summary)
+    shown = result.decision if result.decision != "none" else "qlora"
+    est = result.fits[shown].estimate
+    breakdown = Table(title=f"Where the memory goes: {_METHOD_NAMES[shown]}")
+    breakdown.add_column("term")
+    breakdown.add_column("GiB", justify="right")
+    breakdown.add_column("how")
+    for name, gb, how in est.rows():
+        breakdown.add_row(name, f"{gb * 1e9 / GIB:.2f}", how)
+    console.print(breakdown)
+    console.print(
+        "[dim][A] = end of forward (logits), [B] = inside backward; the peak takes the larger. "
+        f"Tutorial rule (params x bits/8 x 1.2): {est.tutorial_gb:.1f} GB.[/]"
+    )
+    for note in est.notes:
+        console.print(f"[dim]{note}[/]")
+    console.print(
+        f"\n[bold]Decision: {_METHOD_NAMES.get(result.decision, 'nothing fits')}[/]. {result.reason}"
+    )
+    for a in result.advice:
+        colour = "yellow" if a.level == "warning" else "cyan"
+        console.print(f"[{colour}]{a.level}[/] ({a.topic}): {a.message}")
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = plan(
+            args.model,
+            gpu_gb=args.gpu_gb,
+            batch=args.batch,
+            seq=args.seq,
+            r=args.r,
+            targets=args.targets,
+            alpha=args.alpha,
+            gradient_checkpointing=not args.no_gradient_checkpointing,
+            stack=args.stack,
+            lora_falls_short=args.full_ft_justified,
+        )
+    except ValueError as err:
+        print(f"loralab plan: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        render(result)
+    return 0

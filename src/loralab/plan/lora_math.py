@@ -1,0 +1,78 @@
+"""The LoRA parameter arithmetic: r*(d+k) per matrix, and the exact trainable count of a whole model.
+
+    from loralab.plan.lora_math import lora_params, trainable_params
+    lora_params(4096, 4096, 16)                                  # 131072  (A is r x k, B is d x r)
+    trainable_params("llama-3.1-8b", r=16, targets="all-linear") # 41943040, what PEFT reports
+
+``targets`` is ``"all-linear"`` (every block linear: q, k, v, o, gate, up, down; PEFT's
+``target_modules="all-linear"`` leaves lm_head out) or ``"attention"`` (q, k, v, o only), or an
+explicit list of module names such as ``["q_proj", "v_proj"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from loralab.plan.architectures import Architecture, get_architecture
+
+TARGET_SETS = ("all-linear", "attention")
+
+
+def lora_params(d: int, k: int, r: int) -> int:
+    """Trainable parameters LoRA adds to one d x k weight: A (r x k) plus B (d x r) = r * (d + k)."""
+    for label, value in (("d", d), ("k", k), ("r", r)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"{label} must be a positive whole number, got {value!r}.")
+    return int(r) * (int(d) + int(k))
+
+
+def full_params(d: int, k: int) -> int:
+    """Parameters full fine-tuning trains for the same matrix: d * k."""
+    return int(d) * int(k)
+
+
+def _as_arch(model: str | Architecture) -> Architecture:
+    return model if isinstance(model, Architecture) else get_architecture(model)
+
+
+def target_modules(model: str | Architecture, targets: str | Sequence[str] = "all-linear") -> tuple[str, ...]:
+    """Resolve a target set to the module names of this architecture."""
+    arch = _as_arch(model)
+    shapes = arch.linear_shapes()
+    if isinstance(targets, str):
+        if targets == "all-linear":
+            return tuple(shapes)
+        if targets == "attention":
+            return arch.attention_modules()
+        raise ValueError(
+            f"targets must be 'all-linear', 'attention' or a list of module names, got {targets!r}."
+        )
+    unknown = [t for t in targets if t not in shapes]
+    if unknown:
+        raise ValueError(
+            f"{arch.name} has no linear layer named {unknown}; its block linears are {list(shapes)}."
+        )
+    return tuple(targets)
+
+
+def trainable_params(model: str | Architecture, r: int, targets: str | Sequence[str] = "all-linear") -> int:
+    """Exact LoRA trainable parameter count for a whole model (equals PEFT's get_nb_trainable_parameters)."""
+    arch = _as_arch(model)
+    shapes = arch.linear_shapes()
+    per_layer = sum(lora_params(shapes[m][1], shapes[m][0], r) for m in target_modules(arch, targets))
+    return arch.layers * per_layer
+
+
+def trainable_fraction(
+    model: str | Architecture, r: int, targets: str | Sequence[str] = "all-linear"
+) -> float:
+    """Trainable LoRA parameters as a fraction of the base model's parameters."""
+    arch = _as_arch(model)
+    return trainable_params(arch, r, targets) / arch.param_count()
+
+
+def alpha_scale(alpha: float, r: int) -> float:
+    """The factor PEFT multiplies the adapter output by: alpha / r."""
+    if r < 1:
+        raise ValueError(f"r must be at least 1, got {r}.")
+    return float(alpha) / float(r)

@@ -1,0 +1,364 @@
+"""Training memory from a model's shapes alone, broken into terms a reader can check one by one.
+
+    from loralab.plan.memory import TrainingSetup, estimate_memory, tutorial_rule_gb
+    est = estimate_memory("llama-3.1-8b", TrainingSetup(method="qlora", batch=2, seq=2048, r=16))
+    est.total_gb            # peak bytes / 1e9
+    est.rows()              # [(term, GB, how it is computed), ...] for a table
+    tutorial_rule_gb(8.03, 4)   # the tutorial's params * bits/8 * 1.2, for comparison
+
+The peak is ``static + max(phase A, phase B)``:
+
+* static: weights (linear layers at 16/8/4 bits, NF4 quantization constants, embeddings + lm_head +
+  norms in 16-bit as bitsandbytes keeps them), the trained weights, their gradients and AdamW states;
+* phase A, the end of the forward pass: activations kept for backward (every block's, or one
+  checkpoint per block with gradient checkpointing) plus the logits and the loss's buffers;
+* phase B, inside backward: checkpoints + one block recomputed, plus full fine-tuning's gradients.
+
+Activations are counted op by op for a Llama-style block in eager PyTorch with SDPA/flash attention
+(no seq^2 term). ``stack`` presets match the code paths: ``"unsloth"`` (Unsloth on a GPU: fused
+cross-entropy, checkpoints offloaded to CPU RAM), ``"hf"`` (transformers + PEFT: fp32 adapters that
+cast their input, unfused loss), ``"torchtune"`` (pure bf16, chunked loss). Validated in
+``tests/test_memory_estimates.py`` against CPU measurements and published GPU numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from loralab.plan.architectures import Architecture, get_architecture
+from loralab.plan.lora_math import target_modules, trainable_params
+
+GB = 1e9
+GIB = 2**30
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+# NF4 (QLoRA paper, section 3): 4-bit codes + one fp32 absmax per block of 64 weights = 32/64 = 0.5 bit.
+# Double quantization stores those absmax as 8-bit (8/64) plus one fp32 constant per 256 blocks
+# (32/(64*256)): 0.127 bit per weight.
+NF4_BLOCK = 64
+NF4_CONSTANT_BITS = 32 / NF4_BLOCK
+NF4_DOUBLE_QUANT_CONSTANT_BITS = 8 / NF4_BLOCK + 32 / (NF4_BLOCK * 256)
+# Bytes per logit element (tokens x vocab) the loss holds at its peak:
+# unfused  - transformers 5 ForCausalLMLoss: fp32 log-probs kept for backward + the gradient w.r.t. them
+#            + the gradient w.r.t. the logits, 3 x 4 B (checked on CPU in tests/test_memory_estimates.py);
+# chunked  - torchtune CEWithChunkedOutputLoss (8 chunks): bf16 logits kept (2 B) + one chunk's fp32
+#            copy and bf16 gradient at a time ((4 + 2) / 8 B);
+# fused    - Unsloth with Cut Cross-Entropy: logits are never materialized, only the hidden states.
+LOSS_BYTES = {"unfused": 12.0, "chunked": 2.0 + 6.0 / 8, "fused": 0.0}
+
+Method = Literal["full", "lora", "qlora"]
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """What is trained and how; every field changes a term of the estimate."""
+
+    method: Method = "qlora"  # full fine-tuning, LoRA on a 16-bit base, or LoRA on a 4-bit base
+    batch: int = 2  # sequences per optimizer micro-step
+    seq: int = 2048  # tokens per sequence
+    r: int = 16  # LoRA rank
+    targets: str | tuple[str, ...] = "all-linear"  # "all-linear", "attention" or module names
+    gradient_checkpointing: Literal["none", "standard", "offload"] = "offload"  # offload: Unsloth's mode
+    compute_dtype: Literal["bf16", "fp16", "fp32"] = "bf16"  # dtype of activations and 16-bit weights
+    trainable_dtype: Literal["bf16", "fp32"] = "fp32"  # PEFT upcasts adapters; full FT keeps fp32 masters
+    optimizer: Literal["adamw", "adamw_8bit"] = "adamw"  # AdamW keeps 2 states per trained weight
+    base_bits: int | None = None  # None: 4 for qlora, 16 for lora; 8 = LLM.int8 base
+    double_quant: bool = True  # bnb_4bit_use_double_quant
+    loss: Literal["unfused", "chunked", "fused"] = "fused"  # how the cross-entropy holds the logits
+    adapter_casts_input: bool = False  # PEFT casts each adapter's input to the adapter dtype (a copy)
+    runtime_overhead_gb: float = 0.8  # CUDA context, kernels, allocator slack (0 on CPU)
+
+    def __post_init__(self) -> None:
+        if self.method not in ("full", "lora", "qlora"):
+            raise ValueError(f"method must be 'full', 'lora' or 'qlora', got {self.method!r}.")
+        for name in ("batch", "seq", "r"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}.")
+        if self.gradient_checkpointing not in ("none", "standard", "offload"):
+            raise ValueError(
+                "gradient_checkpointing must be 'none', 'standard' or 'offload' "
+                f"(Unsloth's 'unsloth' mode), got {self.gradient_checkpointing!r}."
+            )
+        if self.loss not in LOSS_BYTES:
+            raise ValueError(f"loss must be one of {sorted(LOSS_BYTES)}, got {self.loss!r}.")
+        if self.base_bits not in (None, 4, 8, 16, 32):
+            raise ValueError(f"base_bits must be 4, 8, 16 or 32, got {self.base_bits!r}.")
+
+    @property
+    def tokens(self) -> int:
+        return self.batch * self.seq
+
+    @property
+    def weight_bits(self) -> int:
+        if self.method == "qlora":
+            return 4
+        if self.method == "full":
+            return 8 * DTYPE_BYTES[self.trainable_dtype]
+        return self.base_bits or 8 * DTYPE_BYTES[self.compute_dtype]
+
+
+STACKS: dict[str, dict] = {
+    # Unsloth on a CUDA GPU: its LoRA kernels keep one bf16 input per projection group, the loss is
+    # Cut Cross-Entropy (no logits tensor), use_gradient_checkpointing="unsloth" offloads checkpoints.
+    "unsloth": {"gradient_checkpointing": "offload", "loss": "fused", "adapter_casts_input": False},
+    # transformers + PEFT (and Unsloth's CPU backend): fp32 adapters cast their bf16 input (a copy per
+    # adapter), the loss upcasts logits to fp32.
+    "hf": {"gradient_checkpointing": "standard", "loss": "unfused", "adapter_casts_input": True},
+    # torchtune single-device recipes: everything bf16 (adapters and AdamW states too), chunked CE.
+    "torchtune": {
+        "gradient_checkpointing": "standard",
+        "loss": "chunked",
+        "trainable_dtype": "bf16",
+        "adapter_casts_input": False,
+        "runtime_overhead_gb": 0.0,
+    },
+}
+
+
+def setup_for(stack: str = "unsloth", **fields) -> TrainingSetup:
+    """A TrainingSetup with a stack's defaults, overridden by ``fields``."""
+    if stack not in STACKS:
+        raise ValueError(f"stack must be one of {sorted(STACKS)}, got {stack!r}.")
+    return TrainingSetup(**{**STACKS[stack], **fields})
+
+
+@dataclass(frozen=True)
+class Term:
+    name: str
+    bytes: float
+    how: str
+    phase: Literal["static", "A", "B", "AB"] = "static"
+
+    @property
+    def gb(self) -> float:
+        return self.bytes / GB
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    model: str
+    setup: TrainingSetup
+    terms: tuple[Term, ...]
+    peak_phase: str  # "A" (end of forward: logits) or "B" (inside backward)
+    tutorial_gb: float  # the tutorial's params * bits/8 * 1.2
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def term(self, name: str) -> float:
+        return sum(t.bytes for t in self.terms if t.name == name)
+
+    @property
+    def static_bytes(self) -> float:
+        return sum(t.bytes for t in self.terms if t.phase == "static")
+
+    def phase_bytes(self, phase: str) -> float:
+        return sum(t.bytes for t in self.terms if t.phase in (phase, "AB"))
+
+    @property
+    def total_bytes(self) -> float:
+        return self.static_bytes + max(self.phase_bytes("A"), self.phase_bytes("B"))
+
+    @property
+    def total_gb(self) -> float:
+        return self.total_bytes / GB
+
+    @property
+    def total_gib(self) -> float:
+        return self.total_bytes / GIB
+
+    def rows(self) -> list[tuple[str, float, str]]:
+        """(term, GB, how) for every term, then the peak; phase A/B terms do not all add up."""
+        label = {"static": "", "A": " [A]", "B": " [B]", "AB": " [A+B]"}
+        out = [(t.name + label[t.phase], t.gb, t.how) for t in self.terms]
+        out.append(("peak = static + max(A, B)", self.total_gb, f"peak in phase {self.peak_phase}"))
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "method": self.setup.method,
+            "total_gb": round(self.total_gb, 3),
+            "peak_phase": self.peak_phase,
+            "tutorial_rule_gb": round(self.tutorial_gb, 2),
+            "terms": [
+                {"name": t.name, "gb": round(t.gb, 4), "phase": t.phase, "how": t.how} for t in self.terms
+            ],
+        }
+
+
+def tutorial_rule_gb(params_billions: float, bits: int) -> float:
+    """The tutorial's rough rule: memory to store the base, plus 20% (``gpu_gb_estimate``)."""
+    return round(params_billions * bits / 8 * 1.2, 1)
+
+
+def _as_arch(model: str | Architecture) -> Architecture:
+    return model if isinstance(model, Architecture) else get_architecture(model)
+
+
+def _trained_modules(arch: Architecture, s: TrainingSetup) -> tuple[str, ...]:
+    return tuple(arch.linear_shapes()) if s.method == "full" else target_modules(arch, s.targets)
+
+
+def layer_activation_bytes(arch: Architecture, s: TrainingSetup) -> float:
+    """Bytes one block keeps for backward, per token (eager PyTorch, flash/SDPA attention)."""
+    c = DTYPE_BYTES[s.compute_dtype]
+    t = DTYPE_BYTES[s.trainable_dtype]
+    h, q, kv, i = arch.hidden, arch.q_dim, arch.kv_dim, arch.intermediate
+    total = arch.norms_per_layer * 4 * h  # RMSNorm keeps its input in fp32 (an upcast copy under bf16)
+    total += c * (2 * q + 2 * kv) + 4 * arch.heads  # q, k (after RoPE), v, attention output, logsumexp
+    total += 3 * c * i  # gate output (SiLU input), SiLU output, up output (the product's operands)
+    trained = _trained_modules(arch, s)
+    groups = (
+        (("q_proj", "k_proj", "v_proj", "qkv_proj"), h),
+        (("o_proj",), q),
+        (("gate_proj", "up_proj", "gate_up_proj"), h),
+        (("down_proj",), i),
+    )
+    for names, width in groups:  # inputs of the trained linears, kept for their weight gradients
+        n = sum(1 for m in names if m in trained)
+        if n:
+            total += n * t * width if (s.adapter_casts_input and t != c and s.method != "full") else c * width
+    if s.method != "full":
+        total += len(trained) * max(c, t) * s.r  # x @ A^T, kept for B's gradient
+    return float(total)
+
+
+def estimate_memory(
+    model: str | Architecture, setup: TrainingSetup | None = None, **fields
+) -> MemoryEstimate:
+    """Peak training memory for ``model`` under ``setup`` (or TrainingSetup(**fields))."""
+    arch = _as_arch(model)
+    s = replace(setup, **fields) if setup is not None else TrainingSetup(**fields)
+    c = DTYPE_BYTES[s.compute_dtype]
+    t = DTYPE_BYTES[s.trainable_dtype]
+    terms: list[Term] = []
+    notes: list[str] = []
+    n_linear, n_other = arch.linear_params, arch.embedding_params + arch.small_params
+    # --- weights ---
+    if s.method == "full":
+        terms.append(
+            Term(
+                "weights (trained)",
+                arch.param_count() * t,
+                f"{arch.param_count() / 1e9:.2f}B params x {t} B ({s.trainable_dtype})",
+            )
+        )
+        n_train = arch.param_count()
+    else:
+        bits = s.weight_bits
+        terms.append(
+            Term(
+                f"base linear weights ({bits}-bit)",
+                n_linear * bits / 8,
+                f"{n_linear / 1e9:.2f}B block-linear params x {bits}/8 B",
+            )
+        )
+        if bits == 4:
+            const_bits = NF4_DOUBLE_QUANT_CONSTANT_BITS if s.double_quant else NF4_CONSTANT_BITS
+            terms.append(
+                Term(
+                    "NF4 quantization constants",
+                    n_linear * const_bits / 8,
+                    f"{const_bits:.3f} bit/param ({'double quant' if s.double_quant else 'fp32 absmax per 64'})",
+                )
+            )
+            terms.append(
+                Term(
+                    "dequantized weight buffer",
+                    c * max(a * b for a, b in arch.linear_shapes().values()),
+                    "one weight dequantized to the compute dtype at a time",
+                )
+            )
+        elif bits == 8:
+            rows = arch.layers * sum(o for _, o in arch.linear_shapes().values())
+            terms.append(Term("int8 row scales", rows * 4, "one fp32 scale per output row"))
+        terms.append(
+            Term(
+                "embeddings + lm_head + norms",
+                n_other * c,
+                f"{n_other / 1e9:.3f}B params kept in {s.compute_dtype} (not quantized)",
+            )
+        )
+        n_train = trainable_params(arch, s.r, s.targets)
+        terms.append(
+            Term("LoRA weights", n_train * t, f"{n_train / 1e6:.1f}M params x {t} B ({s.trainable_dtype})")
+        )
+    state_bytes = 2.0 if s.optimizer == "adamw_8bit" else 2.0 * t
+    terms.append(
+        Term(
+            "optimizer states",
+            n_train * state_bytes,
+            f"AdamW: 2 states x {state_bytes / 2:g} B per trained param",
+        )
+    )
+    grad_phase = "B" if s.method == "full" else "static"
+    terms.append(
+        Term("gradients", n_train * t, f"one {s.trainable_dtype} gradient per trained param", grad_phase)
+    )
+    # --- activations ---
+    per_layer = layer_activation_bytes(arch, s)
+    tokens = s.tokens
+    if s.gradient_checkpointing == "none":
+        terms.append(
+            Term(
+                "activations (all blocks)",
+                tokens * arch.layers * per_layer,
+                f"{tokens} tokens x {arch.layers} blocks x {per_layer / 1e3:.1f} kB",
+                "A",
+            )
+        )
+    else:
+        ckpt = tokens * arch.layers * c * arch.hidden
+        if s.gradient_checkpointing == "offload":
+            notes.append(
+                f"{ckpt / GB:.2f} GB of checkpoints are offloaded to CPU RAM, not counted on the GPU."
+            )
+            ckpt = tokens * c * arch.hidden  # the one in flight
+        terms.append(
+            Term(
+                "checkpoints (block inputs)",
+                ckpt,
+                f"{tokens} tokens x {c * arch.hidden} B per block"
+                + (
+                    " (offloaded: one on GPU)"
+                    if s.gradient_checkpointing == "offload"
+                    else f" x {arch.layers}"
+                ),
+                "AB",
+            )
+        )
+        terms.append(
+            Term(
+                "recomputed block",
+                tokens * per_layer,
+                f"one block's activations rebuilt in backward: {per_layer / 1e3:.1f} kB/token",
+                "B",
+            )
+        )
+    terms.append(
+        Term("final norm", tokens * (4 + c) * arch.hidden, "fp32 input + output of the last RMSNorm", "A")
+    )
+    loss_b = LOSS_BYTES[s.loss]
+    terms.append(
+        Term(
+            "logits + loss",
+            tokens * arch.vocab * loss_b,
+            f"{tokens} tokens x {arch.vocab} vocab x {loss_b:g} B ({s.loss} cross-entropy)",
+            "A",
+        )
+        if loss_b
+        else Term("logits + loss", 0.0, "fused cross-entropy: no logits tensor is stored", "A")
+    )
+    if s.runtime_overhead_gb:
+        terms.append(
+            Term("runtime overhead", s.runtime_overhead_gb * GB, "CUDA context, kernels, allocator slack")
+        )
+    est = MemoryEstimate(
+        model=arch.name,
+        setup=s,
+        terms=tuple(terms),
+        peak_phase="A",
+        tutorial_gb=tutorial_rule_gb(arch.param_count() / 1e9, 4 if s.method == "qlora" else 16),
+        notes=tuple(notes),
+    )
+    phase = "A" if est.phase_bytes("A") >= est.phase_bytes("B") else "B"
+    return replace(est, peak_phase=phase)

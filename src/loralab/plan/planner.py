@@ -1,0 +1,304 @@
+"""Will it fit, and which method? Full fine-tuning / 16-bit LoRA / QLoRA on one GPU, from a config alone.
+
+    from loralab.plan.planner import plan
+    p = plan("meta-llama/Llama-3.1-8B", gpu_gb=16, batch=2, seq=2048, r=16)
+    p.decision, p.reason          # "qlora", "16-bit LoRA needs 21.4 GiB ..."
+    p.fits["lora"].max_batch      # largest batch at this seq that fits (0: none)
+    [a.message for a in p.advice] # the tutorial's pitfalls that apply, each saying what to do
+
+The decision follows the tutorial: QLoRA when memory is tight, 16-bit LoRA when it fits with
+headroom (no quantization penalty, slightly faster), full fine-tuning only when it fits *and* your
+evals show LoRA falls short (``lora_falls_short=True``). ``gpu_gb`` is the card's memory in GiB as
+``nvidia-smi`` reports it; the estimate includes ``runtime_overhead_gb`` for the CUDA context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from loralab.plan.architectures import Architecture, get_architecture
+from loralab.plan.lora_math import alpha_scale, trainable_params
+from loralab.plan.memory import GIB, MemoryEstimate, estimate_memory, setup_for
+
+METHODS = ("full", "lora", "qlora")
+HEADROOM = 0.10  # LoRA "has headroom" when at least 10% of the card stays free
+LARGE_R = 64  # the tutorial: large r (64+) only if evals say you need it
+MAX_SEARCH = 1 << 20
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One method on this GPU."""
+
+    method: str
+    estimate: MemoryEstimate
+    fits: bool
+    free_gib: float  # GPU memory left at the peak (negative: short by that much)
+    max_batch: int  # largest batch at the requested seq that fits (0: not even batch 1)
+    max_seq: int  # largest seq at the requested batch that fits (0: none)
+
+
+@dataclass(frozen=True)
+class Advice:
+    level: Literal["warning", "info"]
+    topic: str
+    message: str  # what is wrong and what to do
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: str
+    gpu_gb: float
+    batch: int
+    seq: int
+    r: int
+    alpha: float
+    targets: str
+    stack: str
+    fits: dict[str, Fit]
+    decision: str  # "full", "lora", "qlora" or "none"
+    reason: str
+    advice: tuple[Advice, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "gpu_gb": self.gpu_gb,
+            "batch": self.batch,
+            "seq": self.seq,
+            "r": self.r,
+            "alpha": self.alpha,
+            "targets": self.targets,
+            "stack": self.stack,
+            "decision": self.decision,
+            "reason": self.reason,
+            "methods": {
+                m: {
+                    "fits": f.fits,
+                    "peak_gib": round(f.estimate.total_gib, 2),
+                    "free_gib": round(f.free_gib, 2),
+                    "max_batch": f.max_batch,
+                    "max_seq": f.max_seq,
+                    "breakdown": f.estimate.to_dict()["terms"],
+                }
+                for m, f in self.fits.items()
+            },
+            "advice": [{"level": a.level, "topic": a.topic, "message": a.message} for a in self.advice],
+        }
+
+
+def _largest(fits_at, upper: int = MAX_SEARCH) -> int:
+    """Largest n in [1, upper] with fits_at(n) true (memory grows with n), or 0."""
+    if not fits_at(1):
+        return 0
+    lo, hi = 1, 2
+    while hi <= upper and fits_at(hi):
+        lo, hi = hi, hi * 2
+    hi = min(hi, upper + 1)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits_at(mid) else (lo, mid)
+    return lo
+
+
+def _fit(arch: Architecture, method: str, gpu_gb: float, stack: str, **fields) -> Fit:
+    def est(**over) -> MemoryEstimate:
+        return estimate_memory(arch, setup_for(stack, method=method, **{**fields, **over}))
+
+    e = est()
+    budget = gpu_gb * GIB
+    return Fit(
+        method=method,
+        estimate=e,
+        fits=e.total_bytes <= budget,
+        free_gib=(budget - e.total_bytes) / GIB,
+        max_batch=_largest(lambda b: est(batch=b).total_bytes <= budget, 4096),
+        max_seq=_largest(lambda s: est(seq=s).total_bytes <= budget),
+    )
+
+
+def _advice(
+    arch: Architecture,
+    r: int,
+    alpha: float,
+    alpha_given: bool,
+    targets: str,
+    decision: str,
+    fits: dict[str, Fit],
+    gradient_checkpointing: bool,
+) -> list[Advice]:
+    out: list[Advice] = []
+    if r >= LARGE_R:
+        extra = trainable_params(arch, r, targets) - trainable_params(arch, 16, targets)
+        out.append(
+            Advice(
+                "warning",
+                "large rank",
+                (
+                    f"r={r} trains {extra / 1e6:,.0f}M more parameters than r=16 and invites overfitting. "
+                    "Start at r=16 (alpha=32) and raise r only if your evals demand it."
+                ),
+            )
+        )
+    if alpha_given and alpha != 2 * r:
+        out.append(
+            Advice(
+                "warning",
+                "alpha/r scaling",
+                (
+                    f"alpha={alpha:g} with r={r} scales the adapter by alpha/r={alpha_scale(alpha, r):g}, not the usual 2. "
+                    f"If you changed r (or alpha) alone, set alpha={2 * r} to keep the adapter's strength; "
+                    "keep a different ratio only on purpose, checked by evals."
+                ),
+            )
+        )
+    if targets == "attention":
+        saved = trainable_params(arch, r, "all-linear") - trainable_params(arch, r, "attention")
+        out.append(
+            Advice(
+                "warning",
+                "attention-only targets",
+                (
+                    f"Adapting only q/k/v/o saves {saved / 1e6:,.0f}M adapter parameters ({saved * 16 / GIB:.2f} GiB "
+                    "of fp32 weights, gradients and AdamW states) but often underperforms. Use targets='all-linear' "
+                    "unless memory is that tight."
+                ),
+            )
+        )
+    if decision == "qlora":
+        out.append(
+            Advice(
+                "info",
+                "4-bit is not free",
+                (
+                    "QLoRA has a small quality cost. On the hardest tasks, compare against a 16-bit LoRA run "
+                    "(a bigger GPU, or a shorter seq) before committing."
+                ),
+            )
+        )
+    if decision == "none":
+        q = fits["qlora"]
+        hint = f"lower seq to {q.max_seq}" if q.max_seq else "no sequence length fits at this batch size"
+        out.append(
+            Advice(
+                "warning",
+                "does not fit",
+                (
+                    f"Nothing fits: QLoRA needs {q.estimate.total_gib:.1f} GiB. Use batch 1 with gradient "
+                    f"accumulation, {hint}, or a GPU with more memory."
+                ),
+            )
+        )
+    if not gradient_checkpointing and not fits["qlora"].fits:
+        out.append(
+            Advice(
+                "warning",
+                "gradient checkpointing",
+                (
+                    "Gradient checkpointing is off: every block keeps its activations. Turn it on "
+                    "(Unsloth: use_gradient_checkpointing='unsloth') to trade ~30% speed for much less memory."
+                ),
+            )
+        )
+    out.append(
+        Advice(
+            "info",
+            "pin the base model",
+            (
+                "An adapter only works on the exact base weights it was trained on: record the base model id "
+                "and revision next to the adapter."
+            ),
+        )
+    )
+    return out
+
+
+def plan(
+    model: str | Architecture,
+    gpu_gb: float,
+    batch: int = 2,
+    seq: int = 2048,
+    r: int = 16,
+    targets: str = "all-linear",
+    alpha: float | None = None,
+    gradient_checkpointing: bool = True,
+    stack: str = "unsloth",
+    lora_falls_short: bool = False,
+) -> Plan:
+    """Plan full FT / 16-bit LoRA / QLoRA for ``model`` on a GPU with ``gpu_gb`` GiB."""
+    if gpu_gb <= 0:
+        raise ValueError(f"gpu_gb must be the GPU's memory in GiB (e.g. 16 for a T4), got {gpu_gb!r}.")
+    if targets not in ("all-linear", "attention"):
+        raise ValueError(f"targets must be 'all-linear' or 'attention', got {targets!r}.")
+    arch = model if isinstance(model, Architecture) else get_architecture(model)
+    alpha_given = alpha is not None
+    alpha = float(2 * r if alpha is None else alpha)
+    if alpha <= 0:
+        raise ValueError(f"alpha must be positive (the convention is alpha = 2r = {2 * r}), got {alpha!r}.")
+    gc_mode = {"unsloth": "offload"}.get(stack, "standard") if gradient_checkpointing else "none"
+    fields = {"batch": batch, "seq": seq, "r": r, "targets": targets, "gradient_checkpointing": gc_mode}
+    fits = {m: _fit(arch, m, gpu_gb, stack, **fields) for m in METHODS}
+    lora, qlora, full = fits["lora"], fits["qlora"], fits["full"]
+    if lora_falls_short and full.fits:
+        decision, reason = (
+            "full",
+            (
+                f"Full fine-tuning fits ({full.estimate.total_gib:.1f} of {gpu_gb:g} GiB) and "
+                "your evals say LoRA falls short: the last resort is justified."
+            ),
+        )
+    elif lora.fits and lora.free_gib >= HEADROOM * gpu_gb:
+        decision, reason = (
+            "lora",
+            (
+                f"16-bit LoRA fits with headroom ({lora.estimate.total_gib:.1f} of {gpu_gb:g} GiB): it avoids "
+                "4-bit's small quality cost and trains slightly faster."
+            ),
+        )
+    elif qlora.fits:
+        why = (
+            "16-bit LoRA fits only tightly"
+            if lora.fits
+            else f"16-bit LoRA needs {lora.estimate.total_gib:.1f} GiB"
+        )
+        decision, reason = (
+            "qlora",
+            (f"Memory is tight: {why}, QLoRA needs {qlora.estimate.total_gib:.1f} of {gpu_gb:g} GiB."),
+        )
+    else:
+        decision, reason = (
+            "none",
+            (
+                f"Even QLoRA needs {qlora.estimate.total_gib:.1f} GiB at batch {batch} x "
+                f"seq {seq}; this GPU has {gpu_gb:g} GiB."
+            ),
+        )
+    if decision in ("lora", "qlora") and full.fits and not lora_falls_short:
+        reason += " Full fine-tuning would fit too; use it only if evals show LoRA falls short."
+    advice = _advice(arch, r, alpha, alpha_given, targets, decision, fits, gradient_checkpointing)
+    return Plan(
+        model=arch.name,
+        gpu_gb=gpu_gb,
+        batch=batch,
+        seq=seq,
+        r=r,
+        alpha=alpha,
+        targets=targets,
+        stack=stack,
+        fits=fits,
+        decision=decision,
+        reason=reason,
+        advice=tuple(advice),
+    )
+
+
+# Common cards, memory in GiB as the driver reports it (the marketing "16 GB" T4 shows ~15 GiB usable).
+GPUS: dict[str, float] = {
+    "T4 16GB": 15.0,
+    "L4 24GB": 22.0,
+    "RTX 4090 24GB": 23.5,
+    "A100 40GB": 39.5,
+    "A100 80GB": 79.2,
+    "H100 80GB": 79.2,
+}

@@ -1,0 +1,86 @@
+"""One folder per run: metrics.json, the adapter, the loss plot and the executed notebook.
+
+    from loralab.runs.folder import new_run_dir, write_metrics, plot_loss
+    run_dir = new_run_dir(cfg)                          # runs/20261129-051200-smollm2-135m-instruct
+    plot_loss(trainer.state.log_history, run_dir / "loss.png")
+    write_metrics(run_dir, {...})
+
+Tests and sweeps read ``metrics.json``, never notebook outputs. The README lists its keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from pathlib import Path
+
+from loralab.params.run_config import RunConfig
+
+
+def new_run_dir(cfg: RunConfig, root: str | Path = "runs") -> Path:
+    """``cfg.run_dir`` when set, else a new ``root/<time>-<model>`` folder; created either way."""
+    if cfg.run_dir:
+        path = Path(cfg.run_dir)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = Path(root) / f"{stamp}-{cfg.model_name.rstrip('/').rsplit('/', 1)[-1]}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
+def peak_memory_gb() -> dict[str, float | str]:
+    """Peak memory of this process: max allocated on a CUDA GPU, peak RSS on a CPU (GB)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return {"device": torch.cuda.get_device_name(), "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9,
+                "peak_memory_kind": "cuda_max_allocated"}
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    return {"device": f"cpu ({os.cpu_count()} cores)", "peak_memory_gb": rss_kb / 1e6, "peak_memory_kind": "cpu_rss"}
+
+
+def train_summary(log_history: list[dict], train_metrics: dict) -> dict:
+    """Loss first/last, token count and tokens/s from the trainer's log."""
+    losses = [(h["step"], h["loss"]) for h in log_history if "loss" in h]
+    tokens = max((h.get("num_tokens", 0) for h in log_history), default=0)
+    runtime = float(train_metrics.get("train_runtime", 0.0))
+    return {
+        "train_loss_first": losses[0][1] if losses else None,
+        "train_loss_last": losses[-1][1] if losses else None,
+        "train_losses": [loss for _, loss in losses],
+        "train_tokens": int(tokens),
+        "train_runtime_s": runtime,
+        "train_tokens_per_s": tokens / runtime if runtime else None,
+    }
+
+
+def plot_loss(log_history: list[dict], path: str | Path):
+    """Training loss per step as a PNG; returns the matplotlib figure for the notebook to show."""
+    import matplotlib
+
+    if not os.environ.get("MPLBACKEND") and "ipykernel" not in __import__("sys").modules:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["step"] for h in log_history if "loss" in h]
+    losses = [h["loss"] for h in log_history if "loss" in h]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, losses, marker="o", markersize=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (completion tokens)")
+    ax.set_title("LoRA training loss")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return fig
+
+
+def write_metrics(run_dir: str | Path, metrics: dict) -> Path:
+    """Write ``metrics.json`` (written aside, then renamed, so a reader never sees half a file)."""
+    path = Path(run_dir) / "metrics.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True, default=str))
+    tmp.replace(path)
+    return path

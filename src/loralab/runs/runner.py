@@ -1,0 +1,164 @@
+"""Execute a notebook headless with papermill into a fresh run folder.
+
+    loralab run notebooks/01_qlora_finetune.ipynb -f params/01_qlora_finetune/default.yaml
+    loralab run notebooks/01_qlora_finetune.ipynb -f my.yaml -p max_steps 10 --runs-root runs
+
+From Python (tests, sweeps)::
+
+    from loralab.runs.runner import run_notebook
+    run_dir = run_notebook("notebooks/01_qlora_finetune.ipynb", {"max_steps": 5}, runs_root="runs")
+
+The params file is validated before the kernel starts, so a typo fails in a second, not after the
+model loaded. The run folder receives the executed notebook next to what the notebook writes
+(metrics.json, adapter/, loss.png) and the notebook gets ``run_dir`` as a parameter.
+
+Re-running the same command resumes: for a notebook with a ``resume`` parameter (01) that is on,
+``loralab run`` reuses the newest unfinished run folder (no ``metrics.json``, not running now) whose
+recorded params (``loralab_run.json``, written at start) equal the new ones, and the notebook continues
+from that folder's newest complete checkpoint. ``--fresh`` always starts a new folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from loralab.params.adapters_demo import validate_demo_params
+from loralab.params.errors import ParamsError
+from loralab.params.yaml_reader import read_params_file
+from loralab.params.yaml_reader import load_params_yaml
+from loralab.runs.record import find_unfinished_run, hold_run_lock, write_run_record
+from loralab.params.runtime_check import validate_params_for_this_machine
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# 01's validator also checks that this machine can run the config (optimizer, bitsandbytes) before the kernel starts.
+VALIDATORS = {"01_qlora_finetune": validate_params_for_this_machine, "03_adapters": validate_demo_params}
+FOLDER_PARAMS = ("run_dir", "output_dir")  # a notebook's output-folder parameter: run_dir in 01, output_dir in 03
+
+
+def folder_param(notebook: Path) -> str | None:
+    """The notebook's output-folder parameter, which receives the run folder (None if it has none)."""
+    from papermill.inspection import inspect_notebook
+
+    return next((p for p in FOLDER_PARAMS if p in inspect_notebook(str(notebook))), None)
+
+
+def validate_for_notebook(notebook: Path, params: dict[str, Any], source: str = "params") -> dict[str, Any] | None:
+    """Check ``params`` (without the output-folder parameter) as ``notebook`` will receive them.
+
+    Notebooks with a validator (01, 03) are checked in full from the notebook's folder, where the
+    kernel runs, so a relative path means the same to the check as to the kernel; the resolved params
+    come back. For any other notebook only the names are checked against its parameters cell (None
+    comes back). A ``ParamsError`` says what to fix.
+    """
+    validator = VALIDATORS.get(notebook.stem)
+    if validator is None:
+        from papermill.inspection import inspect_notebook
+
+        known = set(inspect_notebook(str(notebook)))
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ParamsError(f"{source}: unknown parameters {unknown}; {notebook.name} has {sorted(known)}.")
+        return None
+    with contextlib.chdir(notebook.parent):
+        return validator(params, source=source).model_dump()
+
+
+def run_notebook(notebook: str | Path, parameters: dict[str, Any], runs_root: str | Path = "runs",
+                 run_name: str | None = None, timeout_s: int = 3600, source: str = "params",
+                 fresh: bool = False, command: list[str] | None = None,
+                 params_files: list[str] | None = None) -> Path:
+    """Validate ``parameters``, run ``notebook`` with papermill into a run folder, return the folder.
+
+    The folder is new, except that without ``fresh`` (and without ``run_name``) an unfinished folder
+    of the same notebook and params is reused when the params have ``resume`` on.
+    """
+    notebook = Path(notebook).resolve()
+    output_param = folder_param(notebook)
+    resolved = validate_for_notebook(notebook, {k: v for k, v in parameters.items() if k != output_param}, source)
+    resumable = bool(resolved and resolved.get("resume"))
+    run_dir = None
+    if resumable and not fresh and run_name is None:
+        run_dir = find_unfinished_run(runs_root, notebook, resolved)
+        if run_dir is not None:
+            print(f"resuming the unfinished run in {run_dir} (same notebook and params; --fresh starts a new one)")
+    if run_dir is None:
+        run_dir = _new_run_dir(Path(runs_root), run_name or f"{time.strftime('%Y%m%d-%H%M%S')}-{notebook.stem}",
+                               numbered=run_name is None)
+    with hold_run_lock(run_dir):
+        write_run_record(run_dir, notebook, parameters, resolved, command=command, params_files=params_files)
+        _execute(notebook, run_dir, parameters, output_param, timeout_s)
+    return run_dir
+
+
+def _new_run_dir(runs_root: Path, name: str, numbered: bool) -> Path:
+    """Create ``runs_root/name``; when ``numbered``, ``name-2``, ``name-3``... if it exists (same second)."""
+    runs_root.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000 if numbered else 2):
+        path = (runs_root / (name if attempt == 1 else f"{name}-{attempt}")).resolve()
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            if not numbered:
+                raise
+    raise FileExistsError(f"{runs_root / name}: too many run folders with this name")
+
+
+def _execute(notebook: Path, run_dir: Path, parameters: dict[str, Any], folder_param: str | None,
+             timeout_s: int) -> None:
+    import papermill
+
+    papermill.execute_notebook(
+        str(notebook),
+        str(run_dir / notebook.name),
+        parameters={**parameters, **({folder_param: str(run_dir)} if folder_param else {})},
+        kernel_name="python3",
+        cwd=str(notebook.parent),
+        progress_bar=False,
+        log_output=False,
+        execution_timeout=timeout_s,
+    )
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="loralab run", description="Run a notebook into a new run folder.")
+    parser.add_argument("notebook", help="path to the notebook, e.g. notebooks/01_qlora_finetune.ipynb")
+    parser.add_argument("-f", "--params", action="append", default=[], help="YAML params file (repeatable)")
+    parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="one parameter, VALUE read as YAML (repeatable)")
+    parser.add_argument("--runs-root", default=str(REPO_ROOT / "runs"), help="folder that holds run folders")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per notebook cell")
+    parser.add_argument("--fresh", action="store_true",
+                        help="always start a new run folder (default: resume an unfinished run of the same params)")
+    args = parser.parse_args(argv)
+    parameters: dict[str, Any] = {}
+    for path in args.params:
+        parameters.update(read_params_file(path))
+    for name, value in args.param:
+        try:
+            parameters[name] = load_params_yaml(value)  # only true/false are booleans; 2e-4 is a number
+        except yaml.YAMLError as error:
+            print(f"error: -p {name}: {value!r} is not a YAML value ({error}); quote text values.")
+            return 2
+    source = " + ".join(args.params) or "parameters"
+    try:
+        run_dir = run_notebook(args.notebook, parameters, args.runs_root, timeout_s=args.timeout, source=source,
+                               fresh=args.fresh, command=["loralab", "run", *argv], params_files=args.params)
+    except ValueError as error:
+        print(f"error: {error}")
+        return 2
+    print(f"run folder: {run_dir}")
+    metrics = run_dir / "metrics.json"
+    if metrics.is_file():
+        import json
+
+        data = json.loads(metrics.read_text())
+        keys = ("eval_score_before", "eval_score_after", "train_loss_first", "train_loss_last", "wall_time_s")
+        print("  " + "  ".join(f"{k}={data.get(k)}" for k in keys))
+    return 0

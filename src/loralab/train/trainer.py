@@ -1,0 +1,61 @@
+"""The trainer factory: TRL's ``SFTTrainer`` configured from a RunConfig.
+
+    from loralab.train.trainer import build_trainer
+    trainer = build_trainer(model, tokenizer, train_ds, cfg, output_dir=run_dir / "checkpoints")
+    result = trainer.train(resume_from_checkpoint=resume_checkpoint(run_dir / "checkpoints", cfg))
+
+Loss is computed on the completion (the assistant's answer) only. Logging goes to the trainer's
+``state.log_history`` (read by ``loralab.runs.folder``), never to tqdm bars or online trackers.
+Every ``cfg.save_steps`` steps a checkpoint is written aside and renamed into ``output_dir``
+(``loralab.train.checkpoints``), so a killed run resumes from the newest complete one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from loralab.params.run_config import RunConfig
+from loralab.train.checkpoints import AtomicCheckpoints, ResumeAsTrained
+
+
+def build_trainer(model, tokenizer, train_dataset, cfg: RunConfig, output_dir: str | Path):
+    """An ``SFTTrainer`` for ``model`` on a prompt/completion dataset; call ``.train()`` on it."""
+    import datasets
+    import torch
+    from trl import SFTConfig, SFTTrainer
+
+    datasets.disable_progress_bars()  # no "Tokenizing train dataset" bars in notebooks and logs
+
+    on_gpu = torch.cuda.is_available()
+    bf16 = on_gpu and torch.cuda.is_bf16_supported()
+    args = SFTConfig(
+        output_dir=str(output_dir),
+        max_length=cfg.max_seq_length,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_steps,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        weight_decay=cfg.weight_decay,
+        optim=cfg.optim,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        logging_steps=cfg.logging_steps,
+        completion_only_loss=True,
+        gradient_checkpointing=cfg.use_gradient_checkpointing,  # TRL 1.x turns it on by default
+        # A run no longer than one interval writes no checkpoint (it would only be the final state).
+        save_strategy="steps" if 0 < cfg.save_steps < cfg.max_steps else "no",
+        save_steps=cfg.save_steps or 500,  # unused when save_strategy is "no"
+        save_total_limit=cfg.save_total_limit,
+        report_to="none",
+        disable_tqdm=True,
+        bf16=bf16,
+        fp16=on_gpu and not bf16,
+        use_cpu=not on_gpu,
+        dataset_num_proc=1,
+    )
+    trainer_class = type("LoralabSFTTrainer", (AtomicCheckpoints, ResumeAsTrained, SFTTrainer), {})
+    trainer = trainer_class(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer)
+    trainer.run_params = cfg.model_dump()  # recorded in each checkpoint; a resume with other params is refused
+    return trainer
