@@ -101,3 +101,12 @@ def test_each_wing_names_what_a_notebook_calls():
                     module = importlib.import_module(node.module)
                     absent = [a.name for a in node.names if not hasattr(module, a.name)]
                     assert not absent, f"{notebook.name}: {node.module} has no {absent}"
+
+
+def test_repository_root_is_found_from_the_wings():
+    """Modules that find the checkout (runs folder, sweeps folder) look at the repository root, not src/."""
+    from loralab.runs.runner import REPO_ROOT as runner_root
+    from loralab.sweeps.sweep import REPO_ROOT as sweep_root
+
+    assert runner_root == sweep_root == PACKAGE.parents[1]
+    assert (runner_root / "pyproject.toml").is_file()

@@ -35,7 +35,7 @@ from loralab.params.yaml_reader import load_params_yaml
 from loralab.runs.record import find_unfinished_run, hold_run_lock, write_run_record
 from loralab.params.runtime_check import validate_params_for_this_machine
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 # 01's validator also checks that this machine can run the config (optimizer, bitsandbytes) before the kernel starts.
 VALIDATORS = {"01_qlora_finetune": validate_params_for_this_machine, "03_adapters": validate_demo_params}
 FOLDER_PARAMS = ("run_dir", "output_dir")  # a notebook's output-folder parameter: run_dir in 01, output_dir in 03

@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from loralab.params.errors import ParamsError
 from loralab.params.yaml_reader import read_params_file
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 STATUS_FILE = "sweep_status.json"
 SWEEP_FILE = "sweep.json"
 RESULTS_FILE = "results.csv"
