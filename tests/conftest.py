@@ -3,6 +3,14 @@
 
 from __future__ import annotations
 
+import os
+
+# Compute in float32 on every CPU. Unsloth's CPU backend picks bfloat16 where the CPU has it (AVX512-BF16,
+# AMX), float32 elsewhere; the tests compare logits, losses and adapters at float32 tolerances, so they
+# pin float32 (Unsloth's own switch, inherited by every notebook kernel and subprocess the tests start).
+# `make run` and users keep Unsloth's choice.
+os.environ["UNSLOTH_CPU_BF16"] = "0"
+
 import unsloth  # noqa: F401  (before transformers/peft/trl, which it patches; some tests import those)
 
 import json

@@ -14,7 +14,8 @@ from loralab.data.chat_rows import (
     to_prompt_completion,
 )
 from loralab.data.json_answers import TOPICS, build_splits, data_file
-from loralab.eval.json_shape import parse_reply, score_replies
+from loralab.eval.json_shape import parse_reply
+from loralab.eval.scorers import parse_scorers, score_replies
 
 
 def test_shipped_dataset_is_what_the_generator_makes():
@@ -57,12 +58,12 @@ def test_score_replies_counts_shape_topic_and_answer():
     rows = build_splits(seed=0)["eval"][:4]
     replies = [rows[0]["messages"][-1]["content"], json.dumps({"topic": rows[1]["topic"], "answer": "wrong"}),
                "prose", json.dumps({"topic": "time" if rows[3]["topic"] != "time" else "math", "answer": "x"})]
-    score = score_replies(replies, rows)
-    assert score.shape_score == 0.75
-    assert score.topic_accuracy == 0.5
-    assert score.answer_accuracy == 0.25
+    references = [row["messages"][-1]["content"] for row in rows]
+    scorers = parse_scorers(["json_shape", "json_topic", "json_answer"])
+    means = score_replies(scorers, replies, references).means
+    assert means == {"json_shape": 0.75, "json_topic": 0.5, "json_answer": 0.25}
     with pytest.raises(ValueError, match="pair up"):
-        score_replies(replies[:3], rows)
+        score_replies(scorers, replies[:3], references)
 
 
 def test_formats_are_normalised_to_messages():

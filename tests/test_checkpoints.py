@@ -134,7 +134,7 @@ def test_loralab_run_reuses_only_its_own_unfinished_folder(tmp_path, monkeypatch
 
     monkeypatch.setattr(runner, "_execute", fake_execute)
     notebook = REPO / "notebooks/01_qlora_finetune.ipynb"
-    params = {"max_steps": 4, "save_steps": 2, "eval_task": "none"}
+    params = {"max_steps": 4, "save_steps": 2, "eval_dataset": "", "eval_scorers": []}
 
     first = runner.run_notebook(notebook, params, runs_root=tmp_path)
     record = read_run_record(first)

@@ -48,7 +48,7 @@ def test_unknown_key_names_the_nearest_valid_one():
         ({"target_modules": []}, "target_modules"),
         ({"model_name": "embedded/llama-70b"}, "model_name"),
         ({"model_name": "not a model"}, "model_name"),
-        ({"eval_task": "accuracy"}, "eval_task"),
+        ({"eval_fraction": 1.5}, "eval_fraction"),
     ],
 )
 def test_bad_values_are_refused_with_the_field_name(params, field):
@@ -114,7 +114,8 @@ def test_text_fields_keep_yaml_11_boolean_words_and_floats_keep_working(tmp_path
     """The Norway problem: `dataset_split: no` stays the text 'no'; 2e-4 is a number."""
     path = tmp_path / "p.yaml"
     path.write_text("dataset: data/no.jsonl\ndataset_split: no\nrun_dir: off\nlearning_rate: 2e-4\n"
-                    "load_in_4bit: false\nlora_alpha: 1e1\n")
+                    "load_in_4bit: false\nlora_alpha: 1e1\neval_dataset: ''\neval_fraction: 0.05\n"
+                    "eval_scorers: [contains]\n")
     data = read_params_file(path)
     assert data["dataset_split"] == "no" and data["run_dir"] == "off"
     assert data["learning_rate"] == pytest.approx(2e-4) and isinstance(data["learning_rate"], float)

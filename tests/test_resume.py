@@ -39,7 +39,7 @@ pytestmark = pytest.mark.slow
 
 MAX_STEPS = 8
 PARAMS = {**read_params_file(REPO / "params/01_qlora_finetune/smoke.yaml"),
-          "eval_task": "none", "show_examples": 0, "max_steps": MAX_STEPS, "save_steps": 2, "save_total_limit": 2,
+          "eval_dataset": "", "eval_scorers": [], "show_examples": 0, "max_steps": MAX_STEPS, "save_steps": 2, "save_total_limit": 2,
           "logging_steps": 1, "lora_dropout": 0.05}  # dropout on: resuming must restore the RNG state too
 LOSS_TOL = 1e-4  # per logged loss (losses are ~1-3)
 WEIGHT_TOL = 1e-5  # max |diff| of any adapter weight (one optimizer step moves them by ~1e-4 or more)

@@ -62,7 +62,9 @@ class FakeRunner:
             (run_dir / Path(notebook).name).write_text("{}")
             if run_name in self.fail:
                 raise RuntimeError(f"boom in {run_name}")
+            scores = {"contains": parameters["lora_r"] / 100} | ({"rouge_l": 0.5} if parameters["lora_r"] > 4 else {})
             metrics = {"params": parameters, "eval_score_after": parameters["lora_r"] / 100,
+                       "eval_scores_after": scores, "eval_loss_after": 2.0 / parameters["lora_r"],
                        "train_loss_last": 1.0 / parameters["lora_r"], "trainable_params": 1000 * parameters["lora_r"],
                        "peak_memory_gb": 1.5, "wall_time_s": 3.0}
             (run_dir / "metrics.json").write_text(json.dumps(metrics))
@@ -191,6 +193,10 @@ def test_results_rows_carry_knobs_series_and_metrics(tmp_path):
     rows = collect_results(plan.sweep_dir)
     assert [(r["run"], r["series"], r["lora_r"], r["lora_alpha"], r["trainable_params"]) for r in rows] == [
         ("lora_r=4,lora_alpha=8", "2r", 4, 8, 4000), ("lora_r=8,lora_alpha=16", "fixed", 8, 16, 8000)]
+    # whatever scorers each run recorded: one column per scorer, blank where a run did not score it
+    assert [(r["contains after"], r["rouge_l after"], r["eval_loss_after"]) for r in rows] == [
+        (0.04, None, 0.5), (0.08, 0.5, 0.25)]
+    assert list(rows[0])[-2:] == ["error", "failed_notebook"]
 
 
 def test_report_helpers_group_by_knobs_and_plot(tmp_path):
@@ -206,6 +212,7 @@ def test_report_helpers_group_by_knobs_and_plot(tmp_path):
     assert sorted(results.long["series"]) == ["2r", "2r", "fixed", "fixed"]
     table = summary_table(results)
     assert list(table.index.names) == ["series", "lora_r"]
+    assert {"contains after", "rouge_l after", "eval_loss_after"} <= set(table.columns)
     paths = metric_plots(results, save_dir=plan.sweep_dir)
     assert paths and all(p.is_file() and p.stat().st_size > 1000 for p in paths)
 
@@ -223,24 +230,27 @@ def test_two_run_sweep_end_to_end_then_rerun_only_the_broken_run(tmp_path):
     """papermill runs of notebook 01, results.csv, the report notebook, then a rerun of one run."""
     from loralab.runs.runner import run_notebook
 
-    spec = write_spec(tmp_path, grid={"eval_task": ["json_shape", "none"]})
+    spec = write_spec(tmp_path, grid={"eval_scorers": [["json_shape"], []]})
     plan = plan_sweep(spec, sweeps_root=tmp_path / "sweeps")
     outcome = run_sweep(plan, timeout_s=600)
-    assert outcome.failed == [] and sorted(outcome.executed) == ["eval_task=json_shape", "eval_task=none"]
+    scored, loss_only = "eval_scorers=json_shape", "eval_scorers="
+    assert outcome.failed == [] and sorted(outcome.executed) == sorted([scored, loss_only])
     with open(outcome.results_csv) as handle:
         rows = {row["run"]: row for row in csv.DictReader(handle)}
-    assert set(rows) == {"eval_task=json_shape", "eval_task=none"}
+    assert set(rows) == {scored, loss_only}
     for row in rows.values():
         assert row["state"] == "ok" and float(row["train_loss_last"]) > 0 and int(row["trainable_params"]) > 0
-    assert 0 <= float(rows["eval_task=json_shape"]["eval_score_after"]) <= 1
-    assert rows["eval_task=none"]["eval_score_after"] == ""
+        assert float(row["eval_loss_after"]) > 0, "the held-out loss is measured with or without scorers"
+    assert 0 <= float(rows[scored]["json_shape after"]) <= 1
+    assert rows[scored]["eval_score_after"] == rows[scored]["json_shape after"]
+    assert rows[loss_only]["eval_score_after"] == rows[loss_only]["json_shape after"] == ""
 
     report = run_notebook(REPO / "notebooks/02_sweep_report.ipynb", {"sweep_dir": str(plan.sweep_dir)},
                           runs_root=tmp_path / "reports", run_name="report", timeout_s=300)
     assert (report / "02_sweep_report.ipynb").is_file()
     assert list(plan.sweep_dir.glob("plot_*.png")), "the report saves its plots into the sweep folder"
 
-    (plan.sweep_dir / "eval_task=none" / "metrics.json").unlink()
+    (plan.sweep_dir / loss_only / "metrics.json").unlink()
     calls = []
 
     def counting(*args, **kwargs):
@@ -248,6 +258,6 @@ def test_two_run_sweep_end_to_end_then_rerun_only_the_broken_run(tmp_path):
         return run_notebook(*args, **kwargs)
 
     again = run_sweep(plan_sweep(spec, sweeps_root=tmp_path / "sweeps"), run_one=counting, timeout_s=600)
-    assert calls == ["eval_task=none"] and again.skipped == ["eval_task=json_shape"]
-    assert list((plan.sweep_dir / "earlier_attempts").glob("eval_task=none.*")), "the broken attempt is kept"
+    assert calls == [loss_only] and again.skipped == [scored]
+    assert list((plan.sweep_dir / "earlier_attempts").glob(f"{loss_only}.*")), "the broken attempt is kept"
     assert all(s.done for s in again.statuses.values())

@@ -3,6 +3,7 @@
     loralab run notebooks/01_qlora_finetune.ipynb -f params/01_qlora_finetune/default.yaml
     loralab plan meta-llama/Llama-3.1-8B --gpu-gb 16
     loralab sweep params/sweeps/rank.yaml
+    loralab eval runs/<run>/adapter --base
 
 Each subcommand lives in its own module; this file only dispatches, so ``loralab plan`` answers
 without importing torch.
@@ -20,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": "loralab.runs.runner",
         "plan": "loralab.plan.cli",
         "sweep": "loralab.sweeps.cli",
+        "eval": "loralab.eval.cli",
     }
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print("usage: loralab {" + ",".join(commands) + "} ...   (loralab COMMAND --help for details)")

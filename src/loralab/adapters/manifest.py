@@ -198,7 +198,7 @@ def base_fingerprint(name: str, use_cache: bool = True) -> BaseFingerprint:
 
 
 def dataset_sha256(rows: list[dict]) -> str:
-    """Digest of training rows as canonical JSON (order matters: it is the data the run saw)."""
+    """Digest of rows as canonical JSON (order matters: it is the data the run saw)."""
     digest = hashlib.sha256()
     for row in rows:
         digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n")
@@ -225,8 +225,12 @@ def lora_summary(adapter_dir: str | Path) -> dict[str, Any]:
 
 
 def build_manifest(adapter_dir: str | Path, cfg: RunConfig, tokenizer=None, dataset_rows: list[dict] | None = None,
-                   eval_scores: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The manifest for an adapter saved in ``adapter_dir`` from a run with ``cfg``."""
+                   eval_scores: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+                   eval_rows: list[dict] | None = None) -> dict[str, Any]:
+    """The manifest for an adapter saved in ``adapter_dir`` from a run with ``cfg``.
+
+    ``dataset_rows`` are the rows trained on, ``eval_rows`` the held-out rows (both fingerprinted).
+    """
     from loralab.model.versions import library_versions
 
     base = base_fingerprint(cfg.model_name)
@@ -237,13 +241,21 @@ def build_manifest(adapter_dir: str | Path, cfg: RunConfig, tokenizer=None, data
         "base": {k: v for k, v in asdict(base).items() if k not in ("path", "seconds")},
         "base_quantization": "nf4-4bit" if cfg.load_in_4bit and not cfg.full_finetuning else "16-bit",
         "training_chat_template_sha256": _text_sha256(template) if isinstance(template, str) else None,
-        "lora": lora_summary(adapter_dir),
+        # a full fine-tuning run saves the whole model: no LoRA config to summarise
+        "lora": lora_summary(adapter_dir) if (Path(adapter_dir) / "adapter_config.json").is_file() else None,
         "training": cfg.model_dump(),
         "dataset": {
             "name": cfg.dataset,
             "split": cfg.dataset_split,
             "rows": len(dataset_rows) if dataset_rows is not None else None,
             "sha256": dataset_sha256(dataset_rows) if dataset_rows is not None else None,
+        },
+        "eval_dataset": {
+            "name": cfg.eval_dataset or (f"eval_fraction {cfg.eval_fraction:g} of dataset" if cfg.eval_fraction
+                                         else None),
+            "split": cfg.eval_split,
+            "rows": len(eval_rows) if eval_rows is not None else None,
+            "sha256": dataset_sha256(eval_rows) if eval_rows else None,
         },
         "eval": eval_scores or {},
         "versions": library_versions(),
@@ -257,9 +269,10 @@ def build_manifest(adapter_dir: str | Path, cfg: RunConfig, tokenizer=None, data
 
 
 def write_manifest(adapter_dir: str | Path, cfg: RunConfig, tokenizer=None, dataset_rows: list[dict] | None = None,
-                   eval_scores: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Path:
+                   eval_scores: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+                   eval_rows: list[dict] | None = None) -> Path:
     """Write ``loralab_manifest.json`` into ``adapter_dir`` (aside, then renamed) and return its path."""
-    manifest = build_manifest(adapter_dir, cfg, tokenizer, dataset_rows, eval_scores, extra)
+    manifest = build_manifest(adapter_dir, cfg, tokenizer, dataset_rows, eval_scores, extra, eval_rows)
     path = Path(adapter_dir) / MANIFEST_NAME
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from loralab.data.json_answers import data_file
+from loralab.data.short_answers import short_answer_rows
 from loralab.model.hub_token import token_kwargs
+from loralab.params.names import is_embedded
 from loralab.params.run_config import EMBEDDED_DATASET
 
 ROLES = ("system", "user", "assistant")
@@ -34,6 +36,7 @@ EXPECTED_FORMATS = (
     '{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]}, '
     '{"instruction": "Say hello", "input": "", "output": "Hello"}'
 )
+EMBEDDED_SHORT_ANSWERS = "embedded/short-answers"
 LOCAL_DATA_SUFFIXES = (".json", ".csv", ".tsv", ".txt", ".parquet", ".arrow", ".xlsx", ".yaml", ".yml")
 
 
@@ -138,10 +141,21 @@ def read_jsonl(path: str | Path) -> list[Any]:
     return rows_from_jsonl_text(text, str(path))
 
 
+def embedded_rows(dataset: str, split: str) -> list[Any]:
+    """Rows of a dataset shipped inside loralab (splits ``train`` and ``eval``)."""
+    readers = {EMBEDDED_DATASET: lambda s: read_jsonl(data_file(s)), EMBEDDED_SHORT_ANSWERS: short_answer_rows}
+    if dataset not in readers:
+        raise DatasetError(f"{dataset!r} is not an embedded dataset; the embedded ones are {', '.join(readers)} "
+                           "(or give a .jsonl path or a hub dataset id).")
+    if split not in ("train", "eval"):
+        raise DatasetError(f"{dataset} has the splits 'train' and 'eval', not {split!r}.")
+    return readers[dataset](split)
+
+
 def load_chat_rows(dataset: str, split: str = "train") -> list[dict]:
     """Rows of the embedded dataset, a local .jsonl file, or a hub dataset, normalised to messages."""
-    if dataset == EMBEDDED_DATASET:
-        source, raw = f"{dataset}[{split}]", read_jsonl(data_file(split))
+    if is_embedded(dataset):
+        source, raw = f"{dataset}[{split}]", embedded_rows(dataset, split)
     elif dataset.endswith(".jsonl"):
         source, raw = dataset, read_jsonl(dataset)
     elif dataset.lower().endswith(LOCAL_DATA_SUFFIXES) or os.path.isfile(dataset):

@@ -64,7 +64,7 @@ class AdaptersDemoConfig(BaseModel):
             "model_name": self.base_model, "load_in_4bit": self.load_in_4bit, "max_seq_length": self.max_seq_length,
             "lora_r": self.lora_r, "lora_alpha": self.lora_alpha, "max_steps": self.train_steps,
             "per_device_train_batch_size": self.batch_size, "learning_rate": self.learning_rate,
-            "warmup_steps": 0, "use_gradient_checkpointing": False, "seed": self.seed, "eval_task": "none",
+            "warmup_steps": 0, "use_gradient_checkpointing": False, "seed": self.seed, "eval_dataset": "", "eval_scorers": [],
         }, source="notebook 03 parameters")
 
 

@@ -58,15 +58,27 @@ class RunConfig(BaseModel):
     )
     use_gradient_checkpointing: bool = Field(True, description="recompute activations to save memory")
     # data
-    dataset: str = Field(EMBEDDED_DATASET, description="embedded/json-answers, a .jsonl path or a hub dataset id")
+    dataset: str = Field(EMBEDDED_DATASET, description="embedded/json-answers, embedded/short-answers, a .jsonl "
+                         "path or a hub dataset id")
     dataset_split: str = Field("train", description="split (or slice such as train[:2000]) of a hub dataset")
     overlong_rows: Literal["truncate", "drop"] = Field(
         "truncate", description="rows longer than max_seq_length: truncate (cuts the answer's end) or drop them"
     )
-    eval_task: Literal["json_shape", "none"] = Field(
-        "json_shape", description="json_shape: score held-out JSON answers before/after; none: skip"
-    )
-    eval_examples: int = Field(30, ge=1, description="held-out questions scored before and after training")
+    # evaluation: a held-out split, its loss, and scorers of generated replies (loralab.eval)
+    eval_dataset: str = Field(EMBEDDED_DATASET, description="held-out rows: embedded/<name>, a .jsonl path, a hub "
+                              "dataset id, or '' (none, or carve eval_fraction from the training rows)")
+    eval_split: str = Field("", description="split of eval_dataset, e.g. test or train[-200:] ('' = eval for "
+                            "embedded datasets, test for hub datasets)")
+    eval_fraction: float = Field(0.0, ge=0, lt=1, description="share of the training rows held out (seeded) when "
+                                 "eval_dataset is ''; 0 = none")
+    eval_scorers: list[str] = Field(
+        default_factory=lambda: ["json_shape", "json_topic", "json_answer"],
+        description="scorers of generated held-out replies, e.g. [exact_match, contains, 'regex:^Answer: ', "
+                    "json_object, choice, rouge_l, chrf, 'python:module:function']; [] = loss only")
+    eval_examples: int = Field(30, ge=1, description="held-out prompts answered and scored before and after training")
+    eval_steps: int = Field(0, ge=0, description="held-out loss every N training steps (0 = only before and after)")
+    early_stopping_patience: int = Field(0, ge=0, description="stop after N evaluations without a lower held-out "
+                                         "loss (0 = off; needs eval_steps)")
     # training
     max_steps: int = Field(60, ge=1, description="optimizer steps")
     per_device_train_batch_size: int = Field(8, ge=1, description="examples per step per device")
@@ -119,7 +131,36 @@ class RunConfig(BaseModel):
         if self.full_finetuning and self.load_in_4bit:
             raise ValueError("full_finetuning trains every weight and cannot use a 4-bit base: "
                              "set load_in_4bit: false")
+        self._consistent_eval()
         return self
+
+    def _consistent_eval(self) -> None:
+        if self.eval_dataset and self.eval_fraction:
+            raise ValueError(f"eval_dataset ({self.eval_dataset!r}) and eval_fraction ({self.eval_fraction:g}) both "
+                             "choose the held-out rows: set eval_dataset: '' to carve eval_fraction from the "
+                             "training rows, or eval_fraction: 0 to use eval_dataset")
+        if not self.has_eval:
+            needs = [name for name in ("eval_steps", "early_stopping_patience") if getattr(self, name)]
+            if self.eval_scorers:
+                needs.insert(0, "eval_scorers")
+            if needs:
+                raise ValueError(f"{', '.join(needs)} need held-out rows, and there are none (eval_dataset is '' and "
+                                 "eval_fraction is 0): set eval_dataset to a .jsonl file or hub dataset, or "
+                                 f"eval_fraction: 0.05; or write {' and '.join(f'{n}: ' + ('[]' if n == 'eval_scorers' else '0') for n in needs)}")
+        if self.early_stopping_patience and not self.eval_steps:
+            raise ValueError("early_stopping_patience watches the held-out loss measured every eval_steps steps: "
+                             "set eval_steps (e.g. 10), or early_stopping_patience: 0")
+        if is_embedded(self.eval_dataset) and self.eval_dataset != self.dataset:
+            raise ValueError(f"eval_dataset is the embedded {self.eval_dataset!r} but dataset is {self.dataset!r}: "
+                             "scores would measure the embedded task, not the one trained. Set eval_dataset to "
+                             f"{self.dataset!r} when it has a held-out split, to your held-out .jsonl (or hub "
+                             "dataset with eval_split), or eval_dataset: '' with eval_fraction: 0.05; and choose "
+                             "eval_scorers for your data")
+
+    @property
+    def has_eval(self) -> bool:
+        """True when the run has held-out rows (from eval_dataset or eval_fraction)."""
+        return bool(self.eval_dataset or self.eval_fraction)
 
     @property
     def target_module_list(self) -> list[str]:

@@ -2,8 +2,8 @@
 
 from loralab.runs.folder import new_run_dir, peak_memory_gb, plot_loss, train_summary, write_metrics
 from loralab.runs.record import code_version
-from loralab.runs.report import layer_math_table, side_by_side
+from loralab.runs.report import layer_math_table
 from loralab.runs.runner import run_notebook
 
 __all__ = ["code_version", "layer_math_table", "new_run_dir", "peak_memory_gb", "plot_loss", "run_notebook",
-           "side_by_side", "train_summary", "write_metrics"]
+           "train_summary", "write_metrics"]

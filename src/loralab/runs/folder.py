@@ -56,8 +56,12 @@ def train_summary(log_history: list[dict], train_metrics: dict) -> dict:
     }
 
 
-def plot_loss(log_history: list[dict], path: str | Path):
-    """Training loss per step as a PNG; returns the matplotlib figure for the notebook to show."""
+def plot_loss(log_history: list[dict], path: str | Path, eval_loss_before: float | None = None):
+    """Training loss per step, and the held-out loss where it was measured, as a PNG; returns the figure.
+
+    ``eval_loss_before`` (the held-out loss before training) is drawn at step 0. A held-out curve that
+    turns up while the training loss keeps falling is overfitting.
+    """
     import matplotlib
 
     if not os.environ.get("MPLBACKEND") and "ipykernel" not in __import__("sys").modules:
@@ -66,11 +70,16 @@ def plot_loss(log_history: list[dict], path: str | Path):
 
     steps = [h["step"] for h in log_history if "loss" in h]
     losses = [h["loss"] for h in log_history if "loss" in h]
+    held_out = ([(0, eval_loss_before)] if eval_loss_before is not None else []) + [
+        (h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h and h["step"] > 0]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(steps, losses, marker="o", markersize=3)
+    ax.plot(steps, losses, marker="o", markersize=3, label="training loss")
+    if held_out:
+        ax.plot([s for s, _ in held_out], [v for _, v in held_out], marker="s", markersize=4, label="held-out loss")
+        ax.legend()
     ax.set_xlabel("step")
-    ax.set_ylabel("training loss (completion tokens)")
-    ax.set_title("LoRA training loss")
+    ax.set_ylabel("loss (completion tokens)")
+    ax.set_title("LoRA training and held-out loss" if held_out else "LoRA training loss")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

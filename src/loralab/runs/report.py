@@ -1,15 +1,13 @@
-"""Tables a notebook displays: the LoRA parameter arithmetic and before/after answers.
+"""The table of the LoRA parameter arithmetic a notebook displays (before/after answers: ``loralab.eval``).
 
-    from loralab.runs.report import layer_math_table, side_by_side
+    from loralab.runs.report import layer_math_table
     display(layer_math_table(lora_layer_table(model)))    # one row per module kind
-    display(side_by_side(before, after, n=3))
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 
-from loralab.eval.json_shape import TaskScore
 from loralab.model.loading import LoraLayer
 
 
@@ -28,12 +26,3 @@ def layer_math_table(layers: list[LoraLayer]):
         table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
         table = table.astype({c: "Int64" for c in table.columns if c != "module"})  # blanks, not NaN
     return table
-
-
-def side_by_side(before: TaskScore, after: TaskScore, n: int = 3):
-    """A DataFrame of the first ``n`` held-out questions with the answers before and after training."""
-    import pandas as pd
-
-    rows = [{"question": b["question"], "before": b["reply"][:120], "after": a["reply"][:120],
-             "shape ok after": a["shape_ok"]} for b, a in zip(before.rows[:n], after.rows[:n])]
-    return pd.DataFrame(rows)

@@ -28,16 +28,29 @@ from typing import Any
 
 import yaml
 
+from loralab.eval.scorers import parse_scorers
 from loralab.params.adapters_demo import validate_demo_params
 from loralab.params.errors import ParamsError
-from loralab.params.yaml_reader import read_params_file
-from loralab.params.yaml_reader import load_params_yaml
-from loralab.runs.record import find_unfinished_run, hold_run_lock, write_run_record
+from loralab.params.run_config import RunConfig
 from loralab.params.runtime_check import validate_params_for_this_machine
+from loralab.params.yaml_reader import load_params_yaml, read_params_file
+from loralab.runs.record import find_unfinished_run, hold_run_lock, write_run_record
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-# 01's validator also checks that this machine can run the config (optimizer, bitsandbytes) before the kernel starts.
-VALIDATORS = {"01_qlora_finetune": validate_params_for_this_machine, "03_adapters": validate_demo_params}
+
+
+def validate_run_params(params: dict[str, Any], source: str = "params") -> RunConfig:
+    """Notebook 01's params, this machine (optimizer, bitsandbytes) and the scorers' names and arguments."""
+    cfg = validate_params_for_this_machine(params, source=source)
+    try:
+        parse_scorers(cfg.eval_scorers)
+    except ParamsError as error:
+        raise ParamsError(f"{source}: {error}") from None
+    return cfg
+
+
+# Each checks what it can before the kernel starts; the notebook checks the rest before any model loads.
+VALIDATORS = {"01_qlora_finetune": validate_run_params, "03_adapters": validate_demo_params}
 FOLDER_PARAMS = ("run_dir", "output_dir")  # a notebook's output-folder parameter: run_dir in 01, output_dir in 03
 
 
@@ -159,6 +172,7 @@ def main(argv: list[str]) -> int:
         import json
 
         data = json.loads(metrics.read_text())
-        keys = ("eval_score_before", "eval_score_after", "train_loss_first", "train_loss_last", "wall_time_s")
+        keys = ("eval_score_before", "eval_score_after", "eval_loss_before", "eval_loss_after", "train_loss_first",
+                "train_loss_last", "wall_time_s")
         print("  " + "  ".join(f"{k}={data.get(k)}" for k in keys))
     return 0

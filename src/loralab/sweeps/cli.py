@@ -21,6 +21,7 @@ from rich.table import Table
 from loralab.sweeps.sweep import (
     REPO_ROOT,
     RESULT_METRICS,
+    SCORE_COLUMN,
     RunStatus,
     SweepRun,
     SweepSpecError,
@@ -31,8 +32,8 @@ from loralab.sweeps.sweep import (
     write_sweep_file,
 )
 
-SHORT_NAMES = {"eval_score_after": "shape", "eval_topic_accuracy_after": "topic", "eval_answer_accuracy_after":
-               "answer", "train_loss_first": "loss0", "train_loss_last": "loss", "trainable_params": "trainable",
+SHORT_NAMES = {"eval_score_after": "score", "eval_loss_before": "eval loss0", "eval_loss_after": "eval loss",
+               "train_loss_first": "loss0", "train_loss_last": "loss", "trainable_params": "trainable",
                "peak_memory_gb": "peak GB", "train_runtime_s": "train s", "wall_time_s": "wall s"}
 
 
@@ -56,7 +57,8 @@ def results_table(sweep_dir: Path, title: str = "") -> Table:
     if rows and not any(r["series"] for r in rows):
         columns.remove("series")
     for column in columns:
-        table.add_column(SHORT_NAMES.get(column, column), justify="right" if column in RESULT_METRICS else "left")
+        numeric = column in RESULT_METRICS or column.endswith(SCORE_COLUMN.format(""))
+        table.add_column(SHORT_NAMES.get(column, column), justify="right" if numeric else "left")
     for row in rows:
         style = {"ok": None, "failed": "red"}.get(row["state"], "yellow")
         table.add_row(*(_cell(row[c]) for c in columns), style=style)

@@ -19,10 +19,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from loralab.sweeps.sweep import REPO_ROOT, SWEEP_FILE, SweepSpecError, collect_results
+from loralab.sweeps.sweep import REPO_ROOT, SCORE_COLUMN, SWEEP_FILE, SweepSpecError, collect_results
 
-QUALITY = {"eval_score_after": "JSON-shape score after", "eval_topic_accuracy_after": "right topic after",
-           "eval_answer_accuracy_after": "exact answer after", "train_loss_last": "final training loss"}
+QUALITY = {"eval_loss_after": "held-out loss after", "train_loss_last": "final training loss"}
 COST = {"trainable_params": "trainable parameters", "peak_memory_gb": "peak memory (GB)",
         "wall_time_s": "wall time per run (s)", "train_runtime_s": "training time (s)"}
 
@@ -80,11 +79,17 @@ def load_results(sweep_dir: str | Path) -> SweepResults:
                         x, hue)
 
 
+def quality_metrics(results: SweepResults) -> dict[str, str]:
+    """Column -> label of every quality number the runs recorded: each scorer's after-score, then the losses."""
+    scores = {c: c for c in results.table.columns if str(c).endswith(SCORE_COLUMN.format(""))}
+    return scores | QUALITY
+
+
 def summary_table(results: SweepResults):
     """One row per (series,) run, indexed by hue and x, with state, the other knobs and the metrics."""
     index = [c for c in (results.hue, results.x) if c]
     others = [k for k in results.knobs if k not in index]
-    columns = others + ["state"] + [c for c in (*QUALITY, *COST) if c in results.long.columns]
+    columns = others + ["state"] + [c for c in (*quality_metrics(results), *COST) if c in results.long.columns]
     table = results.long.set_index(index)[columns].sort_index()
     return table.dropna(axis=1, how="all")
 
@@ -138,7 +143,7 @@ def metric_plots(results: SweepResults, save_dir: str | Path | None = None) -> l
 
     save_dir = Path(save_dir or results.sweep_dir)
     paths = []
-    for stem, metrics, title in (("plot_quality", QUALITY, "quality"), ("plot_cost", COST, "cost")):
+    for stem, metrics, title in (("plot_quality", quality_metrics(results), "quality"), ("plot_cost", COST, "cost")):
         path = save_dir / f"{stem}.png"
         fig = plot_metrics(results, metrics, title, path)
         plt.close(fig)

@@ -49,9 +49,15 @@ STATUS_FILE = "sweep_status.json"
 SWEEP_FILE = "sweep.json"
 RESULTS_FILE = "results.csv"
 SERIES_KEY = "series"
-RESULT_METRICS = ("eval_score_after", "eval_topic_accuracy_after", "eval_answer_accuracy_after",
-                  "train_loss_first", "train_loss_last", "trainable_params", "peak_memory_gb",
-                  "train_runtime_s", "wall_time_s")
+RESULT_METRICS = ("eval_score_after", "eval_loss_before", "eval_loss_after", "train_loss_first", "train_loss_last",
+                  "trainable_params", "peak_memory_gb", "train_runtime_s", "wall_time_s")
+# Each scorer a run recorded (metrics.json eval_scores_after) becomes a column "<scorer> after".
+SCORE_COLUMN = "{} after"
+
+
+def score_columns(metrics: dict[str, Any]) -> dict[str, float]:
+    """``{"json_shape after": 0.9, "rouge_l after": 0.41}``: every after-score a run's metrics.json holds."""
+    return {SCORE_COLUMN.format(name): value for name, value in (metrics.get("eval_scores_after") or {}).items()}
 
 # The function that executes one run: the signature of loralab.runs.runner.run_notebook.
 RunOne = Callable[..., Path]
@@ -364,10 +370,14 @@ def collect_results(sweep_dir: str | Path) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"run": run["name"], "series": " | ".join(run.get("series") or []), "state": state}
         row.update({knob: run["params"].get(knob) for knob in sweep["knobs"]})
         row.update({key: metrics.get(key) for key in RESULT_METRICS})
+        row.update(score_columns(metrics))
         row["error"] = status.get("error") if state == "failed" else None
         row["failed_notebook"] = status.get("failed_notebook") if state == "failed" else None
         rows.append(row)
-    return rows
+    # runs may have recorded different scorers: every row gets every column, error columns last
+    columns = list(dict.fromkeys(key for row in rows for key in row if key not in ("error", "failed_notebook")))
+    return [{**{c: row.get(c) for c in columns}, "error": row["error"], "failed_notebook": row["failed_notebook"]}
+            for row in rows]
 
 
 def write_results_csv(sweep_dir: str | Path) -> Path:

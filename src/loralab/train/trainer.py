@@ -1,10 +1,14 @@
 """The trainer factory: TRL's ``SFTTrainer`` configured from a RunConfig.
 
     from loralab.train.trainer import build_trainer
-    trainer = build_trainer(model, tokenizer, train_ds, cfg, output_dir=run_dir / "checkpoints")
+    trainer = build_trainer(model, tokenizer, train_ds, cfg, output_dir=run_dir / "checkpoints", eval_dataset=eval_ds)
+    before = heldout_loss(trainer)                  # {"eval_loss": 2.91, "eval_perplexity": 18.4}, teacher-forced
     result = trainer.train(resume_from_checkpoint=resume_checkpoint(run_dir / "checkpoints", cfg))
 
-Loss is computed on the completion (the assistant's answer) only. Logging goes to the trainer's
+Loss is computed on the completion (the assistant's answer) only, in training and on the held-out
+rows alike: ``heldout_loss`` runs the trainer's own evaluation loop (loss only, no logits kept), and
+with ``cfg.eval_steps`` the trainer measures it every N steps (``eval_loss`` in the log history);
+``cfg.early_stopping_patience`` adds transformers' ``EarlyStoppingCallback`` on that loss. Logging goes to the trainer's
 ``state.log_history`` (read by ``loralab.runs.folder``), never to tqdm bars or online trackers.
 Every ``cfg.save_steps`` steps a checkpoint is written aside and renamed into ``output_dir``
 (``loralab.train.checkpoints``), so a killed run resumes from the newest complete one.
@@ -12,16 +16,18 @@ Every ``cfg.save_steps`` steps a checkpoint is written aside and renamed into ``
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from loralab.params.run_config import RunConfig
 from loralab.train.checkpoints import AtomicCheckpoints, ResumeAsTrained
 
 
-def build_trainer(model, tokenizer, train_dataset, cfg: RunConfig, output_dir: str | Path):
+def build_trainer(model, tokenizer, train_dataset, cfg: RunConfig, output_dir: str | Path, eval_dataset=None):
     """An ``SFTTrainer`` for ``model`` on a prompt/completion dataset; call ``.train()`` on it."""
     import datasets
     import torch
+    from transformers import EarlyStoppingCallback
     from trl import SFTConfig, SFTTrainer
 
     datasets.disable_progress_bars()  # no "Tokenizing train dataset" bars in notebooks and logs
@@ -54,8 +60,30 @@ def build_trainer(model, tokenizer, train_dataset, cfg: RunConfig, output_dir: s
         fp16=on_gpu and not bf16,
         use_cpu=not on_gpu,
         dataset_num_proc=1,
+        # held-out loss: the trainer's own loop, on the completion tokens, loss only (no logits kept)
+        eval_strategy="steps" if eval_dataset is not None and cfg.eval_steps else "no",
+        eval_steps=cfg.eval_steps or None,
+        per_device_eval_batch_size=cfg.per_device_train_batch_size,
+        prediction_loss_only=True,
+        metric_for_best_model="eval_loss" if cfg.early_stopping_patience else None,
+        greater_is_better=False if cfg.early_stopping_patience else None,
     )
+    callbacks = [EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else None
     trainer_class = type("LoralabSFTTrainer", (AtomicCheckpoints, ResumeAsTrained, SFTTrainer), {})
-    trainer = trainer_class(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer)
+    trainer = trainer_class(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                            processing_class=tokenizer, callbacks=callbacks)
     trainer.run_params = cfg.model_dump()  # recorded in each checkpoint; a resume with other params is refused
     return trainer
+
+
+def heldout_loss(trainer) -> dict[str, float | None]:
+    """Mean loss on the held-out completion tokens (teacher-forced) and its perplexity; None without held-out rows."""
+    if trainer.eval_dataset is None:
+        return {"eval_loss": None, "eval_perplexity": None}
+    loss = float(trainer.evaluate()["eval_loss"])
+    return {"eval_loss": loss, "eval_perplexity": math.exp(min(loss, 700.0))}
+
+
+def build_eval_trainer(model, tokenizer, eval_dataset, cfg: RunConfig, output_dir: str | Path):
+    """A trainer that only evaluates (``loralab eval``): the same masking and batching as a training run."""
+    return build_trainer(model, tokenizer, eval_dataset, cfg, output_dir, eval_dataset=eval_dataset)
