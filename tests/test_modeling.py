@@ -27,3 +27,17 @@ def test_16_bit_lora_and_full_finetuning_counts():
     model = attach_lora(model, full_cfg)  # full fine-tuning: no adapters, every weight trains
     trainable, total = count_parameters(model)
     assert trainable == total and not lora_layer_table(model)
+
+
+def test_full_finetuning_on_a_cpu_loads_float32_weights():
+    """bf16 weights with no float32 master copy lose small updates (README Findings, decision flow)."""
+    import torch
+
+    from loralab.model.loading import _dtype
+    from loralab.params.run_config import validate_params
+
+    full = validate_params({"full_finetuning": True, "load_in_4bit": False})
+    lora = validate_params({"load_in_4bit": False})
+    assert not torch.cuda.is_available()
+    assert _dtype(full) is torch.float32
+    assert _dtype(lora) is None, "LoRA keeps Unsloth's choice (bf16 where the CPU has it)"

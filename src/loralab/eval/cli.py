@@ -65,7 +65,7 @@ def eval_config(models: list[Path], params_files: list[str], overrides: dict[str
 
 
 def _label(path: Path, taken: set[str]) -> str:
-    label = path.parent.name if path.name in ("adapter", "merged") else path.name
+    label = path.parent.name if path.name in ("adapter", "model", "merged") else path.name
     while label in taken:
         label += "'"
     taken.add(label)

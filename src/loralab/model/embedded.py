@@ -8,7 +8,7 @@ loralab cache; every later call returns that folder in well under a second::
     path = resolve_model_path("embedded/smollm2-135m-instruct")   # -> ~/.cache/loralab/models/...
 
 Any name that does not start with ``embedded/`` is returned unchanged (Unsloth / the hub load it).
-Run ``python -m loralab.model.embedded`` to build the cache ahead of time (``make`` does).
+Run ``python -m loralab.model`` to build the cache ahead of time (``make setup`` does).
 """
 
 from __future__ import annotations
@@ -79,7 +79,3 @@ def resolve_model_path(model_name: str) -> str:
         _convert(short, target)
     return str(target)
 
-
-if __name__ == "__main__":
-    for name in EMBEDDED_MODELS:
-        print(resolve_model_path(EMBEDDED_PREFIX + name))

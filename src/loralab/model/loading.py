@@ -11,6 +11,13 @@ The same calls run on a CUDA GPU (Unsloth's kernels) and on a CPU (Unsloth's CPU
 Weights load from safetensors only (``use_safetensors=True``: a pickle ``.bin`` checkpoint can run
 code when unpickled), a model's own Python code runs only with ``trust_remote_code: true`` in the
 params, and a hub token comes from the environment or Colab/Kaggle secrets (``loralab.model.hub_token``).
+
+Full fine-tuning on a CPU loads float32 weights. Unsloth's CPU backend otherwise picks bfloat16 on
+CPUs that have it, and full fine-tuning then updates bfloat16 weights with no float32 master copy:
+an update smaller than bfloat16's resolution (~0.4% of a weight) is lost. Measured on the
+decision-flow sweep (README "Findings"): at learning rate 5e-5 the bfloat16 run did not learn the
+task in 20 steps (held-out loss 3.32 -> 2.37, format score 0.0), the float32 run did (-> 1.07, 1.0).
+LoRA is not affected: its trained weights are float32 next to the frozen base.
 """
 
 from __future__ import annotations
@@ -30,6 +37,13 @@ def _fast_language_model():
     return FastLanguageModel
 
 
+def _dtype(cfg: RunConfig):
+    """Unsloth's choice (None), except float32 for full fine-tuning on a CPU (see the module docstring)."""
+    import torch
+
+    return torch.float32 if cfg.full_finetuning and not torch.cuda.is_available() else None
+
+
 def load_model(cfg: RunConfig):
     """Load the base model and tokenizer as the config asks (embedded names never touch a hub)."""
     fast = _fast_language_model()
@@ -39,7 +53,7 @@ def load_model(cfg: RunConfig):
     model, tokenizer = fast.from_pretrained(
         model_name=resolve_model_path(cfg.model_name),
         max_seq_length=cfg.max_seq_length,
-        dtype=None,  # bf16 where the hardware has it, else fp16 (GPU) / fp32 (CPU)
+        dtype=_dtype(cfg),  # None: bf16 where the hardware has it, else fp16 (GPU) / fp32 (CPU)
         load_in_4bit=cfg.load_in_4bit and not cfg.full_finetuning,
         full_finetuning=cfg.full_finetuning,
         use_gradient_checkpointing="unsloth" if cfg.use_gradient_checkpointing else False,

@@ -60,7 +60,11 @@ def resolve_sweep_dir(sweep_dir: str | Path) -> Path:
 
 
 def load_results(sweep_dir: str | Path) -> SweepResults:
-    """Read a sweep folder into tables; pick x (the first knob) and hue (series, else the second knob)."""
+    """Read a sweep folder into tables; pick x (the first knob) and hue (series, else the second knob).
+
+    When two runs would share one x and hue (a run list that varies several knobs together), x is the
+    run itself, so no plot averages two different settings.
+    """
     import pandas as pd
 
     sweep_dir = Path(sweep_dir).resolve()
@@ -75,6 +79,11 @@ def load_results(sweep_dir: str | Path) -> SweepResults:
         if has_series else table.copy()
     x = knobs[0] if knobs else "run"
     hue = "series" if has_series else (knobs[1] if len(knobs) > 1 else None)
+    if long.duplicated([c for c in (x, hue) if c]).any():  # runs that differ in other knobs: one bar per run
+        x, hue = "setting", None
+        labels = _setting_labels(table, knobs)
+        for frame in (table, long):
+            frame["setting"] = frame["run"].map(labels)
     return SweepResults(sweep_dir, sweep["name"], sweep["question"], knobs, table, long.reset_index(drop=True),
                         x, hue)
 
@@ -83,6 +92,17 @@ def quality_metrics(results: SweepResults) -> dict[str, str]:
     """Column -> label of every quality number the runs recorded: each scorer's after-score, then the losses."""
     scores = {c: c for c in results.table.columns if str(c).endswith(SCORE_COLUMN.format(""))}
     return scores | QUALITY
+
+
+def _setting_labels(table, knobs: list[str]) -> dict[str, str]:
+    """run -> a short label: its series, plus the knobs that tell it from the other runs of that series."""
+    labels = {}
+    for series, group in table.groupby("series", sort=False):
+        varying = [k for k in knobs if group[k].astype(str).nunique() > 1]
+        for _, row in group.iterrows():
+            extra = "\n".join(f"{k}={row[k]}" for k in varying)
+            labels[row["run"]] = "\n".join(part for part in (series, extra) if part) or row["run"]
+    return labels
 
 
 def summary_table(results: SweepResults):
@@ -108,7 +128,9 @@ def plot_metrics(results: SweepResults, metrics: dict[str, str], title: str, pat
 
     ok = results.long[results.long["state"] == "ok"]
     present = {m: label for m, label in metrics.items() if m in ok.columns and ok[m].notna().any()}
-    fig, axes = plt.subplots(1, max(1, len(present)), figsize=(3.6 * max(1, len(present)), 3.2), squeeze=False)
+    tall = results.x == "setting"  # long labels under the bars
+    fig, axes = plt.subplots(1, max(1, len(present)), figsize=(3.6 * max(1, len(present)), 4.2 if tall else 3.2),
+                             squeeze=False)
     xs = sorted(ok[results.x].dropna().unique().tolist(), key=str) if len(ok) else []
     numeric_x = _numeric(xs) and len(xs) >= 3
     for ax, (metric, label) in zip(axes[0], present.items()):
@@ -124,7 +146,9 @@ def plot_metrics(results: SweepResults, metrics: dict[str, str], title: str, pat
                 ax.set_xticks(xs, [str(v) for v in xs])
         else:
             pivot.index = [str(v) for v in pivot.index]
-            pivot.plot(kind="bar", ax=ax, rot=0, legend=False)
+            pivot.plot(kind="bar", ax=ax, rot=30 if results.x == "setting" else 0, legend=False)
+            if results.x == "setting":
+                ax.set_xticklabels(ax.get_xticklabels(), ha="right", fontsize=8)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel(results.x)
         ax.grid(alpha=0.3)
