@@ -119,6 +119,16 @@ def test_loralab_eval_reproduces_the_runs_scores_on_the_adapter_and_the_base(run
     notebook_examples = [json.loads(x) for x in (run / "eval_examples.jsonl").read_text().splitlines()]
     assert [e["own-data"] for e in examples] == [e["after"] for e in notebook_examples]
     assert json.loads(capsys.readouterr().out)["models"][1]["label"] == "own-data"
+    # the table a person sees without --json: one row per model, a column per scorer
+    from rich.console import Console
+
+    from loralab.eval.cli import results_table
+
+    console = Console(width=200, record=True)
+    console.print(results_table(report))
+    text = console.export_text()
+    assert "own-data" in text and "base" in text and "held-out loss" in text and "chrf" in text
+    assert f"{by_label['own-data']['scores']['contains']:.3f}" in text
 
 
 def test_loralab_eval_refuses_bad_input_in_one_line(run, tmp_path, capsys):
