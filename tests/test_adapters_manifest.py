@@ -24,11 +24,20 @@ from loralab.adapters.manifest import (
     read_manifest,
     write_manifest,
 )
-from loralab.adapters.verified_loading import BaseMismatchWarning, check_adapter_base, require_safetensors
+from loralab.adapters.verified_loading import (
+    AdapterFileError,
+    AdapterFileWarning,
+    BaseMismatchWarning,
+    check_adapter_base,
+    load_verified_adapter,
+    require_safetensors,
+    verify_adapter_files,
+)
 from loralab.params.adapters_demo import validate_demo_params
 from loralab.params.errors import ParamsError
 from loralab.params.run_config import validate_params
 
+ADAPTER_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 TEMPLATE = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
 
 
@@ -62,6 +71,9 @@ def make_adapter(folder: Path, base: Path, cfg_overrides: dict | None = None) ->
         "r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["v_proj", "q_proj"],
         "peft_type": "LORA", "base_model_name_or_path": str(base), "bias": "none"}))
     save_file({"lora_A": torch.zeros(4, 8)}, str(folder / "adapter_model.safetensors"))
+    for name in ADAPTER_TOKENIZER_FILES:  # save_adapter saves the tokenizer next to the adapter
+        shutil.copy(base / name, folder / name)
+    (folder / "README.md").write_text("---\nlibrary_name: peft\n---\n")
     cfg = validate_params({"model_name": str(base), "load_in_4bit": False, "lora_r": 4, "lora_alpha": 8,
                            **(cfg_overrides or {})})
     rows = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "HI!"}]}]
@@ -92,7 +104,8 @@ def test_manifest_round_trip(base_and_adapter):
     assert manifest["dataset"]["rows"] == 1 and len(manifest["dataset"]["sha256"]) == 64
     assert manifest["eval"] == {"shape_score": 0.75}
     assert manifest["versions"]["torch"] and manifest["versions"]["peft"]
-    assert set(manifest["adapter_files"]) == {"adapter_model.safetensors"}
+    assert manifest["adapter_files"] == {name: file_sha256(adapter / name, use_cache=False) for name in (
+        "adapter_config.json", "adapter_model.safetensors", "README.md", *ADAPTER_TOKENIZER_FILES)}
     assert compare_base(manifest, fp) == []
     check = check_adapter_base(adapter)  # base taken from the manifest
     assert check.verified and check.base_model == str(base)
@@ -181,6 +194,70 @@ def test_template_in_tokenizer_config_counts_too(tmp_path):
     fp2 = base_fingerprint(str(base))
     assert fp.chat_template_sha256 != fp2.chat_template_sha256
     assert fp.tokenizer_sha256 == fp2.tokenizer_sha256
+
+
+def test_unchanged_adapter_folder_passes_without_a_warning(base_and_adapter):
+    _, adapter = base_and_adapter
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert verify_adapter_files(adapter).name == "adapter_model.safetensors"
+        assert check_adapter_base(adapter).verified
+
+
+def test_edited_lora_alpha_is_refused_before_any_model_loads(base_and_adapter):
+    """lora_alpha 8 -> 16 doubles the adapter's scale: a valid config, so only the recorded SHA-256 tells."""
+    _, adapter = base_and_adapter
+    config_path = adapter / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "lora_alpha": 16}))
+    message = r"adapter_config\.json differs from the file the manifest recorded.*lora_alpha.*re-save the adapter"
+    with pytest.raises(AdapterFileError, match=message):
+        verify_adapter_files(adapter)
+    with pytest.raises(AdapterFileError, match=r"adapter_config\.json"):
+        check_adapter_base(adapter)  # before the base is fingerprinted
+    with pytest.raises(AdapterFileError, match=r"adapter_config\.json"):
+        load_verified_adapter(adapter)  # the fake base cannot load: the refusal comes first
+
+
+def test_deleted_tokenizer_config_is_refused(base_and_adapter):
+    _, adapter = base_and_adapter
+    (adapter / "tokenizer_config.json").unlink()
+    with pytest.raises(AdapterFileError, match=r"tokenizer_config\.json is missing.*copy / download it again"):
+        check_adapter_base(adapter)
+
+
+@pytest.mark.parametrize("name", ["tokenizer.json", "chat_template.jinja", "README.md"])
+def test_any_recorded_file_that_changed_is_refused(base_and_adapter, name):
+    _, adapter = base_and_adapter
+    with open(adapter / name, "a") as handle:
+        handle.write(" ")
+    with pytest.raises(AdapterFileError, match=rf"{name.replace('.', '[.]')} differs from the file the manifest"):
+        verify_adapter_files(adapter)
+
+
+def test_a_file_added_later_warns_naming_it(base_and_adapter):
+    _, adapter = base_and_adapter
+    (adapter / "notes.txt").write_text("tried alpha 16")
+    with pytest.warns(AdapterFileWarning, match=r"notes\.txt, which the manifest does not know"):
+        check = check_adapter_base(adapter)
+    assert check.verified, "an unknown file is reported, not refused"
+
+
+def test_version_1_manifest_checks_only_what_it_lists(base_and_adapter):
+    """Older manifests recorded only adapter_model*: those are checked, other files are neither checked nor
+    reported as unknown."""
+    _, adapter = base_and_adapter
+    manifest = read_manifest(adapter)
+    weights = "adapter_model.safetensors"
+    (adapter / MANIFEST_NAME).write_text(json.dumps({**manifest, "manifest_version": 1,
+                                                     "adapter_files": {weights: manifest["adapter_files"][weights]}}))
+    (adapter / "tokenizer_config.json").unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_adapter_base(adapter).verified
+    flip_last_weight_byte(adapter / weights)
+    with pytest.raises(AdapterFileError, match=r"adapter_model\.safetensors differs from the file the manifest"):
+        verify_adapter_files(adapter)
 
 
 def test_override_loads_with_a_warning(base_and_adapter, tmp_path):

@@ -156,5 +156,8 @@ def test_a_bad_row_deep_in_a_file_is_named_by_its_row(tmp_path):
     good = {"instruction": "a", "output": "b"}
     path = tmp_path / "d.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in [good, good, {"messages": [{"role": "bot", "content": "x"}]}]))
-    with pytest.raises(DatasetError, match=r"d\.jsonl row 2, message 0: role must be one of"):
+    with pytest.raises(DatasetError, match=r"d\.jsonl line 3, message 0: role must be one of"):
+        load_chat_rows(str(path))
+    path.write_text("\n".join(json.dumps(r) for r in [good, good]) + "\n\n\n" + json.dumps({"output": "x"}) + "\n")
+    with pytest.raises(DatasetError, match=r"d\.jsonl line 5\b"):  # blank lines count, as in an editor
         load_chat_rows(str(path))

@@ -158,3 +158,27 @@ def test_loralab_run_reuses_only_its_own_unfinished_folder(tmp_path, monkeypatch
     assert runner.run_notebook(notebook, params, runs_root=tmp_path) == fresh
     assert (fresh / "metrics.json").is_file() and (fresh / RECORD_NAME).is_file()
     assert runner.run_notebook(notebook, params, runs_root=tmp_path) == first  # fresh finished; first still open
+
+
+def test_run_record_keeps_params_files_as_digest_and_mapping_not_text(tmp_path, monkeypatch):
+    """`loralab run -f params.yaml` (papermill replaced): a commented-out token must not reach the run folder."""
+    import hashlib
+
+    from loralab.runs import runner
+
+    monkeypatch.setattr(runner, "_execute", lambda notebook, run_dir, parameters, folder_param, timeout_s: None)
+    token = "hf_abcdefghijklmnopqrstuvwxyz0123456789"
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(f"max_steps: 4  # short\n# hf_token: {token}\nsave_steps: 2\neval_dataset: ''\n"
+                           "eval_scorers: []\n")
+    notebook = REPO / "notebooks/01_qlora_finetune.ipynb"
+    assert runner.main([str(notebook), "-f", str(params_file), "--runs-root", str(tmp_path / "runs")]) == 0
+
+    [run_dir] = (tmp_path / "runs").iterdir()
+    text = (run_dir / RECORD_NAME).read_text()
+    assert token not in text and "hf_token" not in text and "# short" not in text
+    sha256 = hashlib.sha256(params_file.read_bytes()).hexdigest()
+    assert sha256 in text
+    [entry] = read_run_record(run_dir)["params_files"]
+    assert entry == {"path": str(params_file), "resolved_path": str(params_file.resolve()), "sha256": sha256,
+                     "params": {"max_steps": 4, "save_steps": 2, "eval_dataset": "", "eval_scorers": []}}

@@ -188,5 +188,6 @@ def test_run_folder_records_what_repeats_it(uninterrupted, killed_and_resumed):
     record = read_run_record(killed_and_resumed["run_dir"])
     assert record["resolved_params"]["seed"] == PARAMS["seed"]
     assert record["attempts"][0]["command"][:2] == ["loralab", "run"]
-    assert next(iter(record["params_files"].values())) == yaml.safe_dump(PARAMS)
+    [params_file] = record["params_files"]  # path, SHA-256 and parsed params; not the file's text
+    assert params_file["params"] == PARAMS and len(params_file["sha256"]) == 64
     assert (killed_and_resumed["run_dir"] / RECORD_NAME).is_file()

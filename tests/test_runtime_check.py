@@ -113,7 +113,7 @@ def test_loralab_run_refuses_before_the_kernel_starts(tmp_path, capsys, extra, m
 
 
 def test_loralab_run_checks_relative_model_folders_from_where_the_kernel_runs(tmp_path, capsys):
-    """The kernel runs in the notebook's folder, so ./model there is what model_name: ./model means."""
+    """A relative folder that exists only next to the notebook (where the kernel runs) is found there."""
     import shutil
 
     folder = tmp_path / "nb"
@@ -124,7 +124,7 @@ def test_loralab_run_checks_relative_model_folders_from_where_the_kernel_runs(tm
     args = [str(folder / "01_qlora_finetune.ipynb"), "-p", "lora_r", "0", "--runs-root", str(tmp_path / "runs")]
     assert run_main([*args, "-p", "model_name", "./my-model"]) == 2
     out = capsys.readouterr().out
-    assert "lora_r" in out and "model_name" not in out  # only the planted error: the folder was found
+    assert "lora_r: Input" in out and "config.json" not in out  # only the planted error: the folder was found
     assert run_main([*args, "-p", "model_name", "./missing-model"]) == 2
     assert "no config.json" in capsys.readouterr().out
 
@@ -158,5 +158,5 @@ def test_loralab_run_refuses_an_unknown_name_for_a_notebook_without_a_validator(
     args = [str(notebook), "-p", "sweep_dri", "sweeps/rank", "--runs-root", str(tmp_path / "runs")]
     assert run_main(args) == 2
     out = capsys.readouterr().out
-    assert "unknown parameters ['sweep_dri']" in out and "sweep_dir" in out
+    assert "-p sweep_dri: unknown parameter 'sweep_dri'. Did you mean 'sweep_dir'?" in out
     assert not (tmp_path / "runs").exists(), "no run folder may be created for refused params"

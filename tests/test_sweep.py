@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,10 +20,13 @@ import pytest
 import yaml
 
 from loralab.sweeps.sweep import (
+    MAX_RUN_NAME_BYTES,
     STATUS_FILE,
+    SWEEP_FILE,
     SweepSpecError,
     collect_results,
     load_sweep_spec,
+    overrides_digest,
     plan_sweep,
     run_slug,
     run_sweep,
@@ -90,6 +96,74 @@ def test_slugs_are_deterministic_and_path_safe():
     assert run_slug({"load_in_4bit": False, "learning_rate": 2.0e-4}) == "load_in_4bit=false,learning_rate=0.0002"
     assert run_slug({"target_modules": ["q_proj", "v_proj"], "dataset": "data/x y.jsonl"}) == \
         "target_modules=q_proj+v_proj,dataset=data_x_y.jsonl"
+
+
+# Thirty of notebook 01's parameters, each set explicitly: their slug is far over any file-name limit.
+THIRTY_OVERRIDES = {
+    "lora_r": 4, "lora_alpha": 8.0, "lora_dropout": 0.05,
+    "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "max_seq_length": 96, "max_steps": 3, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
+    "learning_rate": 1.0e-3, "warmup_steps": 0, "lr_scheduler_type": "constant_with_warmup",
+    "weight_decay": 0.01, "optim": "adamw_torch", "seed": 3407, "logging_steps": 1, "save_steps": 25,
+    "save_total_limit": 2, "resume": True, "eval_examples": 2, "eval_steps": 0, "early_stopping_patience": 0,
+    "max_new_tokens": 16, "show_examples": 0, "load_in_4bit": False, "use_gradient_checkpointing": False,
+    "overlong_rows": "truncate", "dataset_split": "train", "eval_fraction": 0.0, "trust_remote_code": False,
+    "full_finetuning": False,
+}
+
+
+def test_long_run_names_are_shortened_to_a_prefix_and_a_hash():
+    assert len(THIRTY_OVERRIDES) == 30
+    full = ",".join(f"{k}={v}" for k, v in THIRTY_OVERRIDES.items())
+    name = run_slug(THIRTY_OVERRIDES)
+    assert len(full) > 400 and len(name.encode()) <= MAX_RUN_NAME_BYTES
+    assert name.startswith("lora_r=4,lora_alpha=8,lora_dropout=0.05,target_modules=q_proj+")
+    assert name.endswith("-" + overrides_digest(THIRTY_OVERRIDES)[:10])
+    assert run_slug(dict(THIRTY_OVERRIDES)) == name
+    assert run_slug({**THIRTY_OVERRIDES, "seed": 1}) != name, "same prefix, other overrides: another hash"
+    # exactly at the limit: unchanged; one byte over: shortened
+    at_limit = {"dataset": "d" * (MAX_RUN_NAME_BYTES - len("dataset="))}
+    assert run_slug(at_limit) == "dataset=" + at_limit["dataset"]
+    over = run_slug({"dataset": at_limit["dataset"] + "d"})
+    assert len(over.encode()) == MAX_RUN_NAME_BYTES and over != run_slug(at_limit)
+    # counted in UTF-8 bytes, never cutting a character in two
+    wide = run_slug({"dataset": "é" * 80})
+    assert len(wide.encode("utf-8")) <= MAX_RUN_NAME_BYTES and wide.startswith("dataset=éé")
+
+
+def test_long_run_names_are_the_same_in_another_process():
+    code = ("import json, sys; from loralab.sweeps.sweep import run_slug; "
+            "print(run_slug(json.loads(sys.argv[1])))")
+    names = {subprocess.run([sys.executable, "-c", code, json.dumps(THIRTY_OVERRIDES)], check=True,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip()
+             for seed in ("1", "2")}
+    assert names == {run_slug(THIRTY_OVERRIDES)}
+
+
+def test_a_sweep_with_thirty_overrides_plans_and_runs(tmp_path):
+    runs = [THIRTY_OVERRIDES, {**THIRTY_OVERRIDES, "lora_r": 8}, {**THIRTY_OVERRIDES, "seed": 1}]
+    spec = write_spec(tmp_path, runs=runs)
+    plan = plan_sweep(spec, sweeps_root=tmp_path / "sweeps")
+    names = [run.name for run in plan.runs]
+    assert all(len(name.encode()) <= MAX_RUN_NAME_BYTES for name in names)
+    assert len(set(names)) == 3, names
+    assert [run.name for run in plan_sweep(spec, sweeps_root=tmp_path / "sweeps").runs] == names
+
+    runner = FakeRunner()
+    outcome = run_sweep(plan, run_one=runner)
+    assert outcome.failed == [] and runner.calls == names
+    assert sorted(p.name for p in plan.sweep_dir.iterdir() if p.is_dir()) == sorted(names)
+    # the folder name is short; the full overrides are kept next to it
+    sweep = json.loads((plan.sweep_dir / SWEEP_FILE).read_text())
+    assert [(r["name"], r["overrides"]) for r in sweep["runs"]] == list(zip(names, runs))
+    for name, overrides in zip(names, runs):
+        status = json.loads((plan.sweep_dir / name / STATUS_FILE).read_text())
+        assert status["overrides"] == overrides and status["state"] == "ok"
+    assert [row["lora_r"] for row in collect_results(plan.sweep_dir)] == [4, 8, 4]
+
+    again = FakeRunner()  # the names are stable: a second run finds every run done
+    assert run_sweep(plan_sweep(spec, sweeps_root=tmp_path / "sweeps"), run_one=again).skipped == names
+    assert again.calls == []
 
 
 def test_run_list_with_series_merges_a_run_shared_by_two_series(tmp_path):

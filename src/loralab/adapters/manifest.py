@@ -27,6 +27,13 @@ What the base fingerprint holds, and what it costs:
   ``chat_template`` entry of ``tokenizer_config.json``); ``None`` for a base without one.
 * ``revision``: the hub commit for a folder inside the Hugging Face cache (``.../snapshots/<sha>``).
 
+The manifest also records ``adapter_files``: the SHA-256 of every regular file of the adapter folder
+(path relative to the folder -> digest), the manifest itself excepted: the weights, but also
+``adapter_config.json`` (an edited ``lora_alpha`` loads the adapter at another scale than it was
+trained at), the tokenizer files, the chat template and the README. ``verify_adapter_files`` in
+``loralab.adapters.verified_loading`` refuses any of them that changed or went missing. Manifests of
+version 1 list only the ``adapter_model*`` files; those are checked as listed.
+
 Hub names are resolved to their local snapshot (no download); a name that is not available locally
 gets ``weights_sha256 = None`` and the manifest says so.
 """
@@ -47,7 +54,8 @@ from loralab.params.names import is_embedded
 from loralab.params.run_config import RunConfig
 
 MANIFEST_NAME = "loralab_manifest.json"
-MANIFEST_VERSION = 1
+# 2: "adapter_files" holds every file of the adapter folder (1: only adapter_model*).
+MANIFEST_VERSION = 2
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt", "special_tokens_map.json",
                    "added_tokens.json", "tokenizer_config.json")
 _CHUNK = 8 * 1024 * 1024
@@ -224,6 +232,26 @@ def lora_summary(adapter_dir: str | Path) -> dict[str, Any]:
     }
 
 
+def _is_manifest_file(relative: str) -> bool:
+    return relative == MANIFEST_NAME or (relative.startswith(MANIFEST_NAME) and relative.endswith(".tmp"))
+
+
+def adapter_folder_paths(adapter_dir: str | Path) -> list[str]:
+    """Every regular file under ``adapter_dir`` as a relative POSIX path, sorted; the manifest left out."""
+    folder = Path(adapter_dir)
+    return sorted(relative for path in folder.rglob("*")
+                  if path.is_file() and not _is_manifest_file(relative := path.relative_to(folder).as_posix()))
+
+
+def adapter_folder_files(adapter_dir: str | Path) -> dict[str, str]:
+    """SHA-256 of every regular file under ``adapter_dir`` (relative POSIX path -> digest), the manifest excepted.
+
+    Read from the bytes every time (no cache): this is what the manifest records and what verification compares.
+    """
+    folder = Path(adapter_dir)
+    return {relative: file_sha256(folder / relative, use_cache=False) for relative in adapter_folder_paths(folder)}
+
+
 def build_manifest(adapter_dir: str | Path, cfg: RunConfig, tokenizer=None, dataset_rows: list[dict] | None = None,
                    eval_scores: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
                    eval_rows: list[dict] | None = None) -> dict[str, Any]:
@@ -259,7 +287,8 @@ def build_manifest(adapter_dir: str | Path, cfg: RunConfig, tokenizer=None, data
         },
         "eval": eval_scores or {},
         "versions": library_versions(),
-        "adapter_files": {p.name: file_sha256(p, use_cache=False) for p in sorted(Path(adapter_dir).glob("adapter_model*"))},
+        # every file of the folder (config, weights, tokenizer, chat template, README), checked before a load
+        "adapter_files": adapter_folder_files(adapter_dir),
     }
     if base.weights_sha256 is None:
         manifest["base"]["note"] = "base files were not available locally: no content fingerprint"

@@ -11,8 +11,12 @@ An adapter folder without ``loralab_manifest.json`` (saved by another tool) load
 Only ``adapter_model.safetensors`` is loaded; a pickle ``adapter_model.bin`` is refused. Before any
 model loads, ``verify_adapter_files`` checks that ``adapter_config.json`` parses, that the safetensors
 header and sizes cover the file (a truncated download or copy fails here, not deep inside torch),
-that every tensor reads back finite, and that the file's SHA-256 matches the one the manifest
-recorded at save time (catches bytes changed in place)::
+that every tensor reads back finite, and that every file the manifest recorded at save time (weights,
+``adapter_config.json``, tokenizer files, chat template, README...) is still there with the same
+SHA-256 (catches bytes changed in place, and an edited config such as another ``lora_alpha``, which
+would load the adapter at another scale than it was trained at). A file the manifest does not know
+(added later) is warned about (``AdapterFileWarning``), not refused. A manifest of version 1 lists
+only the ``adapter_model*`` files; exactly those are checked::
 
     from loralab.adapters.verified_loading import verify_adapter_files
     verify_adapter_files("runs/.../adapter")     # AdapterFileError naming the file and what to do
@@ -27,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from loralab.adapters.manifest import (
+    MANIFEST_NAME,
     BaseFingerprint,
+    adapter_folder_paths,
     base_fingerprint,
     compare_base,
     file_sha256,
@@ -37,6 +43,10 @@ from loralab.adapters.manifest import (
 
 class AdapterFileError(ValueError):
     """An adapter file that is missing, corrupted or truncated; the message names the file and what to do."""
+
+
+class AdapterFileWarning(UserWarning):
+    """The adapter folder holds a file its manifest does not know (added after the adapter was saved)."""
 
 
 class BaseMismatchWarning(UserWarning):
@@ -117,14 +127,65 @@ def verify_safetensors_file(path: str | Path, expected_sha256: str | None = None
     return len(names)
 
 
+def _recorded_files(manifest: dict[str, Any] | None, adapter_dir: Path) -> dict[str, str]:
+    """The manifest's ``adapter_files`` (relative path -> SHA-256); AdapterFileError for a malformed entry."""
+    recorded = (manifest or {}).get("adapter_files") or {}
+    where = adapter_dir / MANIFEST_NAME
+    if not isinstance(recorded, dict):
+        raise AdapterFileError(f"{where}: 'adapter_files' is not a mapping of file name to SHA-256; {_RESAVE}.")
+    for name, digest in recorded.items():
+        parts = Path(name).parts
+        if not isinstance(digest, str) or Path(name).is_absolute() or ".." in parts or not parts:
+            raise AdapterFileError(f"{where}: bad 'adapter_files' entry {name!r}: {digest!r}; {_RESAVE}.")
+    return recorded
+
+
+def verify_recorded_files(adapter_dir: str | Path, manifest: dict[str, Any] | None = None,
+                          already_checked: tuple[str, ...] = ()) -> list[str]:
+    """Compare the adapter folder with the files its manifest recorded at save time; returns unknown files.
+
+    AdapterFileError naming the first recorded file that is missing or whose SHA-256 changed. A file
+    the manifest does not know is warned about (``AdapterFileWarning``) and returned; a version-1
+    manifest (only ``adapter_model*`` listed) knows no other files, so nothing is warned about for it.
+    ``already_checked`` names files whose digest the caller compared itself (they are not hashed twice).
+    """
+    adapter_dir = Path(adapter_dir)
+    manifest = read_manifest(adapter_dir) if manifest is None else manifest
+    if manifest is None:
+        return []
+    recorded = _recorded_files(manifest, adapter_dir)
+    for name, digest in sorted(recorded.items()):
+        if name in already_checked:
+            continue
+        path = adapter_dir / name
+        if not path.is_file():
+            raise AdapterFileError(f"{path} is missing: the manifest recorded it when the adapter was saved; "
+                                   f"{_RESAVE}.")
+        if file_sha256(path, use_cache=False) != digest:
+            why = (" (an edited r, lora_alpha or target_modules loads the adapter at another scale or on other "
+                   "layers than it was trained with)" if name == "adapter_config.json" else "")
+            raise AdapterFileError(f"{path} differs from the file the manifest recorded when the adapter was saved "
+                                   f"(SHA-256 mismatch): it was edited or damaged since{why}; {_RESAVE}.")
+    if not isinstance(manifest.get("manifest_version"), int) or manifest["manifest_version"] < 2:
+        return []  # version 1 recorded only adapter_model*: any other file is unknown to it by design
+    unknown = [name for name in adapter_folder_paths(adapter_dir) if name not in recorded]
+    if unknown:
+        warnings.warn(f"{adapter_dir} holds {', '.join(unknown)}, which the manifest does not know (added after "
+                      "the adapter was saved); it is not verified. Remove it, or save the adapter again if it "
+                      "belongs to it.", AdapterFileWarning, stacklevel=3)
+    return unknown
+
+
 def verify_adapter_files(adapter_dir: str | Path) -> Path:
     """Check an adapter folder's files before any model loads; returns its ``adapter_model.safetensors``."""
     weights = require_safetensors(adapter_dir)
     read_adapter_config(adapter_dir)
     manifest = read_manifest(adapter_dir)
-    recorded = ((manifest or {}).get("adapter_files") or {}).get(weights.name)
-    if verify_safetensors_file(weights, recorded if isinstance(recorded, str) else None) == 0:
+    recorded = _recorded_files(manifest, Path(adapter_dir)).get(weights.name)
+    if verify_safetensors_file(weights, recorded) == 0:
         raise AdapterFileError(f"{weights} holds no tensors; {_RESAVE}.")
+    if manifest is not None:
+        verify_recorded_files(adapter_dir, manifest, already_checked=(weights.name,))  # every other file the manifest recorded, as saved
     return weights
 
 

@@ -111,12 +111,17 @@ def normalise_row(row: dict, where: str) -> dict:
 
 def rows_from_jsonl_text(text: str, source: str) -> list[Any]:
     """The values of JSON Lines text; a line that is not JSON is reported with its number."""
+    return [value for _, value in numbered_rows_from_jsonl_text(text, source)]
+
+
+def numbered_rows_from_jsonl_text(text: str, source: str) -> list[tuple[int, Any]]:
+    """(line number as an editor shows it, value) for every non-blank line of JSON Lines text."""
     rows = []
     for number, line in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 may sit inside a JSON string
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            rows.append((number, json.loads(line)))
         except (json.JSONDecodeError, RecursionError) as error:
             hint = (" It looks like one JSON array or a pretty-printed object: write one object per line "
                     "(e.g. python -c \"import json,sys; [print(json.dumps(r)) for r in json.load(sys.stdin)]\")."
@@ -129,16 +134,22 @@ def rows_from_jsonl_text(text: str, source: str) -> list[Any]:
 
 def read_jsonl(path: str | Path) -> list[Any]:
     """Rows of a JSON Lines file (UTF-8); DatasetError for a missing, binary or non-JSON-Lines file."""
+    return [value for _, value in read_numbered_jsonl(path)]
+
+
+def read_numbered_jsonl(path: str | Path) -> list[tuple[int, Any]]:
+    """(line number, row) of a JSON Lines file; the numbers are what a text editor shows."""
     path = Path(path)
     if not path.is_file():
-        raise DatasetError(f"dataset file {path} does not exist; give a .jsonl path relative to where the "
-                           "notebook runs, or an absolute one.")
+        where = "" if path.is_absolute() else f" (looked in {Path.cwd()}, where the notebook runs)"
+        raise DatasetError(f"dataset file {path} does not exist{where}; give the path of a .jsonl file "
+                           "(loralab run reads it from where you ran the command), or an absolute one.")
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise DatasetError(f"{path} is not UTF-8 text (byte {error.start}); a dataset must be a UTF-8 JSON "
                            "Lines file with one JSON object per line.") from None
-    return rows_from_jsonl_text(text, str(path))
+    return numbered_rows_from_jsonl_text(text, str(path))
 
 
 def embedded_rows(dataset: str, split: str) -> list[Any]:
@@ -153,11 +164,16 @@ def embedded_rows(dataset: str, split: str) -> list[Any]:
 
 
 def load_chat_rows(dataset: str, split: str = "train") -> list[dict]:
-    """Rows of the embedded dataset, a local .jsonl file, or a hub dataset, normalised to messages."""
+    """Rows of the embedded dataset, a local .jsonl file, or a hub dataset, normalised to messages.
+
+    A bad row is named as a text editor shows it: ``data.jsonl line 4`` (blank lines count), and
+    ``org/data[train] row 4`` (counting from 1) for embedded and hub datasets.
+    """
     if is_embedded(dataset):
-        source, raw = f"{dataset}[{split}]", embedded_rows(dataset, split)
+        source, raw = f"{dataset}[{split}]", list(enumerate(embedded_rows(dataset, split), 1))
+        unit = "row"
     elif dataset.endswith(".jsonl"):
-        source, raw = dataset, read_jsonl(dataset)
+        source, raw, unit = dataset, read_numbered_jsonl(dataset), "line"
     elif dataset.lower().endswith(LOCAL_DATA_SUFFIXES) or os.path.isfile(dataset):
         raise DatasetError(f"dataset {dataset!r} names a local file that is not JSON Lines: loralab reads .jsonl files "
                            f"with one JSON object per line, each like one of: {EXPECTED_FORMATS}. Convert it "
@@ -165,10 +181,11 @@ def load_chat_rows(dataset: str, split: str = "train") -> list[dict]:
     else:
         from datasets import load_dataset
 
-        source, raw = f"{dataset}[{split}]", list(load_dataset(dataset, split=split, **token_kwargs()))
+        rows = load_dataset(dataset, split=split, **token_kwargs())
+        source, raw, unit = f"{dataset}[{split}]", list(enumerate(rows, 1)), "row"
     if not raw:
         raise DatasetError(f"{source} has no rows.")
-    return [normalise_row(row, f"{source} row {i}") for i, row in enumerate(raw)]
+    return [normalise_row(row, f"{source} {unit} {number}") for number, row in raw]
 
 
 def to_prompt_completion(rows: list[dict]):

@@ -27,9 +27,9 @@ from typing import Any
 
 import yaml
 
-from loralab.params.errors import ParamsError
+from loralab.params.errors import ParamsError, debug_mode
 from loralab.params.run_config import RunConfig
-from loralab.params.yaml_reader import load_params_yaml, read_params_file
+from loralab.params.yaml_reader import load_params_yaml, read_params_file, yaml_problem
 
 EVAL_FILE = "eval.json"
 EXAMPLES_FILE = "eval_examples.jsonl"
@@ -155,14 +155,17 @@ def main(argv: list[str]) -> int:
         overrides = {}
         for name, value in args.param:
             try:
-                overrides[name] = load_params_yaml(value)
+                overrides[name] = load_params_yaml(value) if value.strip() else value  # '' stays text
             except yaml.YAMLError as error:
-                raise ParamsError(f"-p {name}: {value!r} is not a YAML value ({error}); quote text values.") from None
+                raise ParamsError(f"-p {name}: {value!r} is not a YAML value{yaml_problem(error)}; quote text "
+                                  "values, e.g. -p name \"'text'\"") from None
         cfg = eval_config(models, args.params, overrides)
         from loralab.eval.prepare import prepare_run_data
 
         data = prepare_run_data(cfg)
     except ValueError as error:  # ParamsError, DatasetError: one line saying what to fix
+        if debug_mode():
+            raise
         print(f"error: {error}")
         return 2
     targets: list[Path | None] = ([None] if args.base else []) + models
@@ -176,6 +179,8 @@ def main(argv: list[str]) -> int:
         with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
             results = evaluate_models(targets, labels, cfg, data, args.allow_base_mismatch)
     except ValueError as error:  # e.g. an adapter refused by its manifest
+        if debug_mode():
+            raise
         print(f"error: {error}")
         return 2
     from loralab.eval.evaluate import write_eval_examples

@@ -40,7 +40,7 @@ class AdaptersDemoConfig(BaseModel):
     merge_adapter_name: str = Field("json", description="adapter merged into the 16-bit base ('' = skip the merge)")
     gguf_type: Literal["", "f32", "f16", "q8_0"] = Field(
         "q8_0", description="GGUF file written from the merged folder: f32, f16, q8_0, or '' to skip")
-    seed: int = Field(3407, description="seed for LoRA init and data order")
+    seed: int = Field(3407, ge=0, le=2**32 - 1, description="seed for LoRA init and data order (0 to 4294967295)")
     output_dir: str = Field("", description="folder for results.json, adapters and the merged model ('' = runs/<time>-03)")
 
     @field_validator("adapter_dirs")

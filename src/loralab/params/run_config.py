@@ -90,7 +90,8 @@ class RunConfig(BaseModel):
     )
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     optim: str = Field("adamw_torch", description="optimizer name for transformers (GPU: adamw_8bit)")
-    seed: int = Field(3407, description="seed for LoRA init, data order and sampling")
+    seed: int = Field(3407, ge=0, le=2**32 - 1, description="seed for LoRA init, data order and sampling "
+                      "(0 to 4294967295, what numpy and torch accept)")
     logging_steps: int = Field(1, ge=1, description="log the loss every N steps")
     # checkpoints: a Colab T4 step on a 3B model takes ~10-15 s, so 25 steps lose at most ~5 minutes of
     # work when the session dies, and a checkpoint (adapter + optimizer, ~150 MB there) costs seconds.

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from loralab.params.errors import ParamsError
+from loralab.params.errors import ParamsError, visible
 from loralab.params.yaml_reader import is_yaml11_bool_word
 
 # Parameter names that hold secrets: papermill writes every parameter into the executed notebook.
@@ -30,6 +30,15 @@ def _nearest(key: str, names: list[str]) -> str:
     return f" Did you mean {match[0]!r}?" if match else f" Valid names: {', '.join(names)}."
 
 
+def unknown_name(key: str, names: list[str]) -> str:
+    """The sentence for a parameter name that is not one of ``names``: a secret, a look-alike, or a typo."""
+    if SECRET_NAME.search(key):
+        return (f"{key!r} looks like a secret: never pass a token as a parameter (papermill writes every "
+                "parameter into the executed notebook). Set HF_TOKEN in the environment, or in Colab's Secrets / "
+                "Kaggle's Add-ons > Secrets; loralab reads it from there.")
+    return f"unknown parameter {key!r}{visible(key)}.{_nearest(key, names)}"
+
+
 def validate_against(schema: type[Schema], params: dict[str, Any], source: str = "params") -> Schema:
     """Validate ``params`` against a notebook's pydantic schema, or raise ParamsError (one sentence each)."""
     if not isinstance(params, dict):
@@ -39,12 +48,8 @@ def validate_against(schema: type[Schema], params: dict[str, Any], source: str =
     for key, value in params.items():
         if not isinstance(key, str):
             problems.append(f"{key!r}: parameter names must be text.")
-        elif key not in schema.model_fields and SECRET_NAME.search(key):
-            problems.append(f"{key!r} looks like a secret: never pass a token as a parameter (papermill writes "
-                            "every parameter into the executed notebook). Set HF_TOKEN in the environment, or "
-                            "in Colab's Secrets / Kaggle's Add-ons > Secrets; loralab reads it from there.")
         elif key not in schema.model_fields:
-            problems.append(f"unknown parameter {key!r}.{_nearest(key, names)}")
+            problems.append(unknown_name(key, names))
         else:
             problems.extend(_yaml_trap(key, value, schema.model_fields[key].annotation))
     if problems:
@@ -58,7 +63,9 @@ def validate_against(schema: type[Schema], params: dict[str, Any], source: str =
             if e["loc"]:
                 field = ".".join(str(p) for p in e["loc"])
                 help_line = schema.model_fields[e["loc"][0]].description
-                lines.append(f"{field}: {message} (got {e.get('input')!r}); {field} = {help_line}.")
+                got = e.get("input")
+                note = visible(got) if isinstance(got, str) else ""
+                lines.append(f"{field}: {message} (got {got!r}{note}); {field} = {help_line}.")
             else:
                 lines.append(f"{message}.")
         raise ParamsError(f"{source}: " + " ".join(lines)) from None

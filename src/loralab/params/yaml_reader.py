@@ -33,8 +33,25 @@ YAML11_BOOL_WORDS = frozenset({"yes", "no", "on", "off", "y", "n"})
 _TRUE_FALSE = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping sets the same name twice (PyYAML would silently keep the last one)."""
+
+
 class ParamsLoader(yaml.SafeLoader):
-    """SafeLoader whose only booleans are true/false and whose floats include 2e-4."""
+    """SafeLoader whose only booleans are true/false, whose floats include 2e-4, and that refuses duplicate keys."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: SafeLoader's own error says so
+                break
+            if first != key_node.start_mark.line + 1:
+                raise DuplicateKeyError(f"{key!r} is set twice (lines {first} and {key_node.start_mark.line + 1}): "
+                                        "the second would silently win; keep one")
+        return super().construct_mapping(node, deep=deep)
 
 
 ParamsLoader.yaml_implicit_resolvers = {
@@ -54,6 +71,14 @@ def load_params_yaml(text: str) -> Any:
         raise yaml.YAMLError(f"{type(error).__name__}: {error}") from None
 
 
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """' (line 2, column 1): expected ...': PyYAML's several-line message as one clause."""
+    where = getattr(error, "problem_mark", None)
+    line = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"{line}: {problem}"
+
+
 def is_yaml11_bool_word(value: Any) -> bool:
     """True for text such as 'yes' or 'Off' that YAML 1.1 (and so plain papermill) reads as a boolean."""
     return isinstance(value, str) and value.strip().lower() in YAML11_BOOL_WORDS
@@ -64,12 +89,21 @@ def read_params_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"params file {path} does not exist.")
+    if path.suffix == ".ipynb":
+        raise ParamsError(f"{path} is a notebook, not a params file: give the notebook first and params files "
+                          "with -f (loralab run NOTEBOOK.ipynb -f PARAMS.yaml).")
     try:
-        data = load_params_yaml(path.read_text(encoding="utf-8")) or {}
+        data = load_params_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise ParamsError(f"{path} is not UTF-8 text; save the params file as UTF-8 YAML.") from None
+    except DuplicateKeyError as error:
+        raise ParamsError(f"{path}: {error}.") from None
     except yaml.YAMLError as error:
-        raise ParamsError(f"{path} is not valid YAML: {error}") from None
+        raise ParamsError(f"{path} is not valid YAML{yaml_problem(error)}. Each line is `name: value`; quote text "
+                          "that holds ': ' or starts with a special character.") from None
+    if data is None:
+        raise ParamsError(f"{path} is empty (or only comments): it sets no parameter. Write `name: value` lines, "
+                          "or leave the file out to run with the notebook's defaults.")
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: expected a mapping of name: value, got {type(data).__name__}.")
     return data

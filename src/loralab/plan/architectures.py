@@ -378,36 +378,74 @@ def normalize_name(model: str) -> str:
     return name
 
 
-def _from_config_json(folder: Path) -> Architecture:
-    cfg = json.loads((folder / "config.json").read_text())
-    cfg = cfg.get("text_config", cfg)
+_FIX = "give a folder whose config.json save_pretrained wrote (or a hub id loralab knows)"
+_REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+
+
+def _read_config(path: Path) -> dict:
+    """Parse ``config.json``; every way it can be wrong becomes a ``ValueError`` naming the file and a fix."""
     try:
-        hidden, heads = int(cfg["hidden_size"]), int(cfg["num_attention_heads"])
-        model_type = str(cfg.get("model_type", "llama"))
-        arch = Architecture(
-            name=folder.name,
-            family=model_type,
-            hidden=hidden,
-            intermediate=int(cfg["intermediate_size"]),
-            layers=int(cfg["num_hidden_layers"]),
-            heads=heads,
-            kv_heads=int(cfg.get("num_key_value_heads") or heads),
-            head_dim=int(cfg.get("head_dim") or hidden // heads),
-            vocab=int(cfg["vocab_size"]),
-            tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-            total_params=0,
-            source=str(folder / "config.json"),
-            qkv_bias=model_type == "qwen2" or bool(cfg.get("attention_bias")),
-            fused_qkv=model_type == "phi3",
-            fused_gate_up=model_type == "phi3",
-            norms_per_layer=4 if model_type.startswith(("gemma2", "gemma3")) else 2,
-            qk_norm=model_type.startswith(("gemma3", "qwen3")),
-        )
-    except KeyError as missing:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
         raise ValueError(
-            f"{folder / 'config.json'} has no {missing} entry; loralab plans decoder-only "
-            "transformer configs (Llama, Qwen2, Mistral, Gemma, Phi-3 style)."
+            f"{path} is not UTF-8 text ({error.reason} at byte {error.start}): {_FIX}."
         ) from None
+    except json.JSONDecodeError as error:
+        where = f"line {error.lineno} column {error.colno}: {error.msg}"
+        raise ValueError(f"{path} is not JSON ({where}): {_FIX}.") from None
+    except RecursionError:
+        raise ValueError(f"{path} is nested too deeply to be a model config: {_FIX}.") from None
+    except OSError as error:
+        raise ValueError(f"cannot read {path} ({error.strerror or error}): check its permissions.") from None
+    if not isinstance(cfg, dict):  # bad file content, not a caller's type: ValueError, which the CLI reports
+        kind = type(cfg).__name__
+        raise ValueError(f"{path} holds a JSON {kind}, not an object of config fields: {_FIX}.")  # noqa: TRY004
+    text = cfg.get("text_config")  # multimodal configs keep the language model's shapes here
+    if text is not None and not isinstance(text, dict):
+        raise ValueError(f"{path}: text_config is a JSON {type(text).__name__}, not an object: {_FIX}.")
+    return text or cfg
+
+
+def _field(path: Path, cfg: dict, key: str, *, required: bool = True) -> int | None:
+    """A positive whole-number config entry (``None`` when optional and absent or null)."""
+    value = cfg.get(key)
+    if value is None:
+        if not required:
+            return None
+        raise ValueError(
+            f"{path} has no {key!r} entry (needs {', '.join(_REQUIRED)}); loralab plans decoder-only "
+            f"transformer configs (Llama, Qwen2, Mistral, Gemma, Phi-3 style): {_FIX}."
+        )
+    ok = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not ok or not 1 <= value < 2**31:  # no real config is near 2**31
+        raise ValueError(f"{path}: {key} must be a whole number from 1 to 2**31-1, got {value!r}: {_FIX}.")
+    return int(value)
+
+
+def _from_config_json(folder: Path) -> Architecture:
+    path = folder / "config.json"
+    cfg = _read_config(path)
+    hidden, heads = _field(path, cfg, "hidden_size"), _field(path, cfg, "num_attention_heads")
+    model_type = str(cfg.get("model_type") or "llama")
+    arch = Architecture(
+        name=folder.resolve().name or str(folder),
+        family=model_type,
+        hidden=hidden,
+        intermediate=_field(path, cfg, "intermediate_size"),
+        layers=_field(path, cfg, "num_hidden_layers"),
+        heads=heads,
+        kv_heads=_field(path, cfg, "num_key_value_heads", required=False) or heads,
+        head_dim=_field(path, cfg, "head_dim", required=False) or max(1, hidden // heads),
+        vocab=_field(path, cfg, "vocab_size"),
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        total_params=0,
+        source=str(path),
+        qkv_bias=model_type == "qwen2" or bool(cfg.get("attention_bias")),
+        fused_qkv=model_type == "phi3",
+        fused_gate_up=model_type == "phi3",
+        norms_per_layer=4 if model_type.startswith(("gemma2", "gemma3")) else 2,
+        qk_norm=model_type.startswith(("gemma3", "qwen3")),
+    )
     return Architecture(**{**arch.__dict__, "total_params": arch.param_count()})
 
 
@@ -415,17 +453,42 @@ def known_names() -> list[str]:
     return sorted(_BY_NAME)
 
 
+def _on_disk(folder: Path) -> str:
+    """What ``folder`` is: ``"config"`` (holds config.json), ``"dir"``, ``"file"`` or ``"none"``."""
+    try:
+        if (folder / "config.json").is_file():
+            return "config"
+        return "dir" if folder.is_dir() else "file" if folder.exists() else "none"
+    except (OSError, ValueError):  # a name too long for a path, or one with a NUL byte: not on disk
+        return "none"
+
+
 def get_architecture(model: str) -> Architecture:
     """Look a model up by hub id, Unsloth upload name, short name, or a local folder with config.json."""
+    if not isinstance(model, str) or not model.strip():
+        raise ValueError(
+            f"model must be a hub id, a short name (e.g. llama-3.1-8b) or a folder, got {model!r}."
+        )
     folder = Path(model).expanduser()
-    if not model.startswith("embedded/") and (folder / "config.json").is_file():
+    on_disk = "none" if model.startswith("embedded/") else _on_disk(folder)
+    if on_disk == "config":
         return _from_config_json(folder)
     key = normalize_name(model)
     if key in _BY_NAME:
         return _BY_NAME[key]
+    if on_disk == "dir":
+        raise ValueError(
+            f"folder {folder} has no config.json: give the folder save_pretrained wrote (it holds "
+            "config.json next to the weights), or a hub id such as meta-llama/Llama-3.1-8B."
+        )
+    if on_disk == "file":
+        raise ValueError(f"{folder} is a file: give the folder that holds config.json ({folder.parent}).")
+    if model.startswith(("/", "./", "../", "~")):
+        raise ValueError(f"folder {folder} does not exist: check the path, or give a hub id instead.")
     close = difflib.get_close_matches(key, known_names(), n=5, cutoff=0.5)
     hint = f" Closest known names: {', '.join(close)}." if close else ""
+    shown = model if len(model) <= 120 else model[:120] + "..."
     raise ValueError(
-        f"Unknown model {model!r}: loralab has no architecture facts for it.{hint} Pass a local folder "
+        f"Unknown model {shown!r}: loralab has no architecture facts for it.{hint} Pass a local folder "
         f"that holds the model's config.json instead, or pick one of: {', '.join(a.name for a in ARCHITECTURES)}."
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from loralab.plan.memory import GIB, STACKS
@@ -18,8 +19,57 @@ from loralab.plan.planner import Plan, plan
 _METHOD_NAMES = {"full": "full fine-tuning", "lora": "16-bit LoRA", "qlora": "QLoRA (4-bit base)"}
 
 
+class UsageError(ValueError):
+    """A command-line mistake; :func:`main` prints it as one ``error:`` line and returns 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises :class:`UsageError` instead of printing usage and calling ``sys.exit``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message.removeprefix("argument "))  # "--r: must be ..." names the option first
+
+
+def _positive_number(option: str, example: str, what: str):
+    """argparse ``type=``: a finite number > 0 (refuses nan, inf, 0, negatives and words)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(
+                f"must be a finite positive number {what}, e.g. {option} {example} (got {text!r})"
+            )
+        return value
+
+    return parse
+
+
+def _whole_number(option: str, example: str, what: str):
+    """argparse ``type=``: a whole number >= 1 (``2048`` or ``2048.0``; not ``1.5``, ``0``, ``nan``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                number = math.nan
+            value = int(number) if math.isfinite(number) and number.is_integer() else 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number >= 1 ({what}), e.g. {option} {example} (got {text!r})"
+            )
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="loralab plan",
         description=(
             "Estimate training memory for full fine-tuning, 16-bit LoRA and QLoRA from a model's config, "
@@ -30,12 +80,32 @@ def build_parser() -> argparse.ArgumentParser:
         "model", help="hub id, Unsloth name, short name (llama-3.1-8b) or a folder with config.json"
     )
     p.add_argument(
-        "--gpu-gb", type=float, required=True, help="GPU memory in GiB, e.g. 16 (T4), 24 (4090), 80 (H100)"
+        "--gpu-gb",
+        type=_positive_number("--gpu-gb", "16", "of GiB (the GPU's memory)"),
+        required=True,
+        help="GPU memory in GiB, e.g. 16 (T4), 24 (4090), 80 (H100)",
     )
-    p.add_argument("--seq", type=int, default=2048, help="tokens per sequence (default 2048)")
-    p.add_argument("--batch", type=int, default=2, help="sequences per step (default 2)")
-    p.add_argument("--r", type=int, default=16, help="LoRA rank (default 16)")
-    p.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default 2*r)")
+    p.add_argument(
+        "--seq",
+        type=_whole_number("--seq", "2048", "tokens per sequence"),
+        default=2048,
+        help="tokens per sequence (default 2048)",
+    )
+    p.add_argument(
+        "--batch",
+        type=_whole_number("--batch", "2", "sequences per step"),
+        default=2,
+        help="sequences per step (default 2)",
+    )
+    p.add_argument(
+        "--r", type=_whole_number("--r", "16", "the LoRA rank"), default=16, help="LoRA rank (default 16)"
+    )
+    p.add_argument(
+        "--alpha",
+        type=_positive_number("--alpha", "32", "(LoRA alpha; the convention is 2*r)"),
+        default=None,
+        help="LoRA alpha (default 2*r)",
+    )
     p.add_argument("--targets", choices=("all-linear", "attention"), default="all-linear")
     p.add_argument("--no-gradient-checkpointing", action="store_true", help="keep every block's activations")
     p.add_argument(
@@ -107,8 +177,10 @@ def render(result: Plan) -> None:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    """Run ``loralab plan``; a user mistake (bad option, unknown model, unreadable config.json) prints one
+    ``loralab plan: error: ...`` line on stderr and returns 2."""
     try:
+        args = build_parser().parse_args(argv)
         result = plan(
             args.model,
             gpu_gb=args.gpu_gb,
@@ -121,9 +193,11 @@ def main(argv: list[str]) -> int:
             stack=args.stack,
             lora_falls_short=args.full_ft_justified,
         )
-    except ValueError as err:
-        print(f"loralab plan: {err}", file=sys.stderr)
+    except ValueError as err:  # UsageError, and the planner's / architecture table's refusals
+        print("loralab plan: error: " + " ".join(str(err).split()), file=sys.stderr)
         return 2
+    except SystemExit as done:  # --help
+        return done.code if isinstance(done.code, int) else 0
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

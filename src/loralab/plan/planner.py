@@ -14,6 +14,8 @@ evals show LoRA falls short (``lora_falls_short=True``). ``gpu_gb`` is the card'
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -214,6 +216,13 @@ def _advice(
     return out
 
 
+def _positive_finite(value: object) -> bool:
+    """A real number (not a bool), finite and > 0: refuses nan, inf, 0 and negatives."""
+    return (
+        isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    )
+
+
 def plan(
     model: str | Architecture,
     gpu_gb: float,
@@ -227,15 +236,23 @@ def plan(
     lora_falls_short: bool = False,
 ) -> Plan:
     """Plan full FT / 16-bit LoRA / QLoRA for ``model`` on a GPU with ``gpu_gb`` GiB."""
-    if gpu_gb <= 0:
-        raise ValueError(f"gpu_gb must be the GPU's memory in GiB (e.g. 16 for a T4), got {gpu_gb!r}.")
+    if not _positive_finite(gpu_gb):
+        raise ValueError(
+            f"gpu_gb must be the GPU's memory in GiB, a finite positive number (e.g. 16 for a T4), "
+            f"got {gpu_gb!r}."
+        )
+    for name, value, example in (("batch", batch, 2), ("seq", seq, 2048), ("r", r, 16)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1 (e.g. {name}={example}), got {value!r}.")
     if targets not in ("all-linear", "attention"):
         raise ValueError(f"targets must be 'all-linear' or 'attention', got {targets!r}.")
-    arch = model if isinstance(model, Architecture) else get_architecture(model)
     alpha_given = alpha is not None
+    if alpha_given and not _positive_finite(alpha):
+        raise ValueError(
+            f"alpha must be a finite positive number (the convention is alpha = 2r = {2 * r}), got {alpha!r}."
+        )
     alpha = float(2 * r if alpha is None else alpha)
-    if alpha <= 0:
-        raise ValueError(f"alpha must be positive (the convention is alpha = 2r = {2 * r}), got {alpha!r}.")
+    arch = model if isinstance(model, Architecture) else get_architecture(model)
     gc_mode = {"unsloth": "offload"}.get(stack, "standard") if gradient_checkpointing else "none"
     fields = {"batch": batch, "seq": seq, "r": r, "targets": targets, "gradient_checkpointing": gc_mode}
     fits = {m: _fit(arch, m, gpu_gb, stack, **fields) for m in METHODS}

@@ -7,8 +7,10 @@
     code_version()   # {"commit": "7ebe497...", "dirty": False, "source": "git"}: the loralab code that ran
     find_unfinished_run("runs", "01_qlora_finetune", resolved)   # newest folder to resume, or None
 
-The record holds the command line, the params files and the merged parameters, the resolved
-(validated, defaults filled) params, the loralab commit, library versions and one entry per attempt.
+The record holds the command line, per params file its path, SHA-256 and parsed mapping (never its
+text: a token a user commented out in the YAML stays out of the run folder), the merged parameters,
+the resolved (validated, defaults filled) params, the loralab commit, library versions and one entry
+per attempt.
 A folder is *unfinished* while it has no ``metrics.json`` (written last, atomically). While a runner
 works in a folder it holds an exclusive ``flock`` on ``.loralab-run.lock`` (released by the kernel
 when the process dies, even on SIGKILL), so a folder that is still running is never picked up.
@@ -17,6 +19,7 @@ when the process dies, even on SIGKILL), so a folder that is still running is ne
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import subprocess
 import time
@@ -70,6 +73,29 @@ def read_run_record(run_dir: str | Path) -> dict[str, Any] | None:
         return None
 
 
+def params_file_entry(path: str | Path) -> dict[str, Any]:
+    """What the record keeps of one params file: ``{"path", "resolved_path", "sha256", "params"}``.
+
+    ``params`` is the parsed mapping (what the notebook receives), ``sha256`` the digest of the file's
+    bytes (which tells whether a file is the one that ran). The text itself, comments included, is not
+    kept. ``sha256`` and ``params`` are None for a file that is gone; ``params`` is None (and ``error``
+    says why) for one that does not parse.
+    """
+    from loralab.params.errors import ParamsError
+    from loralab.params.yaml_reader import read_params_file
+
+    file = Path(path)
+    entry: dict[str, Any] = {"path": str(path), "resolved_path": str(file.resolve()), "sha256": None, "params": None}
+    if not file.is_file():
+        return entry
+    entry["sha256"] = hashlib.sha256(file.read_bytes()).hexdigest()
+    try:
+        entry["params"] = _as_json(read_params_file(file))
+    except ParamsError as error:
+        entry["error"] = str(error)
+    return entry
+
+
 def write_run_record(run_dir: str | Path, notebook: str | Path, parameters: dict[str, Any],
                      resolved: dict[str, Any] | None, command: list[str] | None = None,
                      params_files: list[str] | None = None) -> Path:
@@ -82,7 +108,7 @@ def write_run_record(run_dir: str | Path, notebook: str | Path, parameters: dict
     record = read_run_record(run_dir) or {
         "notebook": Path(notebook).name,
         "created_ns": time.time_ns(),
-        "params_files": {str(p): Path(p).read_text() if Path(p).is_file() else None for p in params_files or []},
+        "params_files": [params_file_entry(p) for p in params_files or []],  # path, SHA-256, parsed params
         "parameters": _as_json(parameters),
         "resolved_params": _as_json(resolved),
         "attempts": [],

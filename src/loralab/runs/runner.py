@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -30,23 +31,96 @@ import yaml
 
 from loralab.eval.scorers import parse_scorers
 from loralab.params.adapters_demo import validate_demo_params
-from loralab.params.errors import ParamsError
+from loralab.params.errors import ParamsError, RunFailed, debug_mode
+from loralab.params.names import is_embedded
 from loralab.params.run_config import RunConfig
 from loralab.params.runtime_check import validate_params_for_this_machine
-from loralab.params.yaml_reader import load_params_yaml, read_params_file
+from loralab.params.schema import unknown_name
+from loralab.params.yaml_reader import load_params_yaml, read_params_file, yaml_problem
 from loralab.runs.record import find_unfinished_run, hold_run_lock, write_run_record
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
+# Parameters that name files or folders: a relative path given to `loralab run` means a path from where
+# the user ran the command (the kernel runs in the notebook's folder), so it is made absolute first.
+PATH_PARAMS = ("model_name", "dataset", "eval_dataset", "base_model", "sweep_dir")
+
+
+def _is_local(name: str) -> bool:
+    return is_embedded(name) or name.endswith(".jsonl") or Path(name).expanduser().exists()
+
+
 def validate_run_params(params: dict[str, Any], source: str = "params") -> RunConfig:
-    """Notebook 01's params, this machine (optimizer, bitsandbytes) and the scorers' names and arguments."""
+    """Notebook 01's params, this machine (optimizer, bitsandbytes), the scorers, and local data files.
+
+    The data check is the notebook's own (``prepare_run_data``: every row of a local file, the held-out
+    split, the scorers on its first row); it runs here only when the data is on this machine (embedded
+    datasets, .jsonl files), so a bad row stops before the kernel starts. Hub datasets are checked by the
+    notebook before the model loads.
+    """
     cfg = validate_params_for_this_machine(params, source=source)
     try:
         parse_scorers(cfg.eval_scorers)
-    except ParamsError as error:
+        if _is_local(cfg.dataset) and (not cfg.eval_dataset or _is_local(cfg.eval_dataset)):
+            from loralab.eval.prepare import prepare_run_data
+
+            prepare_run_data(cfg)
+    except ValueError as error:  # ParamsError, DatasetError
         raise ParamsError(f"{source}: {error}") from None
     return cfg
+
+
+def paths_from_here(params: dict[str, Any], notebook_dir: Path) -> dict[str, Any]:
+    """``params`` with relative paths of PATH_PARAMS made absolute from the current folder.
+
+    A path that exists only from the notebook's folder (where the kernel runs) is left as it is; one
+    that exists nowhere is made absolute from here, so its error names the folder the user meant.
+    """
+    fixed = dict(params)
+    for name in PATH_PARAMS:
+        value = fixed.get(name)
+        if not isinstance(value, str) or not value or Path(value).is_absolute() or is_embedded(value):
+            continue
+        here, there = Path(value).expanduser(), notebook_dir / value
+        looks_like_path = here.suffix == ".jsonl" or value.startswith((".", "~")) or os.sep in value and here.exists()
+        if here.exists() or (looks_like_path and not there.exists()):
+            fixed[name] = str(here.resolve())
+    return fixed
+
+
+def check_notebook(notebook: Path) -> None:
+    """ParamsError unless ``notebook`` is an existing .ipynb file."""
+    if notebook.suffix != ".ipynb":
+        hint = " (a params file: pass it with -f after the notebook)" if notebook.suffix in (".yaml", ".yml") else ""
+        raise ParamsError(f"{notebook}: the first argument must be a notebook (.ipynb){hint}, e.g. "
+                          "loralab run notebooks/01_qlora_finetune.ipynb -f my.yaml")
+    if not notebook.is_file():
+        raise ParamsError(f"notebook {notebook} does not exist; the notebooks are in notebooks/ "
+                          "(e.g. notebooks/01_qlora_finetune.ipynb).")
+
+
+def check_runs_root(runs_root: Path) -> None:
+    """ParamsError unless ``runs_root`` is (or can become) a folder this user can write to."""
+    existing = next((p for p in (runs_root, *runs_root.parents) if p.exists()), None)
+    if runs_root.exists() and not runs_root.is_dir():
+        raise ParamsError(f"--runs-root {runs_root} is a file, not a folder; give a folder (it is created if missing).")
+    if existing is not None and not existing.is_dir():
+        raise ParamsError(f"--runs-root {runs_root}: {existing} is a file, so no folder can be made there.")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise ParamsError(f"--runs-root {runs_root}: {existing} is not writable for this user; choose a folder "
+                          "you can write to.")
+
+
+def check_names(notebook: Path, origins: dict[str, dict[str, Any]]) -> None:
+    """Unknown parameter names, blamed on the file or ``-p`` that gave them (papermill itself only warns)."""
+    from papermill.inspection import inspect_notebook
+
+    known = list(inspect_notebook(str(notebook)))
+    for origin, values in origins.items():
+        for name in values:
+            if name not in known:
+                raise ParamsError(f"{origin}: {unknown_name(str(name), known)}")
 
 
 # Each checks what it can before the kernel starts; the notebook checks the rest before any model loads.
@@ -92,8 +166,14 @@ def run_notebook(notebook: str | Path, parameters: dict[str, Any], runs_root: st
     of the same notebook and params is reused when the params have ``resume`` on.
     """
     notebook = Path(notebook).resolve()
+    check_notebook(notebook)
+    check_runs_root(Path(runs_root))
     output_param = folder_param(notebook)
-    resolved = validate_for_notebook(notebook, {k: v for k, v in parameters.items() if k != output_param}, source)
+    if output_param in parameters:
+        raise ParamsError(f"{source}: {output_param} is chosen by loralab run (a new folder under --runs-root, or "
+                          f"the unfinished run it resumes); remove {output_param}, and use --runs-root DIR to say "
+                          "where run folders go (plain papermill honours it).")
+    resolved = validate_for_notebook(notebook, parameters, source)
     resumable = bool(resolved and resolved.get("resume"))
     run_dir = None
     if resumable and not fresh and run_name is None:
@@ -107,6 +187,13 @@ def run_notebook(notebook: str | Path, parameters: dict[str, Any], runs_root: st
         write_run_record(run_dir, notebook, parameters, resolved, command=command, params_files=params_files)
         _execute(notebook, run_dir, parameters, output_param, timeout_s)
     return run_dir
+
+
+def kernel_error(error: BaseException, executed: Path) -> RunFailed | None:
+    """papermill's PapermillExecutionError as a RunFailed (name, message, cell, the executed notebook)."""
+    if hasattr(error, "ename") and hasattr(error, "evalue"):
+        return RunFailed(error.ename, error.evalue, getattr(error, "exec_count", None), str(executed))
+    return None
 
 
 def _new_run_dir(runs_root: Path, name: str, numbered: bool) -> Path:
@@ -127,16 +214,19 @@ def _execute(notebook: Path, run_dir: Path, parameters: dict[str, Any], folder_p
              timeout_s: int) -> None:
     import papermill
 
-    papermill.execute_notebook(
-        str(notebook),
-        str(run_dir / notebook.name),
-        parameters={**parameters, **({folder_param: str(run_dir)} if folder_param else {})},
-        kernel_name="python3",
-        cwd=str(notebook.parent),
-        progress_bar=False,
-        log_output=False,
-        execution_timeout=timeout_s,
-    )
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(run_dir / notebook.name),
+            parameters={**parameters, **({folder_param: str(run_dir)} if folder_param else {})},
+            kernel_name="python3",
+            cwd=str(notebook.parent),
+            progress_bar=False,
+            log_output=False,
+            execution_timeout=timeout_s,
+        )
+    except papermill.PapermillExecutionError as error:  # the kernel's error, said once, with where to look
+        raise kernel_error(error, run_dir / notebook.name) from None
 
 
 def main(argv: list[str]) -> int:
@@ -150,20 +240,28 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--fresh", action="store_true",
                         help="always start a new run folder (default: resume an unfinished run of the same params)")
     args = parser.parse_args(argv)
-    parameters: dict[str, Any] = {}
-    for path in args.params:
-        parameters.update(read_params_file(path))
-    for name, value in args.param:
-        try:
-            parameters[name] = load_params_yaml(value)  # only true/false are booleans; 2e-4 is a number
-        except yaml.YAMLError as error:
-            print(f"error: -p {name}: {value!r} is not a YAML value ({error}); quote text values.")
-            return 2
-    source = " + ".join(args.params) or "parameters"
     try:
-        run_dir = run_notebook(args.notebook, parameters, args.runs_root, timeout_s=args.timeout, source=source,
+        notebook = Path(args.notebook).resolve()
+        check_notebook(notebook)
+        origins: dict[str, dict[str, Any]] = {path: read_params_file(path) for path in args.params}
+        overrides: dict[str, Any] = {}
+        for name, value in args.param:
+            try:
+                # YAML without 1.1's booleans (2e-4 is a number); an empty value stays the empty text
+                overrides[name] = load_params_yaml(value) if value.strip() else value
+            except yaml.YAMLError as error:
+                raise ParamsError(f"-p {name}: {value!r} is not a YAML value{yaml_problem(error)}; quote text "
+                                  "values, e.g. -p name \"'text'\"") from None
+        origins.update({f"-p {name}": {name: value} for name, value in overrides.items()})
+        check_names(notebook, origins)
+        parameters = paths_from_here({k: v for values in origins.values() for k, v in values.items()},
+                                     notebook.parent)
+        source = " + ".join([*args.params, *(f"-p {n}" for n in overrides)]) or "parameters"
+        run_dir = run_notebook(notebook, parameters, args.runs_root, timeout_s=args.timeout, source=source,
                                fresh=args.fresh, command=["loralab", "run", *argv], params_files=args.params)
-    except ValueError as error:
+    except (ValueError, RunFailed) as error:  # ParamsError, DatasetError, a notebook that stopped on an error
+        if debug_mode():
+            raise
         print(f"error: {error}")
         return 2
     print(f"run folder: {run_dir}")

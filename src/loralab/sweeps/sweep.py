@@ -17,8 +17,10 @@ are read from the current folder, else from the repository root.
 
 The sweep folder ``<sweeps_root>/<name>/`` holds ``sweep.json`` (the question and every run's
 params), one run folder per run (executed notebook, metrics.json, adapter, ...), a
-``sweep_status.json`` in each run folder (ok/failed, error text, the failing notebook) and
-``results.csv`` (one row per run). Running the same spec again executes only the runs that are
+``sweep_status.json`` in each run folder (ok/failed, error text, the failing notebook, the run's
+overrides and params) and ``results.csv`` (one row per run). A run folder is named after its
+overrides (``lora_r=8,lora_alpha=16``); a name over 100 bytes becomes a prefix plus a hash of the
+overrides (see ``run_slug``). Running the same spec again executes only the runs that are
 missing, failed, or whose params changed; an earlier attempt of such a run (failed, interrupted or
 stale) is moved to ``earlier_attempts/`` first.
 """
@@ -26,6 +28,7 @@ stale) is moved to ``earlier_attempts/`` first.
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
 import os
@@ -49,6 +52,10 @@ STATUS_FILE = "sweep_status.json"
 SWEEP_FILE = "sweep.json"
 RESULTS_FILE = "results.csv"
 SERIES_KEY = "series"
+# A run folder's name, in UTF-8 bytes: far below the 255-byte name limit of common file systems, so
+# ``earlier_attempts/<name>.<time>`` fits too. Longer slugs become a readable prefix plus a hash.
+MAX_RUN_NAME_BYTES = 100
+RUN_NAME_HASH_CHARS = 10
 RESULT_METRICS = ("eval_score_after", "eval_loss_before", "eval_loss_after", "train_loss_first", "train_loss_last",
                   "trainable_params", "peak_memory_gb", "train_runtime_s", "wall_time_s")
 # Each scorer a run recorded (metrics.json eval_scores_after) becomes a column "<scorer> after".
@@ -206,11 +213,29 @@ def _slug_value(value: Any) -> str:
     return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in text)
 
 
+def overrides_digest(overrides: dict[str, Any]) -> str:
+    """SHA-256 (hex) of the overrides as canonical JSON (sorted keys): the same in every run and process."""
+    canonical = json.dumps(overrides, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def run_slug(overrides: dict[str, Any]) -> str:
-    """A readable, deterministic folder name for one run: ``lora_r=8,lora_alpha=16``."""
+    """A readable, deterministic folder name for one run: ``lora_r=8,lora_alpha=16``.
+
+    A name longer than ``MAX_RUN_NAME_BYTES`` (UTF-8 bytes) is cut to its first bytes and ended with
+    ``-`` and the first ``RUN_NAME_HASH_CHARS`` hex digits of ``overrides_digest``, e.g.
+    ``lora_r=4,lora_alpha=8,lora_dropout=0.05,target_modules=q_proj+k_proj+v_proj+o_proj+gate_p-3b1fb59268``
+    for thirty overrides: it always fits a file name, is the same in every process, and different
+    overrides get different names. The full overrides are in sweep.json and the run's sweep_status.json.
+    """
     if not overrides:
         return "base"
-    return ",".join(f"{key}={_slug_value(value)}" for key, value in overrides.items())
+    slug = ",".join(f"{key}={_slug_value(value)}" for key, value in overrides.items())
+    if len(slug.encode("utf-8")) <= MAX_RUN_NAME_BYTES:
+        return slug
+    suffix = "-" + overrides_digest(overrides)[:RUN_NAME_HASH_CHARS]
+    prefix = slug.encode("utf-8")[:MAX_RUN_NAME_BYTES - len(suffix)].decode("utf-8", errors="ignore")
+    return prefix.rstrip(",=.-") + suffix
 
 
 def _expand(spec: SweepSpec) -> list[tuple[dict[str, Any], str | None]]:
@@ -333,7 +358,8 @@ def execute_run(plan: SweepPlan, run: SweepRun, run_one: RunOne, timeout_s: int)
     """Run one run into its folder and write its ``sweep_status.json``; never raises for a failed run."""
     _set_aside(plan.sweep_dir, run)
     started = time.time()
-    record: dict[str, Any] = {"run": run.name, "params": run.params, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    record: dict[str, Any] = {"run": run.name, "overrides": run.overrides, "params": run.params,
+                              "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     try:
         run_one(plan.notebook, run.params, runs_root=plan.sweep_dir, run_name=run.name, timeout_s=timeout_s,
                 source=f"run {run.name}")
