@@ -336,3 +336,55 @@ def test_the_battery_is_big_enough():
             cases += len(marks[0].args[1]) if marks else 1
     assert cases >= 60, cases
     assert os.environ.get("UNSLOTH_CPU_BF16") == "0"
+
+
+# --- notebook 04: preference tuning --------------------------------------------------------------------
+
+NB04 = str(REPO / "notebooks" / "04_preference_tuning.ipynb")
+PAIR = {"prompt": "What is 2 plus 2?", "chosen": "The answer is 4.", "rejected": "Well, it might be 4, I think."}
+OWN_PAIRS = ["-p", "eval_dataset", "", "-p", "eval_scorers", "[]"]
+
+
+def run04(*extra) -> list[str]:
+    return ["run", NB04, "--runs-root", "runs", *extra]
+
+
+@pytest.mark.parametrize("row, expected", [
+    ({"prompt": "Hi", "completion": "Hello", "label": True}, ("these are KTO rows", "method: kto")),
+    (PAIR | {"rejected": " The answer is  4. "}, ("line 1", "nothing to prefer")),
+    (PAIR | {"chosen": ""}, ("line 1",)),
+    ({"chosen": "The answer is 4.", "rejected": "Maybe 4."}, ("line 1",)),
+])
+def test_bad_preference_rows(refused, tmp_path, row, expected):
+    write(tmp_path, "pairs.jsonl", json.dumps(row) + "\n")
+    refused(run04("-p", "dataset", "pairs.jsonl", *OWN_PAIRS), *expected)
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (("-p", "method", "dpoo"), ("method: Input should be 'dpo', 'orpo' or 'kto'",)),
+    (("-p", "beta", "0"), ("beta: Input should be greater than 0",)),
+    (("-p", "beta", "-0.1"), ("beta",)),
+    (("-p", "loss_type", "sigmod"), ("is not one of TRL's DPO losses",)),
+    (("-p", "method", "orpo", "-p", "loss_type", "ipo"), ("loss_type is DPO's",)),
+    (("-p", "sft_adapter", "nowhere/adapter"), ("sft_adapter",)),
+    (("-p", "eval_fraction", "0.1"), ("unknown parameter 'eval_fraction'",)),  # 04 holds out with eval_dataset
+    (("-p", "full_finetuning", "true"), ("unknown parameter 'full_finetuning'",)),  # 04 trains LoRA only
+])
+def test_bad_preference_params(refused, extra, expected):
+    refused(run04(*extra), *expected)
+
+
+def test_an_sft_adapter_trained_on_another_base_is_refused(refused, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    adapter = tmp_path / "other-sft" / "adapter"
+    adapter.mkdir(parents=True)
+    save_file({"base_model.model.x.lora_A.weight": torch.zeros(2, 2)}, str(adapter / "adapter_model.safetensors"))
+    write(adapter, "adapter_config.json", json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 4,
+                                                      "base_model_name_or_path": "embedded/smollm2-135m-instruct"}))
+    write(adapter, "loralab_manifest.json", json.dumps({
+        "manifest_version": 1, "base_quantization": "16-bit",
+        "base": {"name": "embedded/smollm2-135m-instruct", "weights_sha256": "ab" * 32, "weight_files": {}},
+        "adapter_files": {}}))
+    refused(run04("-p", "sft_adapter", "other-sft/adapter"), "not the base the adapter was trained on")

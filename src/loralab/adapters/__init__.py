@@ -6,10 +6,11 @@ from loralab.adapters.merge import GGUF_STATUS, merge_adapter
 from loralab.adapters.perturbed_base import base_with_changed_template, base_with_one_weight_changed
 from loralab.adapters.save import save_adapter, save_reference_logits
 from loralab.adapters.serving import AdapterServer
+from loralab.adapters.sft_start import load_sft_for_preference, sft_lineage
 from loralab.adapters.train_and_save import caps_rows, train_adapter
 from loralab.adapters.verified_loading import check_adapter_base, load_verified_adapter
 
 __all__ = ["GGUF_STATUS", "AdapterServer", "base_with_changed_template", "base_with_one_weight_changed", "caps_rows",
-           "check_adapter_base", "check_gguf", "dataset_sha256", "export_gguf", "load_verified_adapter",
-           "merge_adapter", "read_manifest", "save_adapter", "save_reference_logits", "train_adapter",
+           "check_adapter_base", "check_gguf", "dataset_sha256", "export_gguf", "load_sft_for_preference", "load_verified_adapter",
+           "merge_adapter", "read_manifest", "save_adapter", "save_reference_logits", "sft_lineage", "train_adapter",
            "write_manifest"]

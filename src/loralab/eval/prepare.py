@@ -13,6 +13,7 @@ answer itself does not match), so a mistake costs a second, not a model load and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from loralab.data.heldout import Splits, load_splits
 from loralab.eval.scorers import Scorer, check_on_first_row, parse_scorers
@@ -66,3 +67,70 @@ def prepare_run_data(cfg: RunConfig, train_rows: list[dict] | None = None) -> Ru
     splits = load_splits(cfg, train_rows)
     check_scorers_on(scorers, splits.eval, splits.source)
     return RunData(splits, scorers, cfg.eval_examples)
+
+
+@dataclass
+class PreferenceData:
+    """Training rows (in the method's format), held-out pairs and scorers of one preference run."""
+
+    train: list[dict]
+    eval_pairs: list[dict]
+    scorers: list[Scorer]
+    eval_examples: int
+    source: str
+    leaked: list[dict]
+
+    @property
+    def scored_rows(self) -> list[dict]:
+        """Held-out prompts as chat rows whose reference is the chosen answer (the first ``eval_examples``)."""
+        pairs = self.eval_pairs[: self.eval_examples] if self.scorers else []
+        return [{"messages": pair["prompt"] + pair["chosen"]} for pair in pairs]
+
+    @property
+    def note(self) -> str:
+        text = f"{len(self.train)} training rows, {len(self.eval_pairs)} held-out pairs ({self.source})."
+        if self.leaked:
+            text += (f" Removed {len(self.leaked)} held-out pair(s) whose prompt is also a training prompt "
+                     "(they would inflate every score).")
+        if self.scorers:
+            text += f" Scorers on {len(self.scored_rows)} held-out prompts: {', '.join(s.name for s in self.scorers)}."
+        return text
+
+
+def prepare_preference_data(cfg) -> PreferenceData:
+    """Notebook 04's rows, held-out pairs (no prompt shared with training), scorers and SFT adapter, checked.
+
+    Everything here runs before any model loads: the rows of both files, the scorers on the first
+    held-out pair, and the SFT adapter's manifest against its base (a different base is refused).
+    """
+    from loralab.data.heldout import default_eval_split, row_key
+    from loralab.data.preference_rows import load_preference_rows
+
+    scorers = parse_scorers(cfg.eval_scorers)
+    train = load_preference_rows(cfg.dataset, cfg.dataset_split, cfg.method)
+    pairs, leaked, source = [], [], "none"
+    if cfg.eval_dataset:
+        split = cfg.eval_split or default_eval_split(cfg.eval_dataset)
+        held_out = load_preference_rows(cfg.eval_dataset, split, "dpo")
+        seen = {row_key({"messages": row["prompt"]}) for row in train}
+        for pair in held_out:
+            (leaked if row_key({"messages": pair["prompt"]}) in seen else pairs).append(pair)
+        source = cfg.eval_dataset if cfg.eval_dataset.endswith(".jsonl") else f"{cfg.eval_dataset}[{split}]"
+        if not pairs:
+            from loralab.data.chat_rows import DatasetError
+
+            raise DatasetError(f"the held-out pairs ({source}) have no usable rows: every prompt is also a "
+                               "training prompt. Hold out prompts the model does not train on.")
+    if cfg.sft_adapter:
+        from loralab.adapters.verified_loading import check_adapter_base
+
+        if not (Path(cfg.sft_adapter) / "adapter_config.json").is_file():
+            from loralab.params.errors import ParamsError
+
+            raise ParamsError(f"sft_adapter: {cfg.sft_adapter} is not an adapter folder (no adapter_config.json); "
+                              "give runs/<run>/adapter from notebook 01, or '' to start from the base model.")
+        check_adapter_base(cfg.sft_adapter, cfg.model_name, cfg.load_in_4bit)
+    data = PreferenceData(train, pairs, scorers, cfg.eval_examples, source, leaked)
+    if data.scored_rows:
+        check_scorers_on(scorers, data.scored_rows, source)
+    return data

@@ -4,13 +4,15 @@ from loralab.model.embedded import resolve_model_path
 from loralab.model.generation import generate_replies
 from loralab.model.hub_token import describe_token_source
 from loralab.model.loading import (
-           attach_lora,
-           count_parameters,
-           load_model,
-           lora_layer_table,
-           weights_fingerprint,
+    attach_lora,
+    base_weights_fingerprint,
+    count_parameters,
+    load_model,
+    lora_layer_table,
+    weights_fingerprint,
 )
 from loralab.model.versions import library_versions
 
-__all__ = ["attach_lora", "count_parameters", "describe_token_source", "generate_replies", "library_versions",
-           "load_model", "lora_layer_table", "resolve_model_path", "weights_fingerprint"]
+__all__ = ["attach_lora", "base_weights_fingerprint", "count_parameters", "describe_token_source",
+           "generate_replies", "library_versions", "load_model", "lora_layer_table", "resolve_model_path",
+           "weights_fingerprint"]

@@ -152,3 +152,20 @@ def weights_fingerprint(model, trainable: bool) -> str:
         data = param.detach().contiguous().cpu()
         digest.update(data.view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def base_weights_fingerprint(model) -> str:
+    """SHA-256 over every parameter that is not a LoRA matrix, whatever its ``requires_grad`` flag.
+
+    Preference trainers switch ``requires_grad`` on some frozen tensors (TRL prepares the model for
+    its reference passes), so the flag cannot say which weights are the base; the names can.
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    for name, param in sorted(model.named_parameters(), key=lambda item: item[0]):
+        if "lora_" in name:
+            continue
+        digest.update(name.encode())
+        digest.update(param.detach().contiguous().cpu().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

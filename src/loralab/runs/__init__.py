@@ -1,9 +1,16 @@
 """Runs: one folder per run (metrics, plots, record), the tables a notebook shows, `loralab run`."""
 
-from loralab.runs.folder import new_run_dir, peak_memory_gb, plot_loss, train_summary, write_metrics
+from loralab.runs.folder import (
+           new_run_dir,
+           peak_memory_gb,
+           plot_loss,
+           plot_preference,
+           train_summary,
+           write_metrics,
+)
 from loralab.runs.record import code_version
 from loralab.runs.report import layer_math_table
 from loralab.runs.runner import run_notebook
 
-__all__ = ["code_version", "layer_math_table", "new_run_dir", "peak_memory_gb", "plot_loss", "run_notebook",
+__all__ = ["code_version", "layer_math_table", "new_run_dir", "peak_memory_gb", "plot_loss", "plot_preference", "run_notebook",
            "train_summary", "write_metrics"]

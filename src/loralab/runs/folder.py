@@ -86,6 +86,33 @@ def plot_loss(log_history: list[dict], path: str | Path, eval_loss_before: float
     return fig
 
 
+def plot_preference(log_history: list[dict], path: str | Path):
+    """The preference trainer's logged rewards (chosen, rejected, margin) and loss per step, as a PNG."""
+    import matplotlib
+
+    if not os.environ.get("MPLBACKEND") and "ipykernel" not in __import__("sys").modules:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins"):
+        points = [(h["step"], h[key]) for h in log_history if key in h and "eval_loss" not in h]
+        if points:
+            left.plot([s for s, _ in points], [v for _, v in points], marker="o", markersize=3, label=key)
+    left.set_title("implicit rewards (training batches)")
+    left.set_xlabel("step")
+    left.legend(fontsize=8)
+    left.grid(alpha=0.3)
+    points = [(h["step"], h["loss"]) for h in log_history if "loss" in h]
+    right.plot([s for s, _ in points], [v for _, v in points], marker="o", markersize=3)
+    right.set_title("preference loss")
+    right.set_xlabel("step")
+    right.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return fig
+
+
 def write_metrics(run_dir: str | Path, metrics: dict) -> Path:
     """Write ``metrics.json`` (written aside, then renamed, so a reader never sees half a file)."""
     path = Path(run_dir) / "metrics.json"

@@ -33,6 +33,7 @@ from loralab.eval.scorers import parse_scorers
 from loralab.params.adapters_demo import validate_demo_params
 from loralab.params.errors import ParamsError, RunFailed, debug_mode
 from loralab.params.names import is_embedded
+from loralab.params.preference_config import PreferenceConfig, validate_preference_params
 from loralab.params.run_config import RunConfig
 from loralab.params.runtime_check import validate_params_for_this_machine
 from loralab.params.schema import unknown_name
@@ -44,7 +45,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 
 # Parameters that name files or folders: a relative path given to `loralab run` means a path from where
 # the user ran the command (the kernel runs in the notebook's folder), so it is made absolute first.
-PATH_PARAMS = ("model_name", "dataset", "eval_dataset", "base_model", "sweep_dir")
+PATH_PARAMS = ("model_name", "dataset", "eval_dataset", "base_model", "sweep_dir", "sft_adapter")
 
 
 def _is_local(name: str) -> bool:
@@ -67,6 +68,23 @@ def validate_run_params(params: dict[str, Any], source: str = "params") -> RunCo
 
             prepare_run_data(cfg)
     except ValueError as error:  # ParamsError, DatasetError
+        raise ParamsError(f"{source}: {error}") from None
+    return cfg
+
+
+def validate_preference_run_params(params: dict[str, Any], source: str = "params") -> PreferenceConfig:
+    """Notebook 04's params, this machine, the scorers, and local data (rows, held-out pairs, SFT adapter)."""
+    from loralab.params.runtime_check import RuntimeCheckError, check_runtime
+
+    cfg = validate_preference_params(params, source=source)
+    try:
+        check_runtime(cfg, packages=False)
+        parse_scorers(cfg.eval_scorers)
+        if _is_local(cfg.dataset) and (not cfg.eval_dataset or _is_local(cfg.eval_dataset)):
+            from loralab.eval.prepare import prepare_preference_data
+
+            prepare_preference_data(cfg)
+    except (ValueError, RuntimeCheckError) as error:
         raise ParamsError(f"{source}: {error}") from None
     return cfg
 
@@ -124,7 +142,8 @@ def check_names(notebook: Path, origins: dict[str, dict[str, Any]]) -> None:
 
 
 # Each checks what it can before the kernel starts; the notebook checks the rest before any model loads.
-VALIDATORS = {"01_qlora_finetune": validate_run_params, "03_adapters": validate_demo_params}
+VALIDATORS = {"01_qlora_finetune": validate_run_params, "03_adapters": validate_demo_params,
+              "04_preference_tuning": validate_preference_run_params}
 FOLDER_PARAMS = ("run_dir", "output_dir")  # a notebook's output-folder parameter: run_dir in 01, output_dir in 03
 
 
@@ -270,7 +289,8 @@ def main(argv: list[str]) -> int:
         import json
 
         data = json.loads(metrics.read_text())
-        keys = ("eval_score_before", "eval_score_after", "eval_loss_before", "eval_loss_after", "train_loss_first",
-                "train_loss_last", "wall_time_s")
-        print("  " + "  ".join(f"{k}={data.get(k)}" for k in keys))
+        keys = ("eval_score_before", "eval_score_after", "eval_loss_before", "eval_loss_after",
+                "preference_accuracy_before", "preference_accuracy_after", "train_loss_first", "train_loss_last",
+                "wall_time_s")
+        print("  " + "  ".join(f"{k}={data[k]}" for k in keys if data.get(k) is not None))
     return 0

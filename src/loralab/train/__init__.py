@@ -1,6 +1,7 @@
-"""Train: TRL's SFTTrainer built from a RunConfig, with checkpoints that are whole or absent."""
+"""Train: TRL's SFTTrainer (and DPO / ORPO / KTO trainers) built from a config, with checkpoints that are whole or absent."""
 
 from loralab.train.checkpoints import checkpoint_step, resume_checkpoint
+from loralab.train.preference_trainer import build_preference_trainer
 from loralab.train.trainer import build_trainer
 
-__all__ = ["build_trainer", "checkpoint_step", "resume_checkpoint"]
+__all__ = ["build_preference_trainer", "build_trainer", "checkpoint_step", "resume_checkpoint"]

@@ -1,0 +1,49 @@
+"""Start preference tuning from an SFT adapter: verified against its base, loaded trainable and as the reference.
+
+    from loralab.adapters.sft_start import load_sft_for_preference
+    model, tokenizer = load_sft_for_preference(cfg)     # cfg.sft_adapter = "runs/<run>/adapter" (notebook 01)
+
+The usual recipe is SFT first, then preference tuning. The SFT adapter's manifest is checked against
+the base before any model loads (a different base is refused). For DPO and KTO the adapter is loaded
+twice: ``default`` is trained, ``ref`` stays frozen and is the reference TRL compares with (no second
+copy of the base). ``sft_lineage`` is what the new adapter's manifest records about where it started.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from loralab.adapters.manifest import MANIFEST_NAME, file_sha256, read_manifest
+from loralab.params.preference_config import PreferenceConfig
+from loralab.train.preference_trainer import REFERENCE_ADAPTER
+
+
+def load_sft_for_preference(cfg: PreferenceConfig):
+    """(model, tokenizer): the base with ``cfg.sft_adapter`` loaded twice, trainable and as the frozen reference.
+
+    The adapter is checked against its base through its manifest first (``load_verified_adapter``). The
+    trainable copy keeps the name ``default``; the frozen copy ``ref`` is what DPO and KTO compare with.
+    """
+    from loralab.adapters.verified_loading import load_verified_adapter
+
+    model, tokenizer = load_verified_adapter(cfg.sft_adapter, load_in_4bit=cfg.load_in_4bit,
+                                             max_seq_length=cfg.max_seq_length)
+    for name, param in model.named_parameters():  # the verified loader loads for inference: train this copy
+        if "lora_" in name and f".{REFERENCE_ADAPTER}." not in name:
+            param.requires_grad_(True)
+    if cfg.uses_reference:
+        model.load_adapter(cfg.sft_adapter, adapter_name=REFERENCE_ADAPTER, is_trainable=False)
+        model.set_adapter("default")
+    return model, tokenizer
+
+
+def sft_lineage(cfg: PreferenceConfig) -> dict | None:
+    """The SFT adapter a run started from: its path, its manifest's SHA-256 and what it was trained on."""
+    if not cfg.sft_adapter:
+        return None
+    folder = Path(cfg.sft_adapter)
+    manifest = read_manifest(folder) or {}
+    training = manifest.get("training") or {}
+    return {"path": str(folder.resolve()), "manifest_sha256": file_sha256(folder / MANIFEST_NAME, use_cache=False),
+            "dataset": training.get("dataset"), "dataset_sha256": (manifest.get("dataset") or {}).get("sha256"),
+            "base": (manifest.get("base") or {}).get("name")}
