@@ -4,9 +4,10 @@
     model, tokenizer = load_sft_for_preference(cfg)     # cfg.sft_adapter = "runs/<run>/adapter" (notebook 01)
 
 The usual recipe is SFT first, then preference tuning. The SFT adapter's manifest is checked against
-the base before any model loads (a different base is refused). For DPO and KTO the adapter is loaded
-twice: ``default`` is trained, ``ref`` stays frozen and is the reference TRL compares with (no second
-copy of the base). ``sft_lineage`` is what the new adapter's manifest records about where it started.
+the base before any model loads (a different base is refused). The adapter is trained as ``default``;
+a frozen copy named ``ref`` is the reference (no second copy of the base): TRL's DPO and KTO trainers
+make that copy themselves when they are built, and for ORPO (no reference in its loss) it is loaded
+here, so the preference metrics measure every method against the SFT adapter it started from. ``sft_lineage`` is what the new adapter's manifest records about where it started.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from loralab.train.preference_trainer import REFERENCE_ADAPTER
 
 
 def load_sft_for_preference(cfg: PreferenceConfig):
-    """(model, tokenizer): the base with ``cfg.sft_adapter`` loaded twice, trainable and as the frozen reference.
+    """(model, tokenizer): the base with ``cfg.sft_adapter`` as the trainable ``default`` adapter.
 
-    The adapter is checked against its base through its manifest first (``load_verified_adapter``). The
-    trainable copy keeps the name ``default``; the frozen copy ``ref`` is what DPO and KTO compare with.
+    The adapter is checked against its base through its manifest first (``load_verified_adapter``). For
+    ORPO a frozen copy ``ref`` is added here; DPO and KTO trainers add theirs (build the trainer before
+    measuring against the reference).
     """
     from loralab.adapters.verified_loading import load_verified_adapter
 
@@ -31,7 +33,7 @@ def load_sft_for_preference(cfg: PreferenceConfig):
     for name, param in model.named_parameters():  # the verified loader loads for inference: train this copy
         if "lora_" in name and f".{REFERENCE_ADAPTER}." not in name:
             param.requires_grad_(True)
-    if cfg.uses_reference:
+    if not cfg.uses_reference:
         model.load_adapter(cfg.sft_adapter, adapter_name=REFERENCE_ADAPTER, is_trainable=False)
         model.set_adapter("default")
     return model, tokenizer

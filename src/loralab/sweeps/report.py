@@ -21,7 +21,8 @@ from pathlib import Path
 
 from loralab.sweeps.sweep import REPO_ROOT, SCORE_COLUMN, SWEEP_FILE, SweepSpecError, collect_results
 
-QUALITY = {"eval_loss_after": "held-out loss after", "train_loss_last": "final training loss"}
+QUALITY = {"eval_loss_after": "held-out loss after", "preference_accuracy_after": "preference accuracy after",
+           "preference_margin_after": "reward margin after", "train_loss_last": "final training loss"}
 COST = {"trainable_params": "trainable parameters", "peak_memory_gb": "peak memory (GB)",
         "wall_time_s": "wall time per run (s)", "train_runtime_s": "training time (s)"}
 

@@ -56,8 +56,9 @@ SERIES_KEY = "series"
 # ``earlier_attempts/<name>.<time>`` fits too. Longer slugs become a readable prefix plus a hash.
 MAX_RUN_NAME_BYTES = 100
 RUN_NAME_HASH_CHARS = 10
-RESULT_METRICS = ("eval_score_after", "eval_loss_before", "eval_loss_after", "train_loss_first", "train_loss_last",
-                  "trainable_params", "peak_memory_gb", "train_runtime_s", "wall_time_s")
+RESULT_METRICS = ("eval_score_after", "eval_loss_before", "eval_loss_after", "preference_accuracy_after",
+                  "preference_margin_after", "train_loss_first", "train_loss_last", "trainable_params",
+                  "peak_memory_gb", "train_runtime_s", "wall_time_s")
 # Each scorer a run recorded (metrics.json eval_scores_after) becomes a column "<scorer> after".
 SCORE_COLUMN = "{} after"
 

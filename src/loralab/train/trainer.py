@@ -23,48 +23,55 @@ from loralab.params.run_config import RunConfig
 from loralab.train.checkpoints import AtomicCheckpoints, ResumeAsTrained
 
 
+def common_args(cfg: RunConfig, output_dir: str | Path, has_eval: bool) -> dict:
+    """The TrainingArguments every loralab trainer shares (SFT, DPO, ORPO, KTO), from the config."""
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    bf16 = on_gpu and torch.cuda.is_bf16_supported()
+    return {
+        "output_dir": str(output_dir),
+        "max_length": cfg.max_seq_length,
+        "per_device_train_batch_size": cfg.per_device_train_batch_size,
+        "per_device_eval_batch_size": cfg.per_device_train_batch_size,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "max_steps": cfg.max_steps,
+        "learning_rate": cfg.learning_rate,
+        "warmup_steps": cfg.warmup_steps,
+        "lr_scheduler_type": cfg.lr_scheduler_type,
+        "weight_decay": cfg.weight_decay,
+        "optim": cfg.optim,
+        "seed": cfg.seed,
+        "data_seed": cfg.seed,
+        "logging_steps": cfg.logging_steps,
+        "gradient_checkpointing": cfg.use_gradient_checkpointing,  # TRL 1.x turns it on by default
+        # A run no longer than one interval writes no checkpoint (it would only be the final state).
+        "save_strategy": "steps" if 0 < cfg.save_steps < cfg.max_steps else "no",
+        "save_steps": cfg.save_steps or 500,  # unused when save_strategy is "no"
+        "save_total_limit": cfg.save_total_limit,
+        "eval_strategy": "steps" if has_eval and cfg.eval_steps else "no",
+        "eval_steps": cfg.eval_steps or None,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "bf16": bf16,
+        "fp16": on_gpu and not bf16,
+        "use_cpu": not on_gpu,
+        "dataset_num_proc": 1,
+    }
+
+
 def build_trainer(model, tokenizer, train_dataset, cfg: RunConfig, output_dir: str | Path, eval_dataset=None):
     """An ``SFTTrainer`` for ``model`` on a prompt/completion dataset; call ``.train()`` on it."""
     import datasets
-    import torch
     from transformers import EarlyStoppingCallback
     from trl import SFTConfig, SFTTrainer
 
     datasets.disable_progress_bars()  # no "Tokenizing train dataset" bars in notebooks and logs
 
-    on_gpu = torch.cuda.is_available()
-    bf16 = on_gpu and torch.cuda.is_bf16_supported()
     args = SFTConfig(
-        output_dir=str(output_dir),
-        max_length=cfg.max_seq_length,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.learning_rate,
-        warmup_steps=cfg.warmup_steps,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        weight_decay=cfg.weight_decay,
-        optim=cfg.optim,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        logging_steps=cfg.logging_steps,
+        **common_args(cfg, output_dir, has_eval=eval_dataset is not None),
         completion_only_loss=True,
-        gradient_checkpointing=cfg.use_gradient_checkpointing,  # TRL 1.x turns it on by default
-        # A run no longer than one interval writes no checkpoint (it would only be the final state).
-        save_strategy="steps" if 0 < cfg.save_steps < cfg.max_steps else "no",
-        save_steps=cfg.save_steps or 500,  # unused when save_strategy is "no"
-        save_total_limit=cfg.save_total_limit,
-        report_to="none",
-        disable_tqdm=True,
-        bf16=bf16,
-        fp16=on_gpu and not bf16,
-        use_cpu=not on_gpu,
-        dataset_num_proc=1,
-        # held-out loss: the trainer's own loop, on the completion tokens, loss only (no logits kept)
-        eval_strategy="steps" if eval_dataset is not None and cfg.eval_steps else "no",
-        eval_steps=cfg.eval_steps or None,
-        per_device_eval_batch_size=cfg.per_device_train_batch_size,
-        prediction_loss_only=True,
+        prediction_loss_only=True,  # held-out loss through the trainer's own loop, no logits kept
         metric_for_best_model="eval_loss" if cfg.early_stopping_patience else None,
         greater_is_better=False if cfg.early_stopping_patience else None,
     )
