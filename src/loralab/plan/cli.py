@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="training code path the estimate models (default unsloth)",
     )
     p.add_argument(
+        "--objective",
+        choices=("sft", "dpo"),
+        default="sft",
+        help="sft (default) or dpo: preference pairs, a reference adapter and reference pass",
+    )
+    p.add_argument(
         "--full-ft-justified",
         action="store_true",
         help="your evals show LoRA falls short: allow full fine-tuning as the decision",
@@ -163,7 +169,8 @@ def render(result: Plan) -> None:
         breakdown.add_row(name, f"{gb * 1e9 / GIB:.2f}", how)
     console.print(breakdown)
     console.print(
-        "[dim][A] = end of forward (logits), [B] = inside backward; the peak takes the larger. "
+        "[dim][A] = end of forward (logits), [B] = inside backward, [R] = DPO's reference pass; "
+        "the peak takes the largest. "
         f"Tutorial rule (params x bits/8 x 1.2): {est.tutorial_gb:.1f} GB.[/]"
     )
     for note in est.notes:
@@ -192,6 +199,7 @@ def main(argv: list[str]) -> int:
             gradient_checkpointing=not args.no_gradient_checkpointing,
             stack=args.stack,
             lora_falls_short=args.full_ft_justified,
+            objective=args.objective,
         )
     except ValueError as err:  # UsageError, and the planner's / architecture table's refusals
         print("loralab plan: error: " + " ".join(str(err).split()), file=sys.stderr)

@@ -12,7 +12,17 @@ The peak is ``static + max(phase A, phase B)``:
   norms in 16-bit as bitsandbytes keeps them), the trained weights, their gradients and AdamW states;
 * phase A, the end of the forward pass: activations kept for backward (every block's, or one
   checkpoint per block with gradient checkpointing) plus the logits and the loss's buffers;
-* phase B, inside backward: checkpoints + one block recomputed, plus full fine-tuning's gradients.
+* phase B, inside backward: checkpoints + one block recomputed, plus full fine-tuning's gradients;
+* phase R (``objective="dpo"`` only), the reference forward: what the policy forward keeps for backward
+  plus the no-grad reference pass's transient (one block's activations and the log-prob head's tile).
+
+Preference tuning (``objective="dpo"``, TRL 1.15 DPOTrainer, PEFT model, ``ref_model=None``): each
+example is a chosen and a rejected sequence run as one batch of ``2 * batch`` rows, so every
+activation term counts ``2 * batch * seq`` tokens; TRL adds a frozen copy of the adapter named ``ref``
+(weights only: no gradient, no optimizer state), or for full fine-tuning a reference copy of the model;
+and TRL's own fused log-prob head replaces the stack's loss: tiles of at most 4096 tokens x 32768 vocab
+in the compute dtype, never the whole logits tensor. The reference forward runs after the policy
+forward, while the policy's activations are alive: phase R.
 
 Activations are counted op by op for a Llama-style block in eager PyTorch with SDPA/flash attention
 (no seq^2 term). ``stack`` presets match the code paths: ``"unsloth"`` (Unsloth on a GPU: fused
@@ -45,8 +55,14 @@ NF4_DOUBLE_QUANT_CONSTANT_BITS = 8 / NF4_BLOCK + 32 / (NF4_BLOCK * 256)
 #            copy and bf16 gradient at a time ((4 + 2) / 8 B);
 # fused    - Unsloth with Cut Cross-Entropy: logits are never materialized, only the hidden states.
 LOSS_BYTES = {"unfused": 12.0, "chunked": 2.0 + 6.0 / 8, "fused": 0.0}
+# TRL 1.15 preference trainers call the model with ``fused_lm_head=True`` (trl.kernels.chunked_logprob):
+# the LM head runs on [4096 tokens, 32768 vocab] tiles whatever the stack's loss would do.
+TRL_HEAD_TOKEN_TILE = 4096
+TRL_HEAD_VOCAB_TILE = 32768
+OBJECTIVES = ("sft", "dpo")
 
 Method = Literal["full", "lora", "qlora"]
+Objective = Literal["sft", "dpo"]
 
 
 @dataclass(frozen=True)
@@ -67,8 +83,11 @@ class TrainingSetup:
     loss: Literal["unfused", "chunked", "fused"] = "fused"  # how the cross-entropy holds the logits
     adapter_casts_input: bool = False  # PEFT casts each adapter's input to the adapter dtype (a copy)
     runtime_overhead_gb: float = 0.8  # CUDA context, kernels, allocator slack (0 on CPU)
+    objective: Objective = "sft"  # "dpo": chosen + rejected rows, a reference adapter and reference pass
 
     def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be 'sft' or 'dpo', got {self.objective!r}.")
         if self.method not in ("full", "lora", "qlora"):
             raise ValueError(f"method must be 'full', 'lora' or 'qlora', got {self.method!r}.")
         for name in ("batch", "seq", "r"):
@@ -85,8 +104,13 @@ class TrainingSetup:
             raise ValueError(f"base_bits must be 4, 8, 16 or 32, got {self.base_bits!r}.")
 
     @property
+    def rows(self) -> int:
+        """Sequences per forward pass: DPO runs each example's chosen and rejected answers together."""
+        return 2 * self.batch if self.objective == "dpo" else self.batch
+
+    @property
     def tokens(self) -> int:
-        return self.batch * self.seq
+        return self.rows * self.seq
 
     @property
     def weight_bits(self) -> int:
@@ -127,7 +151,7 @@ class Term:
     name: str
     bytes: float
     how: str
-    phase: Literal["static", "A", "B", "AB"] = "static"
+    phase: Literal["static", "A", "B", "AB", "R", "AR", "ABR"] = "static"  # "AB": counted in A and B
 
     @property
     def gb(self) -> float:
@@ -139,7 +163,7 @@ class MemoryEstimate:
     model: str
     setup: TrainingSetup
     terms: tuple[Term, ...]
-    peak_phase: str  # "A" (end of forward: logits) or "B" (inside backward)
+    peak_phase: str  # "A" (end of forward: logits), "B" (inside backward) or "R" (DPO's reference pass)
     tutorial_gb: float  # the tutorial's params * bits/8 * 1.2
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -151,11 +175,18 @@ class MemoryEstimate:
         return sum(t.bytes for t in self.terms if t.phase == "static")
 
     def phase_bytes(self, phase: str) -> float:
-        return sum(t.bytes for t in self.terms if t.phase in (phase, "AB"))
+        return sum(t.bytes for t in self.terms if t.phase != "static" and phase in t.phase)
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        """A and B always; R when the estimate has a reference pass (DPO)."""
+        return (
+            ("A", "B", "R") if any("R" in t.phase for t in self.terms if t.phase != "static") else ("A", "B")
+        )
 
     @property
     def total_bytes(self) -> float:
-        return self.static_bytes + max(self.phase_bytes("A"), self.phase_bytes("B"))
+        return self.static_bytes + max(self.phase_bytes(p) for p in self.phases)
 
     @property
     def total_gb(self) -> float:
@@ -167,9 +198,18 @@ class MemoryEstimate:
 
     def rows(self) -> list[tuple[str, float, str]]:
         """(term, GB, how) for every term, then the peak; phase A/B terms do not all add up."""
-        label = {"static": "", "A": " [A]", "B": " [B]", "AB": " [A+B]"}
-        out = [(t.name + label[t.phase], t.gb, t.how) for t in self.terms]
-        out.append(("peak = static + max(A, B)", self.total_gb, f"peak in phase {self.peak_phase}"))
+
+        def label(phase: str) -> str:
+            return "" if phase == "static" else " [" + "+".join(phase) + "]"
+
+        out = [(t.name + label(t.phase), t.gb, t.how) for t in self.terms]
+        out.append(
+            (
+                f"peak = static + max({', '.join(self.phases)})",
+                self.total_gb,
+                f"peak in phase {self.peak_phase}",
+            )
+        )
         return out
 
     def to_dict(self) -> dict:
@@ -243,6 +283,14 @@ def estimate_memory(
             )
         )
         n_train = arch.param_count()
+        if s.objective == "dpo":
+            terms.append(
+                Term(
+                    "reference model (frozen copy)",
+                    arch.param_count() * c,
+                    f"TRL's ref_model: {arch.param_count() / 1e9:.2f}B params x {c} B ({s.compute_dtype})",
+                )
+            )
     else:
         bits = s.weight_bits
         terms.append(
@@ -282,6 +330,14 @@ def estimate_memory(
         terms.append(
             Term("LoRA weights", n_train * t, f"{n_train / 1e6:.1f}M params x {t} B ({s.trainable_dtype})")
         )
+        if s.objective == "dpo":
+            terms.append(
+                Term(
+                    "reference adapter (ref)",
+                    n_train * t,
+                    "TRL's frozen copy of the adapter: weights only, no gradient or optimizer state",
+                )
+            )
     state_bytes = 2.0 if s.optimizer == "adamw_8bit" else 2.0 * t
     terms.append(
         Term(
@@ -297,13 +353,15 @@ def estimate_memory(
     # --- activations ---
     per_layer = layer_activation_bytes(arch, s)
     tokens = s.tokens
+    dpo = s.objective == "dpo"
+    rows_how = f"{s.rows} rows (chosen + rejected) x {s.seq}" if dpo else str(tokens)
     if s.gradient_checkpointing == "none":
         terms.append(
             Term(
                 "activations (all blocks)",
                 tokens * arch.layers * per_layer,
-                f"{tokens} tokens x {arch.layers} blocks x {per_layer / 1e3:.1f} kB",
-                "A",
+                f"{rows_how} tokens x {arch.layers} blocks x {per_layer / 1e3:.1f} kB",
+                "AR" if dpo else "A",
             )
         )
     else:
@@ -317,13 +375,13 @@ def estimate_memory(
             Term(
                 "checkpoints (block inputs)",
                 ckpt,
-                f"{tokens} tokens x {c * arch.hidden} B per block"
+                f"{rows_how} tokens x {c * arch.hidden} B per block"
                 + (
                     " (offloaded: one on GPU)"
                     if s.gradient_checkpointing == "offload"
                     else f" x {arch.layers}"
                 ),
-                "AB",
+                "ABR" if dpo else "AB",
             )
         )
         terms.append(
@@ -335,19 +393,47 @@ def estimate_memory(
             )
         )
     terms.append(
-        Term("final norm", tokens * (4 + c) * arch.hidden, "fp32 input + output of the last RMSNorm", "A")
+        Term(
+            "final norm",
+            tokens * (4 + c) * arch.hidden,
+            "fp32 input + output of the last RMSNorm",
+            "AR" if dpo else "A",
+        )
     )
     loss_b = LOSS_BYTES[s.loss]
-    terms.append(
-        Term(
-            "logits + loss",
-            tokens * arch.vocab * loss_b,
-            f"{tokens} tokens x {arch.vocab} vocab x {loss_b:g} B ({s.loss} cross-entropy)",
-            "A",
+    # TRL's fused log-prob head: one [4096, 32768] tile of logits in the compute dtype at a time, the
+    # hidden states it reads (a masked copy, kept for backward) and, in backward, their fp32 gradient.
+    tile = min(tokens, TRL_HEAD_TOKEN_TILE) * min(arch.vocab, TRL_HEAD_VOCAB_TILE) * c
+    head_in = tokens * c * arch.hidden
+    if dpo:
+        terms.append(
+            Term(
+                "log-prob head (TRL)",
+                tile + head_in + tokens * 4 * arch.hidden,
+                f"{tile / 1e6:.0f} MB logits tile + hidden-state copy + its fp32 gradient "
+                "(TRL's fused head; the stack's loss is not used)",
+                "A",
+            )
         )
-        if loss_b
-        else Term("logits + loss", 0.0, "fused cross-entropy: no logits tensor is stored", "A")
-    )
+        terms.append(
+            Term(
+                "reference forward",
+                tokens * per_layer + tile + head_in,
+                "no-grad pass under the ref adapter: one block's activations + the head's tile and input",
+                "R",
+            )
+        )
+    else:
+        terms.append(
+            Term(
+                "logits + loss",
+                tokens * arch.vocab * loss_b,
+                f"{tokens} tokens x {arch.vocab} vocab x {loss_b:g} B ({s.loss} cross-entropy)",
+                "A",
+            )
+            if loss_b
+            else Term("logits + loss", 0.0, "fused cross-entropy: no logits tensor is stored", "A")
+        )
     if s.runtime_overhead_gb:
         terms.append(
             Term("runtime overhead", s.runtime_overhead_gb * GB, "CUDA context, kernels, allocator slack")
@@ -360,5 +446,5 @@ def estimate_memory(
         tutorial_gb=tutorial_rule_gb(arch.param_count() / 1e9, 4 if s.method == "qlora" else 16),
         notes=tuple(notes),
     )
-    phase = "A" if est.phase_bytes("A") >= est.phase_bytes("B") else "B"
+    phase = max(est.phases, key=est.phase_bytes)  # the first of equal phases: A before B before R
     return replace(est, peak_phase=phase)

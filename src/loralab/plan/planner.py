@@ -21,7 +21,7 @@ from typing import Literal
 
 from loralab.plan.architectures import Architecture, get_architecture
 from loralab.plan.lora_math import alpha_scale, trainable_params
-from loralab.plan.memory import GIB, MemoryEstimate, estimate_memory, setup_for
+from loralab.plan.memory import GIB, OBJECTIVES, MemoryEstimate, estimate_memory, setup_for
 
 METHODS = ("full", "lora", "qlora")
 HEADROOM = 0.10  # LoRA "has headroom" when at least 10% of the card stays free
@@ -234,8 +234,15 @@ def plan(
     gradient_checkpointing: bool = True,
     stack: str = "unsloth",
     lora_falls_short: bool = False,
+    objective: str = "sft",
 ) -> Plan:
-    """Plan full FT / 16-bit LoRA / QLoRA for ``model`` on a GPU with ``gpu_gb`` GiB."""
+    """Plan full FT / 16-bit LoRA / QLoRA for ``model`` on a GPU with ``gpu_gb`` GiB.
+
+    ``objective="dpo"`` plans preference tuning: ``batch`` pairs (chosen + rejected) per step, with TRL's
+    reference adapter and reference pass (``loralab.plan.memory``).
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be 'sft' or 'dpo', got {objective!r}.")
     if not _positive_finite(gpu_gb):
         raise ValueError(
             f"gpu_gb must be the GPU's memory in GiB, a finite positive number (e.g. 16 for a T4), "
@@ -254,7 +261,14 @@ def plan(
     alpha = float(2 * r if alpha is None else alpha)
     arch = model if isinstance(model, Architecture) else get_architecture(model)
     gc_mode = {"unsloth": "offload"}.get(stack, "standard") if gradient_checkpointing else "none"
-    fields = {"batch": batch, "seq": seq, "r": r, "targets": targets, "gradient_checkpointing": gc_mode}
+    fields = {
+        "batch": batch,
+        "seq": seq,
+        "r": r,
+        "targets": targets,
+        "gradient_checkpointing": gc_mode,
+        "objective": objective,
+    }
     fits = {m: _fit(arch, m, gpu_gb, stack, **fields) for m in METHODS}
     lora, qlora, full = fits["lora"], fits["qlora"], fits["full"]
     if lora_falls_short and full.fits:
