@@ -81,6 +81,7 @@ def test_the_frozen_base_and_the_reference_do_not_move(runs, method):
     assert m["preference_ref_logps_chosen_before"] == m["preference_ref_logps_chosen_after"]
     assert (runs[method]["dir"] / "rewards.png").stat().st_size > 5000
     assert (runs[method]["dir"] / "adapter" / "adapter_model.safetensors").is_file()
+    assert not (runs[method]["dir"] / "adapter" / "ref").exists(), "the reference copy is not saved"
 
 
 def test_dpo_from_an_sft_adapter_records_its_lineage(runs, sft_adapter):
