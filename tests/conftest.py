@@ -32,3 +32,22 @@ def embedded_config() -> dict:
     from loralab.model.embedded import resolve_model_path
 
     return json.loads((Path(resolve_model_path("embedded/smollm2-135m-instruct")) / "config.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def kill_tree():
+    """SIGKILL a subprocess and every process under it (papermill starts the kernel in its own session)."""
+    import signal
+
+    import psutil
+
+    def kill(process) -> None:
+        parent = psutil.Process(process.pid)
+        for proc in [*parent.children(recursive=True), parent]:
+            try:
+                proc.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                pass
+        process.wait(timeout=30)
+
+    return kill

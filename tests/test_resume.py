@@ -73,25 +73,12 @@ def uninterrupted(tmp_path_factory) -> list[Path]:
     return [run_notebook(NOTEBOOK, PARAMS, runs_root=root, run_name=name, timeout_s=600) for name in ("a", "b")]
 
 
-def _kill_tree(process: subprocess.Popen) -> None:
-    """SIGKILL the runner and every process under it (papermill starts the kernel in its own session)."""
-    import psutil
-
-    parent = psutil.Process(process.pid)
-    for proc in [*parent.children(recursive=True), parent]:
-        try:
-            proc.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
-    process.wait(timeout=30)
-
-
 def _complete(checkpoints: Path) -> list[Path]:
     return [p for p in checkpoints.glob("checkpoint-*") if (p / COMPLETE_MARKER).is_file()]
 
 
 @pytest.fixture(scope="module")
-def killed_and_resumed(tmp_path_factory) -> dict:
+def killed_and_resumed(tmp_path_factory, kill_tree) -> dict:
     root = tmp_path_factory.mktemp("killed")
     params_file = root / "params.yaml"
     params_file.write_text(yaml.safe_dump(PARAMS))
@@ -114,7 +101,7 @@ def killed_and_resumed(tmp_path_factory) -> dict:
                     break
             time.sleep(0.002)
     finally:
-        _kill_tree(process)
+        kill_tree(process)
     run_dir = next((root / "runs").iterdir())
     killed = {
         "mid_save": mid_save,

@@ -9,7 +9,6 @@ must pick K's folder and continue from its newest complete checkpoint. The refer
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -32,20 +31,8 @@ KNOWN_GAP = pytest.mark.xfail(strict=True, reason="a resumed DPO run is not yet 
                               "one (max adapter difference 2.4e-3 measured); issue 15")
 
 
-def _kill_tree(process: subprocess.Popen) -> None:
-    import psutil
-
-    parent = psutil.Process(process.pid)
-    for proc in [*parent.children(recursive=True), parent]:
-        try:
-            proc.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
-    process.wait(timeout=30)
-
-
 @KNOWN_GAP
-def test_a_killed_dpo_run_resumes_to_the_uninterrupted_result(tmp_path):
+def test_a_killed_dpo_run_resumes_to_the_uninterrupted_result(tmp_path, kill_tree):
     from safetensors.torch import load_file
 
     held_out = tmp_path / "held_out.jsonl"
@@ -67,7 +54,7 @@ def test_a_killed_dpo_run_resumes_to_the_uninterrupted_result(tmp_path):
                 break
             time.sleep(0.01)
     finally:
-        _kill_tree(process)
+        kill_tree(process)
     killed = next((tmp_path / "k").iterdir())
     assert not (killed / "metrics.json").exists(), "the run was killed before it finished"
 

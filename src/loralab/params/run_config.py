@@ -154,9 +154,10 @@ class RunConfig(BaseModel):
         if is_embedded(self.eval_dataset) and self.eval_dataset != self.dataset:
             raise ValueError(f"eval_dataset is the embedded {self.eval_dataset!r} but dataset is {self.dataset!r}: "
                              "scores would measure the embedded task, not the one trained. Set eval_dataset to "
-                             f"{self.dataset!r} when it has a held-out split, to your held-out .jsonl (or hub "
-                             "dataset with eval_split), or eval_dataset: '' with eval_fraction: 0.05; and choose "
-                             "eval_scorers for your data")
+                             f"{self.dataset!r} when it has a held-out split, or to your held-out .jsonl (or hub "
+                             "dataset with eval_split)"
+                             + (", or eval_dataset: '' with eval_fraction: 0.05" if type(self) is RunConfig else "")
+                             + "; and choose eval_scorers for your data")
 
     @property
     def has_eval(self) -> bool:
