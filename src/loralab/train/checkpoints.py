@@ -180,6 +180,16 @@ class AtomicCheckpoints:
                            best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
 
 
+def _load_root_adapter(model, checkpoint: Path) -> None:
+    """Load the adapter saved at ``checkpoint``'s root into ``model``'s active adapter, if it has others too."""
+    peft_config = getattr(model, "peft_config", None)
+    if not peft_config or len(peft_config) < 2 or not (checkpoint / "adapter_config.json").is_file():
+        return  # one adapter: transformers has loaded it
+    active = model.active_adapters[0]
+    model.load_adapter(str(checkpoint), active, is_trainable=True)
+    model.set_adapter(active)
+
+
 class ResumeAsTrained:
     """Mixin for a transformers ``Trainer``: a resumed run continues with the numerics of the first try.
 
@@ -191,12 +201,17 @@ class ResumeAsTrained:
       that is exact, because the checkpoint holds the bf16 values themselves (saved widened to fp32).
     * TRL's token counter (``num_tokens`` in the log) restarts at 0; it continues from the last count
       logged in the checkpoint (exact when ``logging_steps`` divides ``save_steps``).
+    * A checkpoint of a model with a second adapter (DPO's frozen ``ref`` copy, saved as ``ref/``) is
+      reloaded by transformers 5.17 from its subfolders only: the trained adapter at the checkpoint's
+      root is skipped, and the run went on from the untrained adapter (DPO loss back at log 2 on the
+      first resumed step). Here the root adapter is loaded into the active adapter as well.
     """
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         target = model if model is not None else self.model
         dtypes = {name: p.dtype for name, p in target.named_parameters() if p.requires_grad}
         super()._load_from_checkpoint(resume_from_checkpoint, model)
+        _load_root_adapter(target, Path(resume_from_checkpoint))
         for name, param in target.named_parameters():
             if name in dtypes and param.dtype != dtypes[name]:
                 param.data = param.data.to(dtypes[name])
