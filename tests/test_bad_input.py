@@ -288,6 +288,44 @@ def test_eval_with_a_bad_scorer(refused):
     refused(["eval", "--base", "-f", SMOKE, "-p", "eval_scorers", "[containz]"], "Did you mean 'contains'")
 
 
+# --- retention checks (lm-evaluation-harness) ------------------------------------------------------------
+
+@pytest.fixture
+def no_hub(monkeypatch):
+    """This machine with the Hugging Face Hub's own offline switch on (what HF_HUB_OFFLINE=1 sets)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("[hellaswg]", ("'hellaswg' is not an lm-evaluation-harness task", "did you mean hellaswag")),
+    ("[loralab_general_knowledge, arc_eazy]", ("did you mean arc_easy",)),
+    ("[arc_easy]", ("allenai/ai2_arc from the Hugging Face Hub", "use the local task loralab_general_knowledge")),
+    ("mmlu", ("cais/mmlu from the Hugging Face Hub",)),
+])
+def test_bad_retention_tasks(refused, no_hub, value, expected):
+    refused(run01("-p", "retention_tasks", value), *expected)
+
+
+def test_a_retention_limit_below_one(refused):
+    refused(run01("-p", "retention_tasks", "[loralab_general_knowledge]", "-p", "retention_limit", "0"),
+            "retention_limit", "greater than or equal to 1")
+
+
+def test_retention_tasks_in_notebook_04_are_checked_too(refused, no_hub):
+    refused(run04("-p", "retention_tasks", "[arc_easy]"), "allenai/ai2_arc from the Hugging Face Hub")
+
+
+def test_eval_harness_bad_input(refused, no_hub):
+    refused(["eval", "--base", "-f", SMOKE, "--harness", "arc_eazy"], "did you mean arc_easy")
+    refused(["eval", "--base", "-f", SMOKE, "--harness", "hellaswag", "--harness-only"], "Rowan/hellaswag")
+    refused(["eval", "--base", "-f", SMOKE, "--harness", "loralab_general_knowledge", "--harness-limit", "0"],
+            "--harness-limit 0")
+    refused(["eval", "--base", "-f", SMOKE, "--harness"], "has none: name tasks")
+    refused(["eval", "--base", "-f", SMOKE, "--harness-only"], "--harness-only needs --harness")
+
+
 # --- the error boundary itself ---------------------------------------------------------------------------
 
 def test_debug_shows_the_traceback(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
-"""Eval: held-out rows checked before the model loads, held-out loss, scorers of greedy replies, side by side."""
+"""Eval: held-out rows checked before the model loads, held-out loss, scorers of greedy replies, side by side,
+and retention checks with lm-evaluation-harness."""
 
 from loralab.eval.evaluate import (
     eval_losses,
@@ -10,8 +11,9 @@ from loralab.eval.evaluate import (
 )
 from loralab.eval.preference import preference_metrics, reference_unchanged
 from loralab.eval.prepare import prepare_preference_data, prepare_run_data
+from loralab.eval.retention import compare_retention, retention_metrics, run_retention
 from loralab.eval.scorers import parse_scorers, score_replies
 
-__all__ = ["eval_losses", "eval_metrics", "evaluate", "parse_scorers", "preference_metrics", "prepare_preference_data",
-           "prepare_run_data", "reference_unchanged", "score_model", "score_replies", "side_by_side",
-           "write_eval_examples"]
+__all__ = ["compare_retention", "eval_losses", "eval_metrics", "evaluate", "parse_scorers", "preference_metrics",
+           "prepare_preference_data", "prepare_run_data", "reference_unchanged", "retention_metrics", "run_retention",
+           "score_model", "score_replies", "side_by_side", "write_eval_examples"]

@@ -4,12 +4,17 @@
     loralab eval runs/<run>/adapter --base                    # ... and the bare base next to it
     loralab eval runs/a/adapter runs/b/adapter -p eval_dataset my_eval.jsonl -p eval_scorers "[contains, rouge_l]"
     loralab eval --base -f params/01_qlora_finetune/default.yaml --json     # the base alone, JSON for scripts
+    loralab eval runs/<run>/adapter --harness --harness-only  # the run's retention_tasks again (lm-evaluation-harness)
+    loralab eval runs/<run>/adapter --base --harness arc_easy,hellaswag --harness-limit 200
 
 The eval settings (held-out rows, scorers, ``eval_examples``, ``max_new_tokens``, ``max_seq_length``)
 come from ``-f`` params files, else from the first adapter's manifest (the params it was trained
 with), then ``-p NAME VALUE`` overrides. Each adapter is checked against its base through its manifest
 before it loads, on the base it was trained on (4-bit or 16-bit). Greedy decoding, the same rows and
 batches as notebook 01: an adapter's scores equal the run's after-scores, the base's its before-scores.
+``--harness`` adds lm-evaluation-harness tasks (``loralab.eval.retention``): the run's own
+``retention_tasks`` and ``retention_limit`` when no task is named, so an adapter's harness scores equal
+the run's retention-after scores, and ``--base`` next to it gives the before/after verdict.
 Writes an eval folder (``eval.json``, ``eval_examples.jsonl``) and prints a table.
 """
 
@@ -42,7 +47,8 @@ def _manifest_params(model_dir: Path) -> dict[str, Any]:
     return dict(manifest.get("training") or {})
 
 
-def eval_config(models: list[Path], params_files: list[str], overrides: dict[str, Any]) -> RunConfig:
+def eval_config(models: list[Path], params_files: list[str], overrides: dict[str, Any],
+                need_held_out: bool = True) -> RunConfig:
     """The run config whose eval settings are used: params files, else the first adapter's manifest, then -p."""
     from loralab.params.runtime_check import validate_params_for_this_machine
 
@@ -58,7 +64,7 @@ def eval_config(models: list[Path], params_files: list[str], overrides: dict[str
     params.update(overrides)
     params.pop("run_dir", None)
     cfg = validate_params_for_this_machine(params, source=" + ".join(params_files) or "eval params")
-    if not cfg.has_eval:
+    if need_held_out and not cfg.has_eval:
         raise ParamsError("nothing to evaluate on: set eval_dataset (a .jsonl path, embedded/<name> or a hub "
                           "dataset with eval_split), or eval_fraction of the training dataset.")
     return cfg
@@ -85,53 +91,98 @@ def _load(target: Path | None, cfg: RunConfig, allow_base_mismatch: bool):
 
 
 def evaluate_models(targets: list[Path | None], labels: list[str], cfg: RunConfig, data,
-                    allow_base_mismatch: bool = False) -> list:
-    """Load each target in turn (None: the base), measure held-out loss and scores, free it; EvalResults."""
+                    allow_base_mismatch: bool = False, held_out: bool = True) -> list[tuple]:
+    """Load each target in turn (None: the base), measure held-out loss and scores and the retention tasks,
+    free it; (EvalResult or None, RetentionResult or None) per target."""
     from loralab.data.chat_rows import to_prompt_completion
     from loralab.eval.evaluate import evaluate
+    from loralab.eval.retention import evaluate_tasks
     from loralab.train.trainer import build_eval_trainer
 
     results = []
-    eval_dataset = to_prompt_completion(data.eval)
+    eval_dataset = to_prompt_completion(data.eval) if held_out else None
     for target, label in zip(targets, labels):
         model, tokenizer = _load(target, cfg, allow_base_mismatch)
-        with tempfile.TemporaryDirectory(prefix="loralab-eval-") as scratch:
-            trainer = build_eval_trainer(model, tokenizer, eval_dataset, cfg, output_dir=scratch)
-            results.append(evaluate(model, tokenizer, data, trainer, cfg.max_new_tokens, label=label))
-        del model, tokenizer, trainer
+        scored = retention = None
+        if held_out:
+            with tempfile.TemporaryDirectory(prefix="loralab-eval-") as scratch:
+                trainer = build_eval_trainer(model, tokenizer, eval_dataset, cfg, output_dir=scratch)
+                scored = evaluate(model, tokenizer, data, trainer, cfg.max_new_tokens, label=label)
+            del trainer
+        if cfg.retention_tasks:
+            retention = evaluate_tasks(model, tokenizer, cfg.retention_tasks, cfg.retention_limit, label)
+        results.append((scored, retention))
+        del model, tokenizer
         gc.collect()
     return results
 
 
-def results_json(results: list, data, cfg: RunConfig, targets: list[Path | None]) -> dict[str, Any]:
+def results_json(results: list[tuple], data, cfg: RunConfig, targets: list[Path | None]) -> dict[str, Any]:
     """What ``eval.json`` holds: the settings, the held-out rows and one entry per model."""
     from loralab.adapters.manifest import dataset_sha256
+    from loralab.eval.retention import compare_retention
 
-    return {
-        "eval_source": data.splits.source, "eval_rows": len(data.eval), "eval_rows_leaked": len(data.splits.leaked),
-        "eval_examples": len(data.scored_rows), "eval_dataset_sha256": dataset_sha256(data.eval),
-        "scorers": [s.name for s in data.scorers], "params": cfg.model_dump(),
-        "models": [{"label": r.label, "path": str(t) if t is not None else cfg.model_name,
-                    "eval_loss": r.loss, "eval_perplexity": r.perplexity, "scores": r.scores,
-                    "scorer_failures": r.failures} for r, t in zip(results, targets)],
-    }
+    report: dict[str, Any] = {"params": cfg.model_dump(), "retention_tasks": list(cfg.retention_tasks),
+                              "retention_limit": cfg.retention_limit, "models": []}
+    if data is not None:
+        report.update({"eval_source": data.splits.source, "eval_rows": len(data.eval),
+                       "eval_rows_leaked": len(data.splits.leaked), "eval_examples": len(data.scored_rows),
+                       "eval_dataset_sha256": dataset_sha256(data.eval), "scorers": [s.name for s in data.scorers]})
+    for (scored, retention), target in zip(results, targets):
+        entry: dict[str, Any] = {"label": (scored or retention).label,
+                                 "path": str(target) if target is not None else cfg.model_name}
+        if scored is not None:
+            entry.update({"eval_loss": scored.loss, "eval_perplexity": scored.perplexity, "scores": scored.scores,
+                          "scorer_failures": scored.failures})
+        if retention is not None:
+            entry["retention"] = retention.as_json()
+        report["models"].append(entry)
+    if targets and targets[0] is None and len(results) > 1 and results[0][1] is not None:
+        base = results[0][1]  # --base came first: each adapter against it
+        report["retention_vs_base"] = {entry["label"]: compare_retention(base, retention).verdict
+                                       for entry, (_, retention) in zip(report["models"][1:], results[1:])}
+    return report
 
 
 def results_table(report: dict[str, Any]):
-    """A rich table: one row per model, held-out loss, perplexity and each scorer's mean."""
+    """A rich table: one row per model, held-out loss, perplexity, each scorer's mean, each retention task."""
     from rich.table import Table
 
-    table = Table(title=f"held-out: {report['eval_source']} ({report['eval_rows']} rows, "
-                        f"{report['eval_examples']} prompts scored)")
+    held_out = "eval_source" in report
+    title = (f"held-out: {report['eval_source']} ({report['eval_rows']} rows, {report['eval_examples']} prompts "
+             "scored)") if held_out else "retention (lm-evaluation-harness)"
+    table = Table(title=title)
     table.add_column("model")
-    table.add_column("held-out loss", justify="right")
-    table.add_column("perplexity", justify="right")
-    for name in report["scorers"]:
+    if held_out:
+        table.add_column("held-out loss", justify="right")
+        table.add_column("perplexity", justify="right")
+        for name in report["scorers"]:
+            table.add_column(name, justify="right")
+    tasks = report.get("retention_tasks") or []
+    first = next((m["retention"]["tasks"] for m in report["models"] if "retention" in m), {})
+    task_names = [name for name in first] or tasks
+    for name in task_names:
         table.add_column(name, justify="right")
     for model in report["models"]:
-        cells = [f"{model['eval_loss']:.4f}", f"{model['eval_perplexity']:.2f}"]
-        table.add_row(model["label"], *cells, *(f"{model['scores'][n]:.3f}" for n in report["scorers"]))
+        cells = []
+        if held_out:
+            cells = [f"{model['eval_loss']:.4f}", f"{model['eval_perplexity']:.2f}",
+                     *(f"{model['scores'][n]:.3f}" for n in report["scorers"])]
+        for name in task_names:
+            score = (model.get("retention") or {}).get("tasks", {}).get(name)
+            if score is None:
+                cells.append("-")
+                continue
+            metric = _primary(score["metrics"])
+            cells.append(f"{metric} {score['metrics'][metric]:.3f} ±{score['stderrs'].get(metric, float('nan')):.3f}")
+        table.add_row(model["label"], *cells)
     return table
+
+
+def _primary(metrics: dict[str, float]) -> str:
+    from loralab.eval.retention import PRIMARY_METRICS
+
+    return next((m for m in PRIMARY_METRICS if m in metrics), next(iter(metrics)))
 
 
 def main(argv: list[str]) -> int:
@@ -144,6 +195,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default="", help="eval folder (default runs/<time>-eval under the current folder)")
     parser.add_argument("--json", action="store_true", help="print eval.json instead of a table")
     parser.add_argument("--allow-base-mismatch", action="store_true", help="load adapters onto another base (warns)")
+    parser.add_argument("--harness", nargs="?", const="", default=None, metavar="TASK[,TASK]",
+                        help="also run lm-evaluation-harness tasks (no value: the run's own retention_tasks)")
+    parser.add_argument("--harness-limit", type=int, default=None, metavar="N",
+                        help="examples per harness task (default: the run's retention_limit, else all)")
+    parser.add_argument("--harness-only", action="store_true", help="skip the held-out rows: harness tasks only")
     args = parser.parse_args(argv)
     models = [Path(m).expanduser().resolve() for m in args.models]
     try:
@@ -159,10 +215,29 @@ def main(argv: list[str]) -> int:
             except yaml.YAMLError as error:
                 raise ParamsError(f"-p {name}: {value!r} is not a YAML value{yaml_problem(error)}; quote text "
                                   "values, e.g. -p name \"'text'\"") from None
-        cfg = eval_config(models, args.params, overrides)
+        if args.harness_only and args.harness is None:
+            raise ParamsError("--harness-only needs --harness (the tasks to run instead of the held-out rows).")
+        if args.harness:
+            overrides["retention_tasks"] = args.harness
+        if args.harness_limit is not None:
+            if args.harness_limit <= 0:
+                raise ParamsError(f"--harness-limit {args.harness_limit}: give a number of examples per task >= 1, "
+                                  "or leave it out to run every example.")
+            overrides["retention_limit"] = args.harness_limit
+        cfg = eval_config(models, args.params, overrides, need_held_out=not args.harness_only)
+        if args.harness is None:
+            cfg = cfg.model_copy(update={"retention_tasks": []})
+        elif not cfg.retention_tasks:
+            raise ParamsError("--harness without task names runs the run's own retention_tasks, and it has none: "
+                              "name tasks, e.g. --harness loralab_general_knowledge (offline) or arc_easy,hellaswag.")
         from loralab.eval.prepare import prepare_run_data
+        from loralab.eval.retention import check_retention_tasks
 
-        data = prepare_run_data(cfg)
+        if args.harness_only:
+            check_retention_tasks(cfg.retention_tasks)
+            data = None
+        else:
+            data = prepare_run_data(cfg)
     except ValueError as error:  # ParamsError, DatasetError: one line saying what to fix
         if debug_mode():
             raise
@@ -173,11 +248,13 @@ def main(argv: list[str]) -> int:
     labels = [("base" if t is None else _label(t, taken)) for t in targets]
     out = Path(args.out) if args.out else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-eval"
     out.mkdir(parents=True, exist_ok=True)
-    print(data.note, file=sys.stderr)
+    if data is not None:
+        print(data.note, file=sys.stderr)
     # With --json, stdout carries the JSON alone: what the libraries print while loading goes to stderr.
     try:
         with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-            results = evaluate_models(targets, labels, cfg, data, args.allow_base_mismatch)
+            results = evaluate_models(targets, labels, cfg, data, args.allow_base_mismatch,
+                                      held_out=data is not None)
     except ValueError as error:  # e.g. an adapter refused by its manifest
         if debug_mode():
             raise
@@ -187,12 +264,15 @@ def main(argv: list[str]) -> int:
 
     report = results_json(results, data, cfg, targets)
     (out / EVAL_FILE).write_text(json.dumps(report, indent=2, default=str))
-    write_eval_examples(out / EXAMPLES_FILE, data.scored_rows, results)
+    if data is not None:
+        write_eval_examples(out / EXAMPLES_FILE, data.scored_rows, [scored for scored, _ in results])
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
         from rich.console import Console
 
         Console(width=None if sys.stdout.isatty() else 160).print(results_table(report))
+        for label, verdict in (report.get("retention_vs_base") or {}).items():
+            print(f"{label}: {verdict}")
         print(f"eval folder: {out}")
     return 0

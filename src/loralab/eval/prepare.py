@@ -2,7 +2,7 @@
 
     from loralab.eval.prepare import prepare_run_data
     data = prepare_run_data(cfg)      # DatasetError / ParamsError here, before load_model
-    print(data.note)                  # rows on each side, leaked rows removed, scorers
+    print(data.note)                  # rows on each side, leaked rows removed, scorers, retention tasks
     data.train, data.eval, data.prompts_rows, data.scorers
 
 The scorers are parsed (unknown name, pattern that does not compile, checker that cannot be
@@ -32,6 +32,7 @@ class RunData:
     splits: Splits
     scorers: list[Scorer]
     eval_examples: int
+    retention_tasks: tuple[str, ...] = ()
 
     @property
     def train(self) -> list[dict]:
@@ -52,6 +53,8 @@ class RunData:
         text = self.splits.note
         if self.eval:
             text += f" Scorers on {len(self.scored_rows)} held-out prompts: {scorers}."
+        if self.retention_tasks:
+            text += f" Retention (lm-evaluation-harness) before and after: {', '.join(self.retention_tasks)}."
         return text
 
 
@@ -62,11 +65,15 @@ def check_scorers_on(scorers: list[Scorer], rows: list[dict], source: str) -> No
 
 
 def prepare_run_data(cfg: RunConfig, train_rows: list[dict] | None = None) -> RunData:
-    """Load and split the rows, parse and try the scorers; every error says which parameter to fix."""
+    """Load and split the rows, parse and try the scorers, look up the retention tasks; every error says
+    which parameter to fix."""
+    from loralab.eval.retention import check_retention_tasks
+
     scorers = parse_scorers(cfg.eval_scorers)
+    check_retention_tasks(cfg.retention_tasks)
     splits = load_splits(cfg, train_rows)
     check_scorers_on(scorers, splits.eval, splits.source)
-    return RunData(splits, scorers, cfg.eval_examples)
+    return RunData(splits, scorers, cfg.eval_examples, tuple(cfg.retention_tasks))
 
 
 @dataclass
@@ -101,12 +108,14 @@ def prepare_preference_data(cfg) -> PreferenceData:
     """Notebook 04's rows, held-out pairs (no prompt shared with training), scorers and SFT adapter, checked.
 
     Everything here runs before any model loads: the rows of both files, the scorers on the first
-    held-out pair, and the SFT adapter's manifest against its base (a different base is refused).
+    held-out pair, the retention tasks, and the SFT adapter's manifest against its base (a different base is refused).
     """
     from loralab.data.heldout import default_eval_split, row_key
     from loralab.data.preference_rows import load_preference_rows
+    from loralab.eval.retention import check_retention_tasks
 
     scorers = parse_scorers(cfg.eval_scorers)
+    check_retention_tasks(cfg.retention_tasks)
     train = load_preference_rows(cfg.dataset, cfg.dataset_split, cfg.method)
     pairs, leaked, source = [], [], "none"
     if cfg.eval_dataset:

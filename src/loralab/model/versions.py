@@ -10,7 +10,7 @@ import platform
 from importlib import metadata
 
 PACKAGES = ("loralab", "unsloth", "unsloth_zoo", "torch", "transformers", "trl", "peft", "datasets",
-            "bitsandbytes", "accelerate")
+            "bitsandbytes", "accelerate", "lm_eval")
 
 
 def library_versions() -> dict[str, str | None]:

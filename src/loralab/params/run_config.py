@@ -79,6 +79,12 @@ class RunConfig(BaseModel):
     eval_steps: int = Field(0, ge=0, description="held-out loss every N training steps (0 = only before and after)")
     early_stopping_patience: int = Field(0, ge=0, description="stop after N evaluations without a lower held-out "
                                          "loss (0 = off; needs eval_steps)")
+    # retention: what the adapter cost, by lm-evaluation-harness tasks before and after (loralab.eval.retention)
+    retention_tasks: list[str] = Field(
+        default_factory=list,
+        description="lm-evaluation-harness tasks run on the base before training and on base + adapter after, "
+                    "e.g. [loralab_general_knowledge] (offline) or [arc_easy, hellaswag] (hub data); [] = none")
+    retention_limit: int | None = Field(None, ge=1, description="examples per retention task (null = all of them)")
     # training
     max_steps: int = Field(60, ge=1, description="optimizer steps")
     per_device_train_batch_size: int = Field(8, ge=1, description="examples per step per device")
@@ -110,6 +116,15 @@ class RunConfig(BaseModel):
             raise ValueError(f"write 'all-linear', 'attention' or a list of module names, not {value!r}")
         if isinstance(value, list) and (not value or not all(v.strip() for v in value)):
             raise ValueError("a list of target modules needs at least one non-empty module name")
+        return value
+
+    @field_validator("retention_tasks", mode="before")
+    @classmethod
+    def _task_list(cls, value: Any) -> Any:
+        if isinstance(value, str):  # "arc_easy,hellaswag", as the harness's own --tasks takes them
+            value = [name.strip() for name in value.split(",") if name.strip()]
+        if isinstance(value, list) and not all(isinstance(v, str) and v.strip() for v in value):
+            raise ValueError("write task names, e.g. [loralab_general_knowledge] or [arc_easy, hellaswag]")
         return value
 
     @field_validator("model_name")

@@ -53,7 +53,8 @@ def _is_local(name: str) -> bool:
 
 
 def validate_run_params(params: dict[str, Any], source: str = "params") -> RunConfig:
-    """Notebook 01's params, this machine (optimizer, bitsandbytes), the scorers, and local data files.
+    """Notebook 01's params, this machine (optimizer, bitsandbytes), the scorers, the retention tasks, and local
+    data files.
 
     The data check is the notebook's own (``prepare_run_data``: every row of a local file, the held-out
     split, the scorers on its first row); it runs here only when the data is on this machine (embedded
@@ -63,6 +64,10 @@ def validate_run_params(params: dict[str, Any], source: str = "params") -> RunCo
     cfg = validate_params_for_this_machine(params, source=source)
     try:
         parse_scorers(cfg.eval_scorers)
+        if cfg.retention_tasks:
+            from loralab.eval.retention import check_retention_tasks
+
+            check_retention_tasks(cfg.retention_tasks)
         if _is_local(cfg.dataset) and (not cfg.eval_dataset or _is_local(cfg.eval_dataset)):
             from loralab.eval.prepare import prepare_run_data
 
@@ -80,6 +85,10 @@ def validate_preference_run_params(params: dict[str, Any], source: str = "params
     try:
         check_runtime(cfg, packages=False)
         parse_scorers(cfg.eval_scorers)
+        if cfg.retention_tasks:
+            from loralab.eval.retention import check_retention_tasks
+
+            check_retention_tasks(cfg.retention_tasks)
         if _is_local(cfg.dataset) and (not cfg.eval_dataset or _is_local(cfg.eval_dataset)):
             from loralab.eval.prepare import prepare_preference_data
 
