@@ -184,3 +184,11 @@ def test_the_gpu_params_files_name_standard_harness_tasks(name):
     assert cfg.retention_tasks and LOCAL_TASK not in cfg.retention_tasks and cfg.retention_limit
     check_retention_tasks(cfg.retention_tasks, reachable=True)  # every name is the harness's own
     assert all(hub_datasets(task) for task in cfg.retention_tasks)  # standard tasks: hub data, run on a GPU machine
+
+
+def test_a_sweep_gets_a_column_per_retention_task():
+    from loralab.sweeps.sweep import score_columns
+
+    recorded = retention_metrics(_result("before", 0.625, 0.06), _result("after", 0.5, 0.06))
+    columns = score_columns({"eval_scores_after": {"contains": 0.25}, **recorded})
+    assert columns == {"contains after": 0.25, "t acc after": 0.5}

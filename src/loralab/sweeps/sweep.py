@@ -59,13 +59,18 @@ RUN_NAME_HASH_CHARS = 10
 RESULT_METRICS = ("eval_score_after", "eval_loss_before", "eval_loss_after", "preference_accuracy_after",
                   "preference_margin_after", "train_loss_first", "train_loss_last", "trainable_params",
                   "peak_memory_gb", "train_runtime_s", "wall_time_s")
-# Each scorer a run recorded (metrics.json eval_scores_after) becomes a column "<scorer> after".
+# Each scorer a run recorded (metrics.json eval_scores_after) becomes a column "<scorer> after", and so
+# does each retention task's primary metric ("<task> <metric> after"; the base's score is the same in
+# every run of a sweep, so the after-scores compare directly).
 SCORE_COLUMN = "{} after"
 
 
 def score_columns(metrics: dict[str, Any]) -> dict[str, float]:
-    """``{"json_shape after": 0.9, "rouge_l after": 0.41}``: every after-score a run's metrics.json holds."""
-    return {SCORE_COLUMN.format(name): value for name, value in (metrics.get("eval_scores_after") or {}).items()}
+    """``{"json_shape after": 0.9, "arc_easy acc after": 0.71}``: every after-score a run's metrics.json holds."""
+    columns = {SCORE_COLUMN.format(name): value for name, value in (metrics.get("eval_scores_after") or {}).items()}
+    for row in metrics.get("retention") or []:
+        columns[SCORE_COLUMN.format(f"{row['task']} {row['metric']}")] = row["after"]
+    return columns
 
 # The function that executes one run: the signature of loralab.runs.runner.run_notebook.
 RunOne = Callable[..., Path]
