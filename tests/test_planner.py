@@ -88,6 +88,20 @@ def test_cli_json(capsys):
     }
 
 
+def test_cli_json_carries_the_exact_parameter_counts(capsys):
+    """Integers a script can use; for the embedded model, the counts notebook 01 prints from PEFT."""
+    assert main(["llama-3.1-8b", "--gpu-gb", "16", "--json"]) == 0
+    methods = json.loads(capsys.readouterr().out)["methods"]
+    assert methods["full"]["trainable_params"] == methods["full"]["total_params"] == 8_030_261_248
+    assert methods["lora"]["trainable_params"] == methods["qlora"]["trainable_params"] == 41_943_040
+    assert methods["lora"]["total_params"] == 8_030_261_248 + 41_943_040
+    assert main(["embedded/smollm2-135m-instruct", "--gpu-gb", "16", "--r", "16", "--json"]) == 0
+    methods = json.loads(capsys.readouterr().out)["methods"]
+    assert isinstance(methods["qlora"]["trainable_params"], int)
+    # PEFT on the embedded model, r=16 all-linear (notebook 01): trainable 4,884,480 of 139,399,488
+    assert (methods["qlora"]["trainable_params"], methods["qlora"]["total_params"]) == (4_884_480, 139_399_488)
+
+
 def test_cli_table_and_errors(capsys):
     assert main(["llama-3.1-8b", "--gpu-gb", "24", "--r", "128", "--alpha", "32"]) == 0
     out = capsys.readouterr().out

@@ -62,6 +62,8 @@ class Plan:
     decision: str  # "full", "lora", "qlora" or "none"
     reason: str
     advice: tuple[Advice, ...] = field(default_factory=tuple)
+    # method -> (trainable, total) parameter counts, exact (LoRA: what PEFT's get_nb_trainable_parameters says)
+    param_counts: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -82,6 +84,8 @@ class Plan:
                     "free_gib": round(f.free_gib, 2),
                     "max_batch": f.max_batch,
                     "max_seq": f.max_seq,
+                    "trainable_params": self.param_counts[m][0] if m in self.param_counts else None,
+                    "total_params": self.param_counts[m][1] if m in self.param_counts else None,
                     "breakdown": f.estimate.to_dict()["terms"],
                 }
                 for m, f in self.fits.items()
@@ -321,7 +325,15 @@ def plan(
         decision=decision,
         reason=reason,
         advice=tuple(advice),
+        param_counts=_param_counts(arch, r, targets),
     )
+
+
+def _param_counts(arch: Architecture, r: int, targets: str) -> dict[str, tuple[int, int]]:
+    """(trainable, total) per method: full FT trains every weight; LoRA adds r(d+k) per adapted matrix."""
+    base = arch.param_count()
+    adapter = trainable_params(arch, r, targets)
+    return {"full": (base, base), "lora": (adapter, base + adapter), "qlora": (adapter, base + adapter)}
 
 
 # Common cards, memory in GiB as the driver reports it (the marketing "16 GB" T4 shows ~15 GiB usable).
