@@ -326,6 +326,21 @@ def test_eval_harness_bad_input(refused, no_hub):
     refused(["eval", "--base", "-f", SMOKE, "--harness-only"], "--harness-only needs --harness")
 
 
+# --- experiment tracking -------------------------------------------------------------------------------
+
+def test_a_tracker_typo(refused):
+    refused(run01("-p", "report_to", "tensorbord"), "report_to", "'tensorboard'")
+
+
+def test_a_tracker_that_is_not_installed(refused):
+    import importlib.util
+
+    missing = next((t for t in ("wandb", "trackio") if importlib.util.find_spec(t) is None), None)
+    if missing is None:
+        return  # both installed on this machine: nothing to refuse
+    refused(run01("-p", "report_to", missing), f"pip install {missing}", "report_to: none")
+
+
 # --- the error boundary itself ---------------------------------------------------------------------------
 
 def test_debug_shows_the_traceback(tmp_path, monkeypatch):

@@ -104,9 +104,12 @@ def test_each_wing_names_what_a_notebook_calls():
 
 
 def test_repository_root_is_found_from_the_wings():
-    """Modules that find the checkout (runs folder, sweeps folder) look at the repository root, not src/."""
-    from loralab.runs.runner import REPO_ROOT as runner_root
-    from loralab.sweeps.sweep import REPO_ROOT as sweep_root
+    """One module finds the checkout (runs folder, sweeps folder, notebooks): the repository root, not src/."""
+    from loralab.runs.shipped import checkout_root, notebooks_dir, params_dir
 
-    assert runner_root == sweep_root == PACKAGE.parents[1]
-    assert (runner_root / "pyproject.toml").is_file()
+    assert checkout_root() == PACKAGE.parents[1]
+    assert (checkout_root() / "pyproject.toml").is_file()
+    assert notebooks_dir() == PACKAGE.parents[1] / "notebooks" and params_dir() == PACKAGE.parents[1] / "params"
+    computed = [str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+                if "parents[3]" in path.read_text() and path.name != "shipped.py"]
+    assert not computed, f"modules that compute the repository root themselves (use loralab.runs.shipped): {computed}"

@@ -4,6 +4,7 @@
     loralab plan meta-llama/Llama-3.1-8B --gpu-gb 16
     loralab sweep params/sweeps/rank.yaml
     loralab eval runs/<run>/adapter --base
+    loralab notebooks my-lab          # copy the shipped notebooks and params files into my-lab/
 
 Each subcommand lives in its own module; this file only dispatches, so ``loralab plan`` answers
 without importing torch. It is also the one error boundary: a mistake a user can make (a bad
@@ -20,6 +21,7 @@ COMMANDS = {
     "plan": "loralab.plan.cli",
     "sweep": "loralab.sweeps.cli",
     "eval": "loralab.eval.cli",
+    "notebooks": "loralab.runs.copy_notebooks",
 }
 
 

@@ -104,6 +104,10 @@ class RunConfig(BaseModel):
     save_steps: int = Field(25, ge=0, description="write a checkpoint every N steps (0 = no checkpoints)")
     save_total_limit: int = Field(2, ge=1, description="checkpoints kept (the newest ones)")
     resume: bool = Field(True, description="continue from the newest complete checkpoint in run_dir, if any")
+    # experiment tracking: the trainer's own integrations, pointed into the run folder (loralab.train.tracking)
+    report_to: Literal["none", "tensorboard", "mlflow", "wandb", "trackio"] = Field(
+        "none", description="log the run to a tracker: none, tensorboard (events in run_dir/tensorboard), mlflow "
+                            "(run_dir/mlflow.db unless MLFLOW_TRACKING_URI is set), wandb or trackio")
     # inference and output
     max_new_tokens: int = Field(48, ge=1, description="tokens generated per eval answer")
     show_examples: int = Field(3, ge=0, description="held-out answers printed before/after training")

@@ -27,6 +27,7 @@ unsloth 2026.10.9), one optimizer step per ``optim`` name:
   ``stable_adamw`` and ``adamw_anyprecision`` need packages that are not installed: transformers'
   own ``Trainer.get_optimizer_cls_and_kwargs`` is asked, and what it refuses is reported.
 * A 4-bit base needs bitsandbytes (the GPU machines lent to this project lack it).
+* ``report_to`` needs its tracker's package (``loralab.train.tracking``).
 """
 
 from __future__ import annotations
@@ -113,6 +114,22 @@ def check_runtime(cfg: RunConfig, packages: bool = True) -> None:
     if cfg.load_in_4bit and not cfg.full_finetuning and importlib.util.find_spec("bitsandbytes") is None:
         raise RuntimeCheckError("load_in_4bit: true needs bitsandbytes, which is not installed here: "
                                 "pip install bitsandbytes, or write load_in_4bit: false (16-bit LoRA).")
+    check_tracker(cfg.report_to)
+
+
+# report_to -> (the module transformers looks for, what to pip install)
+TRACKER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"),
+                    "mlflow": ("mlflow", "mlflow (or mlflow-skinny, sqlalchemy and alembic)"),
+                    "wandb": ("wandb", "wandb"), "trackio": ("trackio", "trackio")}
+
+
+def check_tracker(report_to: str) -> None:
+    """RuntimeCheckError when the tracker ``report_to`` names is not installed."""
+    module, install = TRACKER_PACKAGES.get(report_to, (None, None))
+    if module and importlib.util.find_spec(module) is None:
+        raise RuntimeCheckError(f"report_to: {report_to} needs the {module} package, which is not installed here: "
+                                f"pip install {install} (or pip install 'loralab[tracking]' for tensorboard and "
+                                "mlflow), or write report_to: none.")
 
 
 def validate_params_for_this_machine(params: dict, source: str = "params") -> RunConfig:

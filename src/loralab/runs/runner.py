@@ -2,11 +2,17 @@
 
     loralab run notebooks/01_qlora_finetune.ipynb -f params/01_qlora_finetune/default.yaml
     loralab run notebooks/01_qlora_finetune.ipynb -f my.yaml -p max_steps 10 --runs-root runs
+    loralab run 01 -f smoke.yaml          # a shipped notebook by number, a shipped params file by name
 
 From Python (tests, sweeps)::
 
     from loralab.runs.runner import run_notebook
     run_dir = run_notebook("notebooks/01_qlora_finetune.ipynb", {"max_steps": 5}, runs_root="runs")
+
+The notebook is a path or a shipped notebook's number or name (``01``, ``01_qlora_finetune``); a
+params file that is not in the current folder is looked up in the shipped params (``smoke.yaml`` for
+notebook 01 is ``params/01_qlora_finetune/smoke.yaml``; see ``loralab.runs.shipped``). Run folders go
+to ``--runs-root``, by default ``./runs`` (the repository's ``runs/`` anywhere inside a checkout).
 
 The params file is validated before the kernel starts, so a typo fails in a second, not after the
 model loaded. The run folder receives the executed notebook next to what the notebook writes
@@ -39,9 +45,7 @@ from loralab.params.runtime_check import validate_params_for_this_machine
 from loralab.params.schema import unknown_name
 from loralab.params.yaml_reader import load_params_yaml, read_params_file, yaml_problem
 from loralab.runs.record import find_unfinished_run, hold_run_lock, write_run_record
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
-
+from loralab.runs.shipped import find_params_file, notebook_argument, shipped_notebooks, working_folder
 
 # Parameters that name files or folders: a relative path given to `loralab run` means a path from where
 # the user ran the command (the kernel runs in the notebook's folder), so it is made absolute first.
@@ -123,8 +127,9 @@ def check_notebook(notebook: Path) -> None:
         raise ParamsError(f"{notebook}: the first argument must be a notebook (.ipynb){hint}, e.g. "
                           "loralab run notebooks/01_qlora_finetune.ipynb -f my.yaml")
     if not notebook.is_file():
-        raise ParamsError(f"notebook {notebook} does not exist; the notebooks are in notebooks/ "
-                          "(e.g. notebooks/01_qlora_finetune.ipynb).")
+        names = ", ".join(nb.stem for nb in shipped_notebooks())
+        raise ParamsError(f"notebook {notebook} does not exist; give a path to a .ipynb file or a shipped notebook's "
+                          f"number or name ({names}), e.g. loralab run 01.")
 
 
 def check_runs_root(runs_root: Path) -> None:
@@ -242,11 +247,15 @@ def _execute(notebook: Path, run_dir: Path, parameters: dict[str, Any], folder_p
              timeout_s: int) -> None:
     import papermill
 
+    from loralab.runs.sections import SECTION_ENGINE, register_section_engine
+
+    register_section_engine()  # the terminal hears each section start; the executed notebook is papermill's own
     try:
         papermill.execute_notebook(
             str(notebook),
             str(run_dir / notebook.name),
             parameters={**parameters, **({folder_param: str(run_dir)} if folder_param else {})},
+            engine_name=SECTION_ENGINE,
             kernel_name="python3",
             cwd=str(notebook.parent),
             progress_bar=False,
@@ -259,18 +268,24 @@ def _execute(notebook: Path, run_dir: Path, parameters: dict[str, Any], folder_p
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="loralab run", description="Run a notebook into a new run folder.")
-    parser.add_argument("notebook", help="path to the notebook, e.g. notebooks/01_qlora_finetune.ipynb")
-    parser.add_argument("-f", "--params", action="append", default=[], help="YAML params file (repeatable)")
+    parser.add_argument("notebook", help="path to the notebook, or a shipped one's number or name, e.g. 01")
+    parser.add_argument("-f", "--params", action="append", default=[],
+                        help="YAML params file (repeatable); one not found here is looked up in the shipped params")
     parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="one parameter, VALUE read as YAML (repeatable)")
-    parser.add_argument("--runs-root", default=str(REPO_ROOT / "runs"), help="folder that holds run folders")
+    parser.add_argument("--runs-root", default=str(working_folder("runs")),
+                        help="folder that holds run folders (default ./runs; the repository's inside a checkout)")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per notebook cell")
     parser.add_argument("--fresh", action="store_true",
                         help="always start a new run folder (default: resume an unfinished run of the same params)")
     args = parser.parse_args(argv)
     try:
-        notebook = Path(args.notebook).resolve()
+        notebook = notebook_argument(args.notebook)
         check_notebook(notebook)
+        given, args.params = args.params, [find_params_file(path, notebook) for path in args.params]
+        for name, path in zip(given, args.params):
+            if name != path:
+                print(f"-f {name}: not in this folder, using the shipped {path}")
         origins: dict[str, dict[str, Any]] = {path: read_params_file(path) for path in args.params}
         overrides: dict[str, Any] = {}
         for name, value in args.param:

@@ -5,12 +5,17 @@
     loralab sweep params/sweeps/rank.yaml --jobs 2          # two at a time (each gets cores/jobs threads)
 
 Run it again after a failure or an interruption: only missing, failed or changed runs execute.
+With one run at a time, the bar shows the running notebook's section and training step.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -18,8 +23,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from loralab.runs.shipped import working_folder
 from loralab.sweeps.sweep import (
-    REPO_ROOT,
     RESULT_METRICS,
     SCORE_COLUMN,
     RunStatus,
@@ -65,10 +70,55 @@ def results_table(sweep_dir: Path, title: str = "") -> Table:
     return table
 
 
+@contextlib.contextmanager
+def current_run_progress(progress: Progress, bar, label: str, jobs: int):
+    """Show the running notebook's section and step in the bar's description (one run at a time).
+
+    The kernels write their progress lines to a file (``LORALAB_PROGRESS_FILE``, loralab.train.progress)
+    instead of the terminal, where they would break the bar; a thread copies the newest line into it.
+    With several runs at once their lines would mix, so there only the bar moves.
+    """
+    from loralab.train.progress import PROGRESS_ENV, PROGRESS_FILE_ENV
+
+    saved = {name: os.environ.get(name) for name in (PROGRESS_ENV, PROGRESS_FILE_ENV)}
+    stop = threading.Event()
+    with tempfile.TemporaryDirectory(prefix="loralab-sweep-") as scratch:
+        line_file = Path(scratch) / "progress.txt"
+        if jobs == 1:
+            os.environ[PROGRESS_ENV], os.environ[PROGRESS_FILE_ENV] = "lines", str(line_file)
+        else:
+            os.environ[PROGRESS_ENV] = "none"
+
+        def follow() -> None:
+            while not stop.wait(0.5):
+                try:
+                    line = line_file.read_text(encoding="utf-8").strip()
+                except OSError:
+                    continue
+                progress.update(bar, description=f"{label} · {line}" if line else label)
+
+        watcher = threading.Thread(target=follow, daemon=True)
+        if jobs == 1:
+            watcher.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if watcher.is_alive():
+                watcher.join(timeout=2)
+            progress.update(bar, description=label)
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="loralab sweep", description="Run a sweep spec (grid or run list).")
     parser.add_argument("spec", help="sweep YAML, e.g. params/sweeps/rank.yaml")
-    parser.add_argument("--sweeps-root", default=str(REPO_ROOT / "sweeps"), help="folder that holds sweep folders")
+    parser.add_argument("--sweeps-root", default=str(working_folder("sweeps")),
+                        help="folder that holds sweep folders (default ./sweeps; the repository's inside a checkout)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1; each run uses all cores)")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per notebook cell")
     parser.add_argument("--dry-run", action="store_true", help="validate and list the runs, run nothing")
@@ -105,7 +155,9 @@ def main(argv: list[str]) -> int:
                                        f"         notebook: {status.failed_notebook}", highlight=False)
             progress.advance(bar)
 
-        outcome = run_sweep(plan, jobs=args.jobs, timeout_s=args.timeout, on_start=on_start, on_finish=on_finish)
+        with current_run_progress(progress, bar, plan.name, args.jobs):
+            outcome = run_sweep(plan, jobs=args.jobs, timeout_s=args.timeout, on_start=on_start,
+                                on_finish=on_finish)
     if outcome.skipped:
         console.print(f"skipped {len(outcome.skipped)} runs already done", highlight=False)
     console.print(results_table(plan.sweep_dir, title=f"{plan.name}: {plan.question}"))

@@ -19,7 +19,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from loralab.sweeps.sweep import REPO_ROOT, SCORE_COLUMN, SWEEP_FILE, SweepSpecError, collect_results
+from loralab.runs.shipped import checkout_root, working_folder
+from loralab.sweeps.sweep import SCORE_COLUMN, SWEEP_FILE, SweepSpecError, collect_results
 
 QUALITY = {"eval_loss_after": "held-out loss after", "preference_accuracy_after": "preference accuracy after",
            "preference_margin_after": "reward margin after", "train_loss_last": "final training loss"}
@@ -51,12 +52,14 @@ def find_latest_sweep(root: str | Path) -> Path:
 
 
 def resolve_sweep_dir(sweep_dir: str | Path) -> Path:
-    """'' -> the newest sweep under the repo's sweeps/; a relative path -> from the current folder, else the repo."""
+    """'' -> the newest sweep under ./sweeps (the repo's sweeps/ inside a checkout); a relative path -> from
+    the current folder, else from the checkout."""
     if not str(sweep_dir):
-        return find_latest_sweep(REPO_ROOT / "sweeps")
+        return find_latest_sweep(working_folder("sweeps"))
     path = Path(sweep_dir).expanduser()
-    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
-        return (REPO_ROOT / path).resolve()
+    root = checkout_root()
+    if not path.is_absolute() and not path.exists() and root is not None and (root / path).exists():
+        return (root / path).resolve()
     return path.resolve()
 
 

@@ -13,7 +13,12 @@ From Python (tests, other tools)::
 A sweep spec (YAML) holds ``question`` (what the sweep answers), ``notebook``, ``base`` (a params
 file), and either ``grid`` (name -> list of values, every combination) or ``runs`` (a list of
 param mappings; an entry may carry ``series: <label>`` to group runs in the report). Relative paths
-are read from the current folder, else from the repository root.
+(the spec's own, ``notebook``, ``base``) are read from the current folder, else from the shipped
+notebooks and params (the repository in a checkout, ``loralab/shipped/`` after ``pip install``:
+see ``loralab.runs.shipped``), so ``loralab sweep params/sweeps/rank.yaml`` works from any folder.
+
+The sweeps folder is ``--sweeps-root``, by default ``./sweeps`` (the repository's ``sweeps/``
+anywhere inside a checkout).
 
 The sweep folder ``<sweeps_root>/<name>/`` holds ``sweep.json`` (the question and every run's
 params), one run folder per run (executed notebook, metrics.json, adapter, ...), a
@@ -46,8 +51,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from loralab.params.errors import ParamsError
 from loralab.params.yaml_reader import read_params_file
+from loralab.runs.shipped import shipped_root, working_folder
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 STATUS_FILE = "sweep_status.json"
 SWEEP_FILE = "sweep.json"
 RESULTS_FILE = "results.csv"
@@ -178,16 +183,23 @@ class SweepOutcome:
 
 def _resolve(path: str, what: str) -> Path:
     candidate = Path(path).expanduser()
-    for option in ([candidate] if candidate.is_absolute() else [Path.cwd() / candidate, REPO_ROOT / candidate]):
+    for option in ([candidate] if candidate.is_absolute() else [Path.cwd() / candidate, shipped_root() / candidate]):
         if option.exists():
             return option.resolve()
     raise SweepSpecError(f"{what} {path!r} does not exist (relative paths are read from the current "
-                         f"folder, then from {REPO_ROOT}).")
+                         f"folder, then from {shipped_root()}).")
 
 
 def load_sweep_spec(path: str | Path) -> tuple[SweepSpec, str]:
-    """Read a sweep YAML file; return the spec and the sweep's name (``name:`` or the file's stem)."""
+    """Read a sweep YAML file; return the spec and the sweep's name (``name:`` or the file's stem).
+
+    A relative path not found from the current folder is read from the shipped params
+    (``params/sweeps/rank.yaml``).
+    """
     path = Path(path)
+    shipped = shipped_root() / path
+    if not path.exists() and not path.is_absolute() and shipped.is_file():
+        path = shipped
     try:
         data = read_params_file(path)
     except ParamsError as error:
@@ -299,7 +311,7 @@ def plan_sweep(spec: SweepSpec | str | Path, sweeps_root: str | Path | None = No
     if problems:
         raise SweepSpecError(f"sweep {name!r}: " + " ".join(problems) + " Nothing was run.")
     knobs = list(dict.fromkeys(k for run in runs.values() for k in run.overrides))
-    root = Path(sweeps_root) if sweeps_root is not None else REPO_ROOT / "sweeps"
+    root = Path(sweeps_root) if sweeps_root is not None else working_folder("sweeps")
     return SweepPlan(name=name, question=spec.question, notebook=notebook, base=base_path,
                      sweep_dir=(root / name).resolve(), knobs=knobs, runs=list(runs.values()))
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from loralab.params.preference_config import PreferenceConfig
 from loralab.train.checkpoints import AtomicCheckpoints, ResumeAsTrained
+from loralab.train.progress import progress_callbacks
 from loralab.train.trainer import common_args
 
 REFERENCE_ADAPTER = "ref"  # the adapter name TRL uses as the reference when it is present
@@ -50,7 +51,7 @@ def build_preference_trainer(model, tokenizer, train_rows: list[dict], cfg: Pref
     kwargs = {"ref_model": None} if cfg.uses_reference else {}
     trainer = mixed(model=model, args=args, train_dataset=datasets.Dataset.from_list(train_rows),
                     eval_dataset=datasets.Dataset.from_list(eval_rows) if eval_rows else None,
-                    processing_class=tokenizer, **kwargs)
+                    processing_class=tokenizer, callbacks=progress_callbacks(), **kwargs)
     trainer.run_params = cfg.model_dump()  # recorded in each checkpoint; a resume with other params is refused
     return trainer
 

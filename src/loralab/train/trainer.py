@@ -21,6 +21,7 @@ from pathlib import Path
 
 from loralab.params.run_config import RunConfig
 from loralab.train.checkpoints import AtomicCheckpoints, ResumeAsTrained
+from loralab.train.progress import progress_callbacks, progress_mode
 
 
 def common_args(cfg: RunConfig, output_dir: str | Path, has_eval: bool) -> dict:
@@ -51,8 +52,8 @@ def common_args(cfg: RunConfig, output_dir: str | Path, has_eval: bool) -> dict:
         "save_total_limit": cfg.save_total_limit,
         "eval_strategy": "steps" if has_eval and cfg.eval_steps else "no",
         "eval_steps": cfg.eval_steps or None,
-        "report_to": "none",
-        "disable_tqdm": True,
+        "report_to": [cfg.report_to] if cfg.report_to != "none" else "none",  # loralab.train.tracking
+        "disable_tqdm": progress_mode() != "notebook",  # loralab.train.progress: lines go to the terminal
         "bf16": bf16,
         "fp16": on_gpu and not bf16,
         "use_cpu": not on_gpu,
@@ -75,7 +76,8 @@ def build_trainer(model, tokenizer, train_dataset, cfg: RunConfig, output_dir: s
         metric_for_best_model="eval_loss" if cfg.early_stopping_patience else None,
         greater_is_better=False if cfg.early_stopping_patience else None,
     )
-    callbacks = [EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else None
+    callbacks = [EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else []
+    callbacks += progress_callbacks()
     trainer_class = type("LoralabSFTTrainer", (AtomicCheckpoints, ResumeAsTrained, SFTTrainer), {})
     trainer = trainer_class(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                             processing_class=tokenizer, callbacks=callbacks)

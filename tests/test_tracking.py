@@ -1,0 +1,92 @@
+"""Headless progress and experiment tracking on real runs of notebook 01 (smoke params, 8 steps).
+
+``loralab run`` with ``report_to: tensorboard``: its terminal gets the sections and one line per
+step, the executed notebook gets none of it, and TensorBoard's own reader finds the losses at the
+right steps and loralab's params and scores in ``run_dir/tensorboard``. A second run logs to MLflow
+in local mode (SQLite in the run folder), read back with MLflow's client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loralab.params.yaml_reader import read_params_file
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "01_qlora_finetune.ipynb"
+SMOKE = REPO / "params" / "01_qlora_finetune" / "smoke.yaml"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tensorboard_run(tmp_path_factory) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp("tb")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LORALAB_PROGRESS", "TENSORBOARD_"))}
+    done = subprocess.run([sys.executable, "-m", "loralab.cli", "run", str(NOTEBOOK), "-f", str(SMOKE),
+                           "-p", "report_to", "tensorboard", "--runs-root", str(root)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return next(root.iterdir()), done.stdout + done.stderr
+
+
+def test_the_terminal_hears_sections_and_steps_and_the_notebook_does_not(tensorboard_run):
+    run_dir, terminal = tensorboard_run
+    steps = read_params_file(SMOKE)["max_steps"]
+    for section in ("[loralab] 2. Load the model", "[loralab] Before training", "[loralab] 5. Train",
+                    "[loralab] 7. Save"):
+        assert section in terminal
+    for step in range(1, steps + 1):
+        assert f"[loralab] step {step}/{steps} | loss " in terminal
+    assert "tokens/s" in terminal and "ETA" in terminal and f"training done: step {steps}/{steps}" in terminal
+    executed = (run_dir / NOTEBOOK.name).read_text()
+    assert "[loralab]" not in executed, "progress lines belong to the terminal, not the executed notebook"
+    assert "application/vnd.jupyter.widget-view+json" not in executed
+
+
+def test_tensorboard_reads_back_the_losses_params_and_scores(tensorboard_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir, _ = tensorboard_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["tracking"] == {"tensorboard": str(run_dir.resolve() / "tensorboard")}
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"tensors": 0, "scalars": 0})
+    events.Reload()
+    losses = events.Scalars("train/loss")
+    assert [e.step for e in losses] == list(range(1, metrics["params"]["max_steps"] + 1))
+    assert [e.value for e in losses] == pytest.approx(metrics["train_losses"], rel=1e-6)
+    after = events.Scalars("loralab/score_after/json_shape")
+    assert after[-1].value == pytest.approx(metrics["eval_scores_after"]["json_shape"])
+    assert events.Scalars("loralab/eval_loss_after")[-1].value == pytest.approx(metrics["eval_loss_after"], rel=1e-6)
+    params_text = events.Tensors("loralab/params/text_summary")[-1].tensor_proto.string_val[0].decode()
+    assert json.loads(params_text)["lora_r"] == metrics["params"]["lora_r"]
+    adapter_text = events.Tensors("loralab/adapter_dir/text_summary")[-1].tensor_proto.string_val[0].decode()
+    assert adapter_text == metrics["adapter_dir"]
+
+
+def test_mlflow_local_mode_holds_the_run(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from loralab.runs.runner import run_notebook
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = read_params_file(SMOKE) | {"report_to": "mlflow", "max_steps": 4, "eval_examples": 2}
+    run_dir = run_notebook(NOTEBOOK, params, runs_root=tmp_path, run_name="mlflow", timeout_s=900)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    uri = metrics["tracking"]["mlflow"]
+    assert uri == f"sqlite:///{run_dir.resolve() / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1, "the summary goes into the trainer's run, not a new one"
+    run = runs[0]
+    history = client.get_metric_history(run.info.run_id, "loss")
+    assert [m.step for m in history] == [1, 2, 3, 4]
+    assert [m.value for m in history] == pytest.approx(metrics["train_losses"], rel=1e-6)
+    assert run.data.params["loralab.lora_r"] == str(metrics["params"]["lora_r"])
+    assert run.data.metrics["score_after.json_shape"] == pytest.approx(metrics["eval_scores_after"]["json_shape"])
+    assert run.data.tags["adapter_dir"] == metrics["adapter_dir"]
