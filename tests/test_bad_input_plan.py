@@ -51,6 +51,10 @@ OPTION_CASES = {  # argv -> words the one error line must contain
     "seq inf": ([*GOOD, "--seq", "inf"], ["--seq", "whole number"]),
     "batch -1": ([*GOOD, "--batch", "-1"], ["--batch", ">= 1", "--batch 2"]),
     "targets mlp": ([*GOOD, "--targets", "mlp"], ["--targets", "all-linear"]),
+    "gpus 0": ([*GOOD, "--gpus", "0"], ["--gpus", ">= 1", "--gpus 2"]),
+    "gpus two": ([*GOOD, "--gpus", "two"], ["--gpus", "whole number", "'two'"]),
+    "gpus 1.5": ([*GOOD, "--gpus", "1.5"], ["--gpus", "whole number"]),
+    "strategy zero3": ([*GOOD, "--strategy", "zero3"], ["--strategy", "'zero3'", "ddp", "fsdp"]),
     "unknown name": (
         ["lama-3.1-8b", "--gpu-gb", "16"],
         ["Unknown model", "lama-3.1-8b", "Closest known names"],
@@ -120,6 +124,8 @@ def test_good_folder_and_good_name_still_plan(tmp_path, capsys):
         ({"gpu_gb": 16, "seq": 1.5}, "seq must"),
         ({"gpu_gb": 16, "batch": True}, "batch must"),
         ({"gpu_gb": 16, "alpha": float("nan")}, "alpha must"),
+        ({"gpu_gb": 16, "gpus": 0}, "gpus must"),
+        ({"gpu_gb": 16, "strategy": "zero3"}, "strategy must"),
     ],
 )
 def test_library_plan_names_the_bad_argument(kwargs, name):

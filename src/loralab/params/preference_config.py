@@ -59,6 +59,9 @@ class PreferenceConfig(RunConfig):
         if self.method != "dpo" and self.loss_type != "sigmoid":
             raise ValueError(f"loss_type is DPO's; method {self.method} has its own loss: remove loss_type or "
                              "write method: dpo")
+        if self.world_size > 1:
+            raise ValueError("notebook 04 trains in one process: write num_processes: 1 and num_nodes: 1 (several "
+                             "devices are for notebook 01)")
         if self.eval_fraction:
             raise ValueError("notebook 04 holds out pairs with eval_dataset (a file or split that shares no prompt "
                              "with the training pairs), not eval_fraction: set eval_fraction: 0")

@@ -104,6 +104,15 @@ class RunConfig(BaseModel):
     save_steps: int = Field(25, ge=0, description="write a checkpoint every N steps (0 = no checkpoints)")
     save_total_limit: int = Field(2, ge=1, description="checkpoints kept (the newest ones)")
     resume: bool = Field(True, description="continue from the newest complete checkpoint in run_dir, if any")
+    # several devices / machines: data-parallel training under torchrun (loralab.train.workers)
+    num_processes: int = Field(1, ge=1, le=1024, description="training processes on this machine (devices; on a "
+                               "CPU, processes that share the cores); > 1 trains under torchrun with DDP")
+    num_nodes: int = Field(1, ge=1, le=1024, description="machines taking part in training (each runs loralab run "
+                           "with its own --node-rank)")
+    master_addr: str = Field("127.0.0.1", description="address of machine 0, where the workers meet (several "
+                             "machines: its address on your network)")
+    master_port: int = Field(0, ge=0, le=65535, description="port on machine 0 for the workers to meet (0 = a free "
+                             "one, for a single machine; several machines need a fixed one, e.g. 29500)")
     # experiment tracking: the trainer's own integrations, pointed into the run folder (loralab.train.tracking)
     report_to: Literal["none", "tensorboard", "mlflow", "wandb", "trackio"] = Field(
         "none", description="log the run to a tracker: none, tensorboard (events in run_dir/tensorboard), mlflow "
@@ -151,6 +160,9 @@ class RunConfig(BaseModel):
         if self.full_finetuning and self.load_in_4bit:
             raise ValueError("full_finetuning trains every weight and cannot use a 4-bit base: "
                              "set load_in_4bit: false")
+        if self.num_nodes > 1 and not self.master_port:
+            raise ValueError(f"num_nodes: {self.num_nodes} machines meet on master_addr:master_port, and master_port "
+                             "is 0 (a free port, which the other machines cannot know): set master_port, e.g. 29500")
         self._consistent_eval()
         return self
 
@@ -177,6 +189,16 @@ class RunConfig(BaseModel):
                              "dataset with eval_split)"
                              + (", or eval_dataset: '' with eval_fraction: 0.05" if type(self) is RunConfig else "")
                              + "; and choose eval_scorers for your data")
+
+    @property
+    def world_size(self) -> int:
+        """Training processes in all: num_processes x num_nodes."""
+        return self.num_processes * self.num_nodes
+
+    @property
+    def global_batch(self) -> int:
+        """Examples per optimizer step: per-device batch x gradient accumulation x world size."""
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps * self.world_size
 
     @property
     def has_eval(self) -> bool:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import os
 
 from loralab.params.errors import ParamsError
 from loralab.params.run_config import RunConfig
@@ -115,6 +116,23 @@ def check_runtime(cfg: RunConfig, packages: bool = True) -> None:
         raise RuntimeCheckError("load_in_4bit: true needs bitsandbytes, which is not installed here: "
                                 "pip install bitsandbytes, or write load_in_4bit: false (16-bit LoRA).")
     check_tracker(cfg.report_to)
+    check_processes(cfg.num_processes, cuda_available())
+
+
+def check_processes(num_processes: int, on_gpu: bool) -> None:
+    """RuntimeCheckError when this machine has fewer devices (GPUs, or CPU cores) than training processes."""
+    if num_processes <= 1:
+        return
+    if on_gpu:
+        import torch
+
+        devices, unit = torch.cuda.device_count(), "GPUs"
+    else:
+        devices, unit = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, \
+            "CPU cores"
+    if num_processes > devices:
+        raise RuntimeCheckError(f"num_processes: {num_processes} training processes, but this machine has {devices} "
+                                f"{unit}: write num_processes: {devices} or less (1 trains in this process).")
 
 
 # report_to -> (the module transformers looks for, what to pip install)

@@ -2,6 +2,7 @@
 
     loralab plan meta-llama/Llama-3.1-8B --gpu-gb 16 --seq 2048 --batch 2 --r 16
     loralab plan Qwen/Qwen2.5-7B --gpu-gb 24 --targets attention --json
+    loralab plan llama-3.1-70b --gpu-gb 40 --gpus 2 --strategy fsdp    # per GPU, fully sharded
 
 From a notebook, call :func:`loralab.plan.planner.plan` instead; this module only parses and prints.
 """
@@ -17,6 +18,12 @@ from loralab.plan.memory import GIB, STACKS
 from loralab.plan.planner import Plan, plan
 
 _METHOD_NAMES = {"full": "full fine-tuning", "lora": "16-bit LoRA", "qlora": "QLoRA (4-bit base)"}
+_COMM = {  # what "comm MB/step" counts, per strategy (loralab.plan.devices)
+    "ddp": "comm MB/step: what each GPU sends (and receives) per step: a ring all-reduce of the trainable "
+    "gradients, 2 (G-1)/G x their bytes.",
+    "fsdp": "comm MB/step: what each GPU sends (and receives) per step: (G-1)/G x (every block all-gathered in "
+    "forward and in backward + the embeddings/lm_head once + the gradients reduce-scattered).",
+}
 
 
 class UsageError(ValueError):
@@ -86,6 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="GPU memory in GiB, e.g. 16 (T4), 24 (4090), 80 (H100)",
     )
     p.add_argument(
+        "--gpus",
+        type=_whole_number("--gpus", "2", "GPUs training together"),
+        default=1,
+        help="GPUs training together (default 1); every memory number is per GPU, --batch is per GPU",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=("ddp", "fsdp"),
+        default="ddp",
+        help="ddp (default): a full copy per GPU; fsdp: weights, gradients and optimizer states sharded",
+    )
+    p.add_argument(
         "--seq",
         type=_whole_number("--seq", "2048", "tokens per sequence"),
         default=2048,
@@ -135,30 +154,18 @@ def render(result: Plan) -> None:
     from rich.table import Table
 
     console = Console(width=110)
+    several = result.gpus > 1
+    where = (
+        f"{result.gpus} x {result.gpu_gb:g} GiB GPUs, strategy={result.strategy}, per GPU"
+        if several
+        else f"a {result.gpu_gb:g} GiB GPU"
+        + (", strategy=fsdp (one device: nothing to shard)" if result.strategy == "fsdp" else "")
+    )
     console.print(
-        f"[bold]{result.model}[/] on a {result.gpu_gb:g} GiB GPU: batch {result.batch} x seq "
+        f"[bold]{result.model}[/] on {where}: batch {result.batch} x seq "
         f"{result.seq}, r={result.r}, alpha={result.alpha:g}, targets={result.targets}, stack={result.stack}"
     )
-    summary = Table(title="Does it fit?")
-    for col in (
-        "method",
-        "peak GiB",
-        "fits",
-        "free GiB",
-        f"max batch @ seq {result.seq}",
-        f"max seq @ batch {result.batch}",
-    ):
-        summary.add_column(col, justify="left" if col in ("method", "fits") else "right")
-    for m, f in result.fits.items():
-        summary.add_row(
-            _METHOD_NAMES[m],
-            f"{f.estimate.total_gib:.1f}",
-            "[green]yes[/]" if f.fits else "[red]no[/]",
-            f"{f.free_gib:.1f}",
-            str(f.max_batch),
-            f"{f.max_seq:,}",
-        )
-    console.print(summary)
+    console.print(_summary(result))
     shown = result.decision if result.decision != "none" else "qlora"
     est = result.fits[shown].estimate
     breakdown = Table(title=f"Where the memory goes: {_METHOD_NAMES[shown]}")
@@ -173,6 +180,8 @@ def render(result: Plan) -> None:
         "the peak takes the largest. "
         f"Tutorial rule (params x bits/8 x 1.2): {est.tutorial_gb:.1f} GB.[/]"
     )
+    if result.gpus > 1:
+        console.print(f"[dim]{_COMM[result.strategy]}[/]")
     for note in est.notes:
         console.print(f"[dim]{note}[/]")
     console.print(
@@ -181,6 +190,38 @@ def render(result: Plan) -> None:
     for a in result.advice:
         colour = "yellow" if a.level == "warning" else "cyan"
         console.print(f"[{colour}]{a.level}[/] ({a.topic}): {a.message}")
+
+
+def _summary(result: Plan):
+    """The 'Does it fit?' table; with several GPUs, per GPU and with the traffic per step."""
+    from rich.table import Table
+
+    several = result.gpus > 1
+    title = (
+        f"Does it fit? (per GPU, {result.gpus} x {result.strategy.upper()})" if several else "Does it fit?"
+    )
+    summary = Table(title=title)
+    columns = [
+        "method",
+        "peak GiB/GPU" if several else "peak GiB",
+        "fits",
+        "free GiB",
+        f"max batch @ seq {result.seq}",
+        f"max seq @ batch {result.batch}",
+    ] + (["comm MB/step"] if several else [])
+    for col in columns:
+        summary.add_column(col, justify="left" if col in ("method", "fits") else "right")
+    for m, f in result.fits.items():
+        summary.add_row(
+            _METHOD_NAMES[m],
+            f"{f.estimate.total_gib:.1f}",
+            "[green]yes[/]" if f.fits else "[red]no[/]",
+            f"{f.free_gib:.1f}",
+            str(f.max_batch),
+            f"{f.max_seq:,}",
+            *([f"{f.comm_mb:,.0f}"] if several else []),
+        )
+    return summary
 
 
 def main(argv: list[str]) -> int:
@@ -200,6 +241,8 @@ def main(argv: list[str]) -> int:
             stack=args.stack,
             lora_falls_short=args.full_ft_justified,
             objective=args.objective,
+            gpus=args.gpus,
+            strategy=args.strategy,
         )
     except ValueError as err:  # UsageError, and the planner's / architecture table's refusals
         print("loralab plan: error: " + " ".join(str(err).split()), file=sys.stderr)

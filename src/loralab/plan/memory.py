@@ -29,6 +29,9 @@ Activations are counted op by op for a Llama-style block in eager PyTorch with S
 cross-entropy, checkpoints offloaded to CPU RAM), ``"hf"`` (transformers + PEFT: fp32 adapters that
 cast their input, unfused loss), ``"torchtune"`` (pure bf16, chunked loss). Validated in
 ``tests/test_memory_estimates.py`` against CPU measurements and published GPU numbers.
+
+This is one device. ``loralab.plan.devices`` turns it into one of several (DDP, FSDP): terms marked
+``sharded`` (parameters, their gradients and optimizer states) are the ones FSDP divides.
 """
 
 from __future__ import annotations
@@ -152,6 +155,7 @@ class Term:
     bytes: float
     how: str
     phase: Literal["static", "A", "B", "AB", "R", "AR", "ABR"] = "static"  # "AB": counted in A and B
+    sharded: bool = False  # a parameter, its gradient or optimizer state: FSDP divides it across devices
 
     @property
     def gb(self) -> float:
@@ -280,6 +284,7 @@ def estimate_memory(
                 "weights (trained)",
                 arch.param_count() * t,
                 f"{arch.param_count() / 1e9:.2f}B params x {t} B ({s.trainable_dtype})",
+                sharded=True,
             )
         )
         n_train = arch.param_count()
@@ -289,6 +294,7 @@ def estimate_memory(
                     "reference model (frozen copy)",
                     arch.param_count() * c,
                     f"TRL's ref_model: {arch.param_count() / 1e9:.2f}B params x {c} B ({s.compute_dtype})",
+                    sharded=True,
                 )
             )
     else:
@@ -298,6 +304,7 @@ def estimate_memory(
                 f"base linear weights ({bits}-bit)",
                 n_linear * bits / 8,
                 f"{n_linear / 1e9:.2f}B block-linear params x {bits}/8 B",
+                sharded=True,
             )
         )
         if bits == 4:
@@ -324,11 +331,17 @@ def estimate_memory(
                 "embeddings + lm_head + norms",
                 n_other * c,
                 f"{n_other / 1e9:.3f}B params kept in {s.compute_dtype} (not quantized)",
+                sharded=True,
             )
         )
         n_train = trainable_params(arch, s.r, s.targets)
         terms.append(
-            Term("LoRA weights", n_train * t, f"{n_train / 1e6:.1f}M params x {t} B ({s.trainable_dtype})")
+            Term(
+                "LoRA weights",
+                n_train * t,
+                f"{n_train / 1e6:.1f}M params x {t} B ({s.trainable_dtype})",
+                sharded=True,
+            )
         )
         if s.objective == "dpo":
             terms.append(
@@ -336,6 +349,7 @@ def estimate_memory(
                     "reference adapter (ref)",
                     n_train * t,
                     "TRL's frozen copy of the adapter: weights only, no gradient or optimizer state",
+                    sharded=True,
                 )
             )
     state_bytes = 2.0 if s.optimizer == "adamw_8bit" else 2.0 * t
@@ -344,11 +358,18 @@ def estimate_memory(
             "optimizer states",
             n_train * state_bytes,
             f"AdamW: 2 states x {state_bytes / 2:g} B per trained param",
+            sharded=True,
         )
     )
     grad_phase = "B" if s.method == "full" else "static"
     terms.append(
-        Term("gradients", n_train * t, f"one {s.trainable_dtype} gradient per trained param", grad_phase)
+        Term(
+            "gradients",
+            n_train * t,
+            f"one {s.trainable_dtype} gradient per trained param",
+            grad_phase,
+            sharded=True,
+        )
     )
     # --- activations ---
     per_layer = layer_activation_bytes(arch, s)

@@ -1,15 +1,22 @@
-"""Will it fit, and which method? Full fine-tuning / 16-bit LoRA / QLoRA on one GPU, from a config alone.
+"""Will it fit, and which method? Full FT / 16-bit LoRA / QLoRA on one or several GPUs, from a config alone.
 
     from loralab.plan.planner import plan
     p = plan("meta-llama/Llama-3.1-8B", gpu_gb=16, batch=2, seq=2048, r=16)
     p.decision, p.reason          # "qlora", "16-bit LoRA needs 21.4 GiB ..."
     p.fits["lora"].max_batch      # largest batch at this seq that fits (0: none)
     [a.message for a in p.advice] # the tutorial's pitfalls that apply, each saying what to do
+    p2 = plan("llama-3.1-70b", gpu_gb=40, gpus=2, strategy="ddp")
+    p2.fits["qlora"].comm_mb      # MB each GPU sends per step (828.4)
+    p2.reason                     # "... QLoRA fits only sharded: use --strategy fsdp (27.5 of 40 GiB ...)"
 
 The decision follows the tutorial: QLoRA when memory is tight, 16-bit LoRA when it fits with
 headroom (no quantization penalty, slightly faster), full fine-tuning only when it fits *and* your
 evals show LoRA falls short (``lora_falls_short=True``). ``gpu_gb`` is the card's memory in GiB as
 ``nvidia-smi`` reports it; the estimate includes ``runtime_overhead_gb`` for the CUDA context.
+
+With ``gpus`` > 1 every number is per device and ``batch`` is each device's batch: ``strategy="ddp"``
+(a full copy per GPU) or ``"fsdp"`` (fully sharded), see :mod:`loralab.plan.devices`. ``strategy="fsdp"``
+with one GPU is accepted and planned as one device (nothing to shard), with an advice saying so.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from loralab.plan.architectures import Architecture, get_architecture
+from loralab.plan.devices import Layout, bucket_view, check_layout, comm_bytes_per_step, per_device
 from loralab.plan.lora_math import alpha_scale, trainable_params
 from loralab.plan.memory import GIB, OBJECTIVES, MemoryEstimate, estimate_memory, setup_for
 
@@ -27,6 +35,8 @@ METHODS = ("full", "lora", "qlora")
 HEADROOM = 0.10  # LoRA "has headroom" when at least 10% of the card stays free
 LARGE_R = 64  # the tutorial: large r (64+) only if evals say you need it
 MAX_SEARCH = 1 << 20
+NAMES = {"full": "Full fine-tuning", "lora": "16-bit LoRA", "qlora": "QLoRA", "none": "nothing"}
+RANK = {"none": 0, "qlora": 1, "lora": 2, "full": 3}  # a later decision is a better one to reach
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,11 @@ class Fit:
     free_gib: float  # GPU memory left at the peak (negative: short by that much)
     max_batch: int  # largest batch at the requested seq that fits (0: not even batch 1)
     max_seq: int  # largest seq at the requested batch that fits (0: none)
+    comm_bytes: float = 0.0  # bytes each device sends (and receives) per step (0 on one device)
+
+    @property
+    def comm_mb(self) -> float:
+        return self.comm_bytes / 1e6
 
 
 @dataclass(frozen=True)
@@ -64,11 +79,15 @@ class Plan:
     advice: tuple[Advice, ...] = field(default_factory=tuple)
     # method -> (trainable, total) parameter counts, exact (LoRA: what PEFT's get_nb_trainable_parameters says)
     param_counts: dict[str, tuple[int, int]] = field(default_factory=dict)
+    gpus: int = 1  # devices training together; every memory number is per device
+    strategy: str = "ddp"  # "ddp" (a full copy per device) or "fsdp" (fully sharded)
 
     def to_dict(self) -> dict:
         return {
             "model": self.model,
             "gpu_gb": self.gpu_gb,
+            "gpus": self.gpus,
+            "strategy": self.strategy,
             "batch": self.batch,
             "seq": self.seq,
             "r": self.r,
@@ -81,6 +100,8 @@ class Plan:
                 m: {
                     "fits": f.fits,
                     "peak_gib": round(f.estimate.total_gib, 2),
+                    "per_device_peak_gib": round(f.estimate.total_gib, 2),
+                    "comm_mb_per_step": round(f.comm_mb, 1),
                     "free_gib": round(f.free_gib, 2),
                     "max_batch": f.max_batch,
                     "max_seq": f.max_seq,
@@ -108,9 +129,10 @@ def _largest(fits_at, upper: int = MAX_SEARCH) -> int:
     return lo
 
 
-def _fit(arch: Architecture, method: str, gpu_gb: float, stack: str, **fields) -> Fit:
+def _fit(arch: Architecture, method: str, gpu_gb: float, stack: str, layout: Layout, **fields) -> Fit:
     def est(**over) -> MemoryEstimate:
-        return estimate_memory(arch, setup_for(stack, method=method, **{**fields, **over}))
+        single = estimate_memory(arch, setup_for(stack, method=method, **{**fields, **over}))
+        return per_device(arch, single, layout, as_view=bucket_view(stack, method))
 
     e = est()
     budget = gpu_gb * GIB
@@ -121,6 +143,56 @@ def _fit(arch: Architecture, method: str, gpu_gb: float, stack: str, **fields) -
         free_gib=(budget - e.total_bytes) / GIB,
         max_batch=_largest(lambda b: est(batch=b).total_bytes <= budget, 4096),
         max_seq=_largest(lambda s: est(seq=s).total_bytes <= budget),
+        comm_bytes=comm_bytes_per_step(arch, e.setup, layout),
+    )
+
+
+def _card(gpu_gb: float, layout: Layout) -> str:
+    """'48 GiB' on one GPU; '48 GiB per GPU' on several (every number is per device)."""
+    return f"{gpu_gb:g} GiB" if layout.gpus == 1 else f"{gpu_gb:g} GiB per GPU"
+
+
+def _decide(
+    fits: dict[str, Fit], gpu_gb: float, layout: Layout, batch: int, seq: int, lora_falls_short: bool
+) -> tuple[str, str]:
+    """The tutorial's ladder: full FT (only if justified), 16-bit LoRA with headroom, QLoRA, or none."""
+    lora, qlora, full = fits["lora"], fits["qlora"], fits["full"]
+    card = _card(gpu_gb, layout)
+    if lora_falls_short and full.fits:
+        return "full", (
+            f"Full fine-tuning fits ({full.estimate.total_gib:.1f} of {card}) and "
+            "your evals say LoRA falls short: the last resort is justified."
+        )
+    if lora.fits and lora.free_gib >= HEADROOM * gpu_gb:
+        return "lora", (
+            f"16-bit LoRA fits with headroom ({lora.estimate.total_gib:.1f} of {card}): it avoids "
+            "4-bit's small quality cost and trains slightly faster."
+        )
+    if qlora.fits:
+        why = (
+            "16-bit LoRA fits only tightly"
+            if lora.fits
+            else f"16-bit LoRA needs {lora.estimate.total_gib:.1f} GiB"
+        )
+        return "qlora", f"Memory is tight: {why}, QLoRA needs {qlora.estimate.total_gib:.1f} of {card}."
+    has = (
+        f"this GPU has {gpu_gb:g} GiB"
+        if layout.gpus == 1
+        else f"each of the {layout.gpus} GPUs has {gpu_gb:g} GiB"
+    )
+    return "none", f"Even QLoRA needs {qlora.estimate.total_gib:.1f} GiB at batch {batch} x seq {seq}; {has}."
+
+
+def _only_sharded(
+    fits: dict[str, Fit], sharded: dict[str, Fit], decision: str, sharded_decision: str, gpu_gb: float
+) -> str:
+    """'QLoRA fits only sharded: use --strategy fsdp (...)' when FSDP reaches a better decision, else ''."""
+    if RANK[sharded_decision] <= RANK[decision]:
+        return ""
+    m = sharded_decision
+    return (
+        f"{NAMES[m]} fits only sharded: use --strategy fsdp ({sharded[m].estimate.total_gib:.1f} of "
+        f"{gpu_gb:g} GiB per GPU with FSDP, {fits[m].estimate.total_gib:.1f} with DDP)."
     )
 
 
@@ -133,6 +205,7 @@ def _advice(
     decision: str,
     fits: dict[str, Fit],
     gradient_checkpointing: bool,
+    layout: Layout,
 ) -> list[Advice]:
     out: list[Advice] = []
     if r >= LARGE_R:
@@ -186,13 +259,18 @@ def _advice(
     if decision == "none":
         q = fits["qlora"]
         hint = f"lower seq to {q.max_seq}" if q.max_seq else "no sequence length fits at this batch size"
+        more = (
+            "a GPU with more memory"
+            if layout.gpus == 1
+            else "GPUs with more memory (or more of them, with FSDP)"
+        )
         out.append(
             Advice(
                 "warning",
                 "does not fit",
                 (
                     f"Nothing fits: QLoRA needs {q.estimate.total_gib:.1f} GiB. Use batch 1 with gradient "
-                    f"accumulation, {hint}, or a GPU with more memory."
+                    f"accumulation, {hint}, or {more}."
                 ),
             )
         )
@@ -207,6 +285,7 @@ def _advice(
                 ),
             )
         )
+    out += _layout_advice(fits, decision, layout)
     out.append(
         Advice(
             "info",
@@ -218,6 +297,37 @@ def _advice(
         )
     )
     return out
+
+
+def _layout_advice(fits: dict[str, Fit], decision: str, layout: Layout) -> list[Advice]:
+    """FSDP on one GPU is one device; QLoRA under FSDP needs a floating 4-bit storage dtype to shard."""
+    if layout.strategy != "fsdp":
+        return []
+    if layout.gpus == 1:
+        return [
+            Advice(
+                "info",
+                "fsdp on one GPU",
+                "--strategy fsdp with 1 GPU has nothing to shard: planned as one device "
+                "(the same numbers as ddp).",
+            )
+        ]
+    if decision not in ("qlora", "none"):
+        return []
+    base = next(t for t in fits["qlora"].estimate.terms if t.name.startswith("base linear weights"))
+    return [
+        Advice(
+            "warning",
+            "4-bit under FSDP",
+            (
+                "The estimate assumes the 4-bit weights are sharded, which takes a 4-bit storage dtype equal to "
+                "the compute dtype: BitsAndBytesConfig(bnb_4bit_quant_storage=torch.bfloat16) (the same 0.5 B per "
+                "weight, packed into bf16; Unsloth's FSDP2 switches it itself). With the default uint8, accelerate's "
+                f"FSDP leaves them whole on every GPU: {base.bytes * layout.gpus / GIB:.1f} GiB each, not "
+                f"{base.bytes / GIB:.1f}."
+            ),
+        )
+    ]
 
 
 def _positive_finite(value: object) -> bool:
@@ -239,12 +349,17 @@ def plan(
     stack: str = "unsloth",
     lora_falls_short: bool = False,
     objective: str = "sft",
+    gpus: int = 1,
+    strategy: str = "ddp",
 ) -> Plan:
-    """Plan full FT / 16-bit LoRA / QLoRA for ``model`` on a GPU with ``gpu_gb`` GiB.
+    """Plan full FT / 16-bit LoRA / QLoRA for ``model`` on ``gpus`` GPUs with ``gpu_gb`` GiB each.
 
     ``objective="dpo"`` plans preference tuning: ``batch`` pairs (chosen + rejected) per step, with TRL's
-    reference adapter and reference pass (``loralab.plan.memory``).
+    reference adapter and reference pass (``loralab.plan.memory``). ``strategy`` is ``"ddp"`` or
+    ``"fsdp"`` (``loralab.plan.devices``); ``batch`` is per device.
     """
+    check_layout(gpus, strategy)
+    layout = Layout(int(gpus), strategy)  # type: ignore[arg-type]
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be 'sft' or 'dpo', got {objective!r}.")
     if not _positive_finite(gpu_gb):
@@ -273,45 +388,21 @@ def plan(
         "gradient_checkpointing": gc_mode,
         "objective": objective,
     }
-    fits = {m: _fit(arch, m, gpu_gb, stack, **fields) for m in METHODS}
-    lora, qlora, full = fits["lora"], fits["qlora"], fits["full"]
-    if lora_falls_short and full.fits:
-        decision, reason = (
-            "full",
-            (
-                f"Full fine-tuning fits ({full.estimate.total_gib:.1f} of {gpu_gb:g} GiB) and "
-                "your evals say LoRA falls short: the last resort is justified."
-            ),
-        )
-    elif lora.fits and lora.free_gib >= HEADROOM * gpu_gb:
-        decision, reason = (
-            "lora",
-            (
-                f"16-bit LoRA fits with headroom ({lora.estimate.total_gib:.1f} of {gpu_gb:g} GiB): it avoids "
-                "4-bit's small quality cost and trains slightly faster."
-            ),
-        )
-    elif qlora.fits:
-        why = (
-            "16-bit LoRA fits only tightly"
-            if lora.fits
-            else f"16-bit LoRA needs {lora.estimate.total_gib:.1f} GiB"
-        )
-        decision, reason = (
-            "qlora",
-            (f"Memory is tight: {why}, QLoRA needs {qlora.estimate.total_gib:.1f} of {gpu_gb:g} GiB."),
-        )
-    else:
-        decision, reason = (
-            "none",
-            (
-                f"Even QLoRA needs {qlora.estimate.total_gib:.1f} GiB at batch {batch} x "
-                f"seq {seq}; this GPU has {gpu_gb:g} GiB."
-            ),
-        )
-    if decision in ("lora", "qlora") and full.fits and not lora_falls_short:
+    fits = {m: _fit(arch, m, gpu_gb, stack, layout, **fields) for m in METHODS}
+    decision, reason = _decide(fits, gpu_gb, layout, batch, seq, lora_falls_short)
+    if decision in ("lora", "qlora") and fits["full"].fits and not lora_falls_short:
         reason += " Full fine-tuning would fit too; use it only if evals show LoRA falls short."
-    advice = _advice(arch, r, alpha, alpha_given, targets, decision, fits, gradient_checkpointing)
+    advice = _advice(arch, r, alpha, alpha_given, targets, decision, fits, gradient_checkpointing, layout)
+    if layout.strategy == "ddp" and layout.gpus > 1:
+        sharded_layout = Layout(layout.gpus, "fsdp")
+        sharded = {m: _fit(arch, m, gpu_gb, stack, sharded_layout, **fields) for m in METHODS}
+        better, _ = _decide(sharded, gpu_gb, sharded_layout, batch, seq, lora_falls_short)
+        message = _only_sharded(fits, sharded, decision, better, gpu_gb)
+        if message:
+            reason += " " + message
+            advice.insert(
+                0, Advice("warning" if decision == "none" else "info", "fits only sharded", message)
+            )
     return Plan(
         model=arch.name,
         gpu_gb=gpu_gb,
@@ -326,6 +417,8 @@ def plan(
         reason=reason,
         advice=tuple(advice),
         param_counts=_param_counts(arch, r, targets),
+        gpus=layout.gpus,
+        strategy=layout.strategy,
     )
 
 

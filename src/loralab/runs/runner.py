@@ -266,6 +266,19 @@ def _execute(notebook: Path, run_dir: Path, parameters: dict[str, Any], folder_p
         raise kernel_error(error, run_dir / notebook.name) from None
 
 
+def _join(notebook: Path, parameters: dict[str, Any], source: str, node_rank: int) -> int:
+    """``--node-rank R`` (R >= 1): validate the same params, then run this machine's training workers."""
+    from loralab.train.workers import join_as_node
+
+    if notebook.stem != "01_qlora_finetune":
+        raise ParamsError(f"--node-rank: {notebook.name} does not train on several machines (notebook 01 does).")
+    with contextlib.chdir(notebook.parent):
+        cfg = validate_run_params(parameters, source=source)
+    join_as_node(cfg, node_rank)
+    print(f"node {node_rank}: training done (machine 0 writes the run folder)")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="loralab run", description="Run a notebook into a new run folder.")
     parser.add_argument("notebook", help="path to the notebook, or a shipped one's number or name, e.g. 01")
@@ -278,6 +291,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per notebook cell")
     parser.add_argument("--fresh", action="store_true",
                         help="always start a new run folder (default: resume an unfinished run of the same params)")
+    parser.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
+                        help="training processes on this machine (the num_processes param; DDP under torchrun)")
+    parser.add_argument("--nnodes", type=int, default=None, metavar="M", help="machines in the run (num_nodes)")
+    parser.add_argument("--node-rank", type=int, default=0, metavar="R",
+                        help="this machine's number: 0 runs the notebook, 1..M-1 only train (workers)")
+    parser.add_argument("--master-addr", default=None, metavar="HOST", help="machine 0's address (master_addr)")
+    parser.add_argument("--master-port", type=int, default=None, metavar="PORT", help="machine 0's port (master_port)")
     args = parser.parse_args(argv)
     try:
         notebook = notebook_argument(args.notebook)
@@ -295,11 +315,17 @@ def main(argv: list[str]) -> int:
             except yaml.YAMLError as error:
                 raise ParamsError(f"-p {name}: {value!r} is not a YAML value{yaml_problem(error)}; quote text "
                                   "values, e.g. -p name \"'text'\"") from None
+        launch = {name: value for name, value in (("num_processes", args.nproc_per_node), ("num_nodes", args.nnodes),
+                                                  ("master_addr", args.master_addr),
+                                                  ("master_port", args.master_port)) if value is not None}
         origins.update({f"-p {name}": {name: value} for name, value in overrides.items()})
+        origins.update({f"--{name}": {name: value} for name, value in launch.items()})
         check_names(notebook, origins)
         parameters = paths_from_here({k: v for values in origins.values() for k, v in values.items()},
                                      notebook.parent)
         source = " + ".join([*args.params, *(f"-p {n}" for n in overrides)]) or "parameters"
+        if args.node_rank:  # another machine of a several-machine run: its workers, no notebook, no run folder
+            return _join(notebook, parameters, source, args.node_rank)
         run_dir = run_notebook(notebook, parameters, args.runs_root, timeout_s=args.timeout, source=source,
                                fresh=args.fresh, command=["loralab", "run", *argv], params_files=args.params)
     except (ValueError, RunFailed) as error:  # ParamsError, DatasetError, a notebook that stopped on an error

@@ -17,6 +17,7 @@ Every ``cfg.save_steps`` steps a checkpoint is written aside and renamed into ``
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 from loralab.params.run_config import RunConfig
@@ -57,6 +58,8 @@ def common_args(cfg: RunConfig, output_dir: str | Path, has_eval: bool) -> dict:
         "bf16": bf16,
         "fp16": on_gpu and not bf16,
         "use_cpu": not on_gpu,
+        # under torchrun (loralab.train.workers): DDP over gloo on CPUs; NCCL, the default, on GPUs
+        "ddp_backend": "gloo" if not on_gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
         "dataset_num_proc": 1,
     }
 

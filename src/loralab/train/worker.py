@@ -1,0 +1,61 @@
+"""One data-parallel training process, started by torchrun (``loralab.train.workers`` builds the command).
+
+    python -m torch.distributed.run --nproc-per-node 2 ... -m loralab.train.worker JOB.json
+
+``JOB.json`` holds the run's validated params (the notebook's own config, not a second copy of the
+parameters), the checkpoint folder, the checkpoint to resume from and where rank 0 leaves the trained
+adapter and the trainer's state for the notebook. Every rank loads the same base, attaches the same
+LoRA (same seed) and reads the same training rows; the trainer (DDP: gloo on CPUs, NCCL on GPUs)
+gives each rank its own shard of every global batch. Only rank 0 writes: checkpoints (the Trainer's
+rule) and the result folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+RESULT_ADAPTER = "adapter"
+RESULT_STATE = "trainer_state.json"
+RESULT_METRICS = "train_result.json"
+
+
+def _threads_per_worker() -> int:
+    """This rank's share of the machine's cores (torchrun sets OMP_NUM_THREADS=1 unless told)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def run_worker(job_path: str | Path) -> None:
+    """Train this rank's part of the run described in ``job_path``."""
+    import torch
+
+    if not torch.cuda.is_available():
+        torch.set_num_threads(_threads_per_worker())
+    job = json.loads(Path(job_path).read_text())
+    from loralab.data.chat_rows import to_prompt_completion
+    from loralab.data.heldout import load_splits
+    from loralab.data.row_lengths import fit_rows_to_length
+    from loralab.model.loading import attach_lora, load_model
+    from loralab.params.run_config import RunConfig
+    from loralab.train.trainer import build_trainer
+
+    cfg = RunConfig(**job["params"])
+    model, tokenizer = load_model(cfg)
+    model = attach_lora(model, cfg)
+    rows, _ = fit_rows_to_length(load_splits(cfg).train, tokenizer, cfg.max_seq_length, cfg.overlong_rows)
+    trainer = build_trainer(model, tokenizer, to_prompt_completion(rows), cfg, output_dir=job["checkpoints"])
+    result = trainer.train(resume_from_checkpoint=job.get("checkpoint"))
+    if trainer.is_world_process_zero() and job.get("result_dir"):
+        out = Path(job["result_dir"])
+        trainer.model.save_pretrained(str(out / RESULT_ADAPTER))
+        trainer.state.save_to_json(str(out / RESULT_STATE))
+        (out / RESULT_METRICS).write_text(json.dumps({"global_step": result.global_step,
+                                                      "training_loss": result.training_loss,
+                                                      "metrics": result.metrics}))
+
+
+if __name__ == "__main__":
+    run_worker(sys.argv[1])

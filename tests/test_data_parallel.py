@@ -1,0 +1,113 @@
+"""Data-parallel training under torchrun on this CPU (gloo): 2 processes against 1 with the same global batch,
+and two machines (two torchrun agents) meeting on 127.0.0.1.
+
+Both runs are notebook 01 end to end (16-bit base, 6 steps, dropout 0 so that the ranks' random
+numbers do not matter): the 2-process run (2 x 2 rows per step) must log the losses of the 1-process run
+(4 rows per step) within 1e-4, its adapter (saved by the notebook after rank 0 trained it) must reload
+and reproduce the trained logits, and only rank 0 may have written files.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from loralab.runs.runner import run_notebook
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "01_qlora_finetune.ipynb"
+pytestmark = pytest.mark.slow
+BASE = {"load_in_4bit": False, "max_steps": 6, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0,
+        "learning_rate": 1e-3, "warmup_steps": 0, "max_seq_length": 128, "eval_examples": 2, "show_examples": 0,
+        "max_new_tokens": 16, "save_steps": 3, "save_total_limit": 2}
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory) -> Path:
+    params = BASE | {"per_device_train_batch_size": 4, "num_processes": 1}
+    return run_notebook(NOTEBOOK, params, runs_root=tmp_path_factory.mktemp("one"), run_name="one", timeout_s=900)
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory) -> Path:
+    params = BASE | {"per_device_train_batch_size": 2, "num_processes": 2}
+    return run_notebook(NOTEBOOK, params, runs_root=tmp_path_factory.mktemp("two"), run_name="two", timeout_s=900)
+
+
+def _metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_two_processes_follow_one_process_with_the_same_global_batch(one_process, two_processes):
+    one, two = _metrics(one_process), _metrics(two_processes)
+    assert len(one["train_losses"]) == len(two["train_losses"]) == BASE["max_steps"]
+    assert two["train_losses"] == pytest.approx(one["train_losses"], abs=1e-4)
+    assert two["train_losses"][-1] < two["train_losses"][0]
+    assert two["eval_loss_after"] == pytest.approx(one["eval_loss_after"], abs=1e-3)
+
+
+def test_the_adapter_trained_by_rank_0_reloads_and_reproduces_logits(two_processes):
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    from loralab.adapters.save import probe_logits
+    from loralab.model.loading import load_model
+    from loralab.params.run_config import validate_params
+
+    base, tokenizer = load_model(validate_params(_metrics(two_processes)["params"]))
+    model = PeftModel.from_pretrained(base, str(two_processes / "adapter"))
+    reference = load_file(str(two_processes / "reference_logits.safetensors"))
+    input_ids, logits = probe_logits(model, tokenizer)
+    assert input_ids.tolist() == reference["input_ids"].tolist()
+    assert (logits - reference["logits"]).abs().max().item() < 1e-2  # fp32 summation order between processes
+    with model.disable_adapter():
+        _, without = probe_logits(model, tokenizer)
+    assert (without - reference["logits"]).abs().max().item() > 0.5, "the adapter trained by the workers changed nothing"
+
+
+def test_only_rank_0_wrote_and_the_run_folder_is_one_runs(two_processes):
+    checkpoints = sorted(p.name for p in (two_processes / "checkpoints").iterdir())
+    assert checkpoints and set(checkpoints) <= {"checkpoint-3", "checkpoint-6"}, checkpoints  # save_steps 3
+    for checkpoint in (two_processes / "checkpoints").iterdir():
+        rng = sorted(p.name for p in checkpoint.glob("rng_state*"))
+        assert rng == ["rng_state_0.pth", "rng_state_1.pth"], rng  # each rank's random state, written by the Trainer
+    assert len(list(two_processes.glob("metrics.json"))) == 1
+    assert _metrics(two_processes)["params"]["num_processes"] == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_machines_meet_on_localhost_and_finish(tmp_path, kill_tree):
+    port = _free_port()
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(BASE | {"max_steps": 3, "save_steps": 0, "per_device_train_batch_size": 2,
+                                             "num_nodes": 2, "master_port": port}))
+    base = [sys.executable, "-m", "loralab.cli", "run", str(NOTEBOOK), "-f", str(params)]
+    node1 = subprocess.Popen([*base, "--node-rank", "1"], cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(1)
+        node0 = subprocess.run([*base, "--runs-root", str(tmp_path / "runs")], cwd=tmp_path, capture_output=True,
+                               text=True, timeout=900, check=False)
+        out1, _ = node1.communicate(timeout=300)
+    finally:
+        if node1.poll() is None:
+            kill_tree(node1)
+    assert node0.returncode == 0, node0.stdout[-3000:] + node0.stderr[-3000:]
+    assert node1.returncode == 0, out1[-3000:]
+    assert "node 1: training done" in out1
+    run = next((tmp_path / "runs").iterdir())
+    metrics = _metrics(run)
+    assert len(metrics["train_losses"]) == 3 and metrics["params"]["num_nodes"] == 2
+    assert not (tmp_path / "checkpoints").exists(), "machine 1 writes nothing where it ran"
