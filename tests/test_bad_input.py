@@ -341,6 +341,39 @@ def test_a_tracker_that_is_not_installed(refused):
     refused(run01("-p", "report_to", missing), f"pip install {missing}", "report_to: none")
 
 
+# --- several processes and machines ---------------------------------------------------------------------
+
+def test_more_processes_than_cores(refused):
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    refused(run01("--nproc-per-node", str(cores + 1)), f"this machine has {cores} CPU cores",
+            f"num_processes: {cores}")
+
+
+def test_a_port_in_use(refused):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        refused(run01("--nproc-per-node", "2", "--master-port", str(port)), f"master_port: {port} is already in use")
+
+
+def test_a_node_rank_outside_the_machines(refused):
+    refused(run01("--nnodes", "2", "--master-port", "29533", "--node-rank", "2"), "--node-rank 2",
+            "node 1 to 1")
+
+
+def test_several_machines_need_a_port(refused):
+    refused(run01("--nnodes", "2"), "set master_port")
+
+
+def test_notebook_04_trains_in_one_process(refused):
+    refused(run04("--nproc-per-node", "2"), "unknown parameter 'num_processes'")
+
+
 # --- the error boundary itself ---------------------------------------------------------------------------
 
 def test_debug_shows_the_traceback(tmp_path, monkeypatch):

@@ -46,11 +46,19 @@ def _metrics(run: Path) -> dict:
 
 
 def test_two_processes_follow_one_process_with_the_same_global_batch(one_process, two_processes):
+    """Measured: losses equal within 1e-6, adapters within 2.7e-5, held-out loss after within 1.4e-3."""
     one, two = _metrics(one_process), _metrics(two_processes)
     assert len(one["train_losses"]) == len(two["train_losses"]) == BASE["max_steps"]
     assert two["train_losses"] == pytest.approx(one["train_losses"], abs=1e-4)
     assert two["train_losses"][-1] < two["train_losses"][0]
-    assert two["eval_loss_after"] == pytest.approx(one["eval_loss_after"], abs=1e-3)
+    from safetensors.torch import load_file
+
+    a = load_file(str(one_process / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(two_processes / "adapter" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    # measured 2.7e-5: the gradients are summed in another order (two halves, then the all-reduce)
+    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 2e-4
+    assert two["eval_loss_after"] == pytest.approx(one["eval_loss_after"], abs=5e-3)
 
 
 def test_the_adapter_trained_by_rank_0_reloads_and_reproduces_logits(two_processes):
@@ -73,9 +81,9 @@ def test_the_adapter_trained_by_rank_0_reloads_and_reproduces_logits(two_process
 
 
 def test_only_rank_0_wrote_and_the_run_folder_is_one_runs(two_processes):
-    checkpoints = sorted(p.name for p in (two_processes / "checkpoints").iterdir())
+    checkpoints = sorted(p.name for p in (two_processes / "checkpoints").iterdir() if p.is_dir())
     assert checkpoints and set(checkpoints) <= {"checkpoint-3", "checkpoint-6"}, checkpoints  # save_steps 3
-    for checkpoint in (two_processes / "checkpoints").iterdir():
+    for checkpoint in (two_processes / "checkpoints").glob("checkpoint-*"):
         rng = sorted(p.name for p in checkpoint.glob("rng_state*"))
         assert rng == ["rng_state_0.pth", "rng_state_1.pth"], rng  # each rank's random state, written by the Trainer
     assert len(list(two_processes.glob("metrics.json"))) == 1
@@ -111,3 +119,52 @@ def test_two_machines_meet_on_localhost_and_finish(tmp_path, kill_tree):
     metrics = _metrics(run)
     assert len(metrics["train_losses"]) == 3 and metrics["params"]["num_nodes"] == 2
     assert not (tmp_path / "checkpoints").exists(), "machine 1 writes nothing where it ran"
+
+
+def test_a_killed_worker_fails_the_run_clearly_and_the_same_command_resumes(tmp_path, kill_tree):
+    import psutil
+
+    from loralab.train.checkpoints import COMPLETE_MARKER
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(BASE | {"max_steps": 8, "save_steps": 2, "per_device_train_batch_size": 2,
+                                             "num_processes": 2}))
+    command = [sys.executable, "-m", "loralab.cli", "run", str(NOTEBOOK), "-f", str(params),
+               "--runs-root", str(tmp_path / "runs")]
+    first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    killed = None
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and first.poll() is None and killed is None:
+            if list((tmp_path / "runs").glob(f"*/checkpoints/checkpoint-4/{COMPLETE_MARKER}")):
+                for proc in psutil.Process(first.pid).children(recursive=True):
+                    try:
+                        if "loralab.train.worker" in " ".join(proc.cmdline()) and proc.environ().get("RANK") == "1":
+                            proc.kill()
+                            killed = proc.pid
+                    except psutil.NoSuchProcess:
+                        continue
+            time.sleep(0.05)
+        out, _ = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            kill_tree(first)
+    assert killed is not None, "no worker of rank 1 was found to kill"
+    assert first.returncode == 2, out[-3000:]
+    error = next(line for line in out.splitlines() if line.startswith("error: "))
+    assert "training worker rank 1 failed (exit code -9, killed)" in error, error
+    assert "run the same command again to resume" in error
+    run = next((tmp_path / "runs").iterdir())
+    assert not (run / "adapter").exists() and not (run / "metrics.json").exists()
+    for checkpoint in (run / "checkpoints").glob("checkpoint-*"):  # whole or absent
+        assert (checkpoint / COMPLETE_MARKER).is_file() and len(list(checkpoint.glob("rng_state_*.pth"))) == 2
+    time.sleep(1)
+    assert not [p for p in psutil.process_iter(["cmdline"]) if "loralab.train.worker" in " ".join(p.info["cmdline"] or [])
+                ], "orphan workers left behind"
+
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"resuming the unfinished run in {run}" in again.stdout
+    metrics = _metrics(run)
+    assert metrics["resumed_from_step"] in (4, 6)
+    assert len(metrics["train_losses"]) == 8

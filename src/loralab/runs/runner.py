@@ -326,6 +326,12 @@ def main(argv: list[str]) -> int:
         source = " + ".join([*args.params, *(f"-p {n}" for n in overrides)]) or "parameters"
         if args.node_rank:  # another machine of a several-machine run: its workers, no notebook, no run folder
             return _join(notebook, parameters, source, args.node_rank)
+        if parameters.get("master_port") and (parameters.get("num_processes", 1) > 1 or
+                                              parameters.get("num_nodes", 1) > 1):
+            from loralab.train.workers import check_port_free
+
+            # machine 0 listens there: said before the kernel starts, not after the model loaded
+            check_port_free(str(parameters.get("master_addr", "127.0.0.1")), int(parameters["master_port"]))
         run_dir = run_notebook(notebook, parameters, args.runs_root, timeout_s=args.timeout, source=source,
                                fresh=args.fresh, command=["loralab", "run", *argv], params_files=args.params)
     except (ValueError, RunFailed) as error:  # ParamsError, DatasetError, a notebook that stopped on an error

@@ -142,8 +142,8 @@ class AtomicCheckpoints:
     """Mixin for a transformers ``Trainer``: ``checkpoint-N`` is written aside, then renamed into place.
 
     ``class MyTrainer(AtomicCheckpoints, SFTTrainer)``; set ``run_params`` (a dict) to record the run's
-    params in each checkpoint. With several processes (DDP) each rank writes its own RNG file into the
-    checkpoint, so there the plain (non-atomic) Trainer save is used.
+    params in each checkpoint. With several processes (DDP) each rank writes its own RNG file into one
+    staging folder; rank 0 renames it once every rank is done.
     """
 
     run_params: dict[str, Any] | None = None
@@ -156,7 +156,7 @@ class AtomicCheckpoints:
 
     def _save_checkpoint(self, model, trial) -> None:
         if self.args.world_size > 1:
-            return super()._save_checkpoint(model, trial)
+            return self._save_checkpoint_data_parallel(model, trial)
         from transformers.trainer_utils import rotate_checkpoints
 
         output_dir = Path(super()._get_output_dir(trial))
@@ -180,6 +180,39 @@ class AtomicCheckpoints:
         rotate_checkpoints(output_dir=str(output_dir), save_total_limit=self.args.save_total_limit,
                            best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
 
+    def _save_checkpoint_data_parallel(self, model, trial) -> None:
+        """Several ranks (DDP): every rank writes into one staging folder (each its RNG state), all wait,
+        then rank 0 flushes and renames it into place; a worker killed mid-save leaves no checkpoint-N."""
+        from transformers.trainer_utils import rotate_checkpoints
+
+        output_dir = Path(super()._get_output_dir(trial))
+        name = f"checkpoint-{self.state.global_step}"
+        staging_root = output_dir / f"{STAGING_PREFIX}{name}-ranks"  # the same name on every rank
+        if self.args.should_save:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(staging_root, ignore_errors=True)
+            staging_root.mkdir()
+        self.accelerator.wait_for_everyone()
+        self._staging_root = str(staging_root)
+        try:
+            super()._save_checkpoint(model, trial)  # writes staging_root/checkpoint-N, each rank its part
+        finally:
+            self._staging_root = None
+        self.accelerator.wait_for_everyone()  # every rank's files are written
+        if self.args.should_save:
+            staged = staging_root / name
+            if self.run_params is not None:
+                (staged / PARAMS_NAME).write_text(json.dumps(self.run_params, indent=1, sort_keys=True, default=str))
+            _fsync_tree(staged)
+            final = output_dir / name
+            if final.exists():
+                final.rename(staging_root / f"{name}.old")
+            staged.rename(final)
+            shutil.rmtree(staging_root, ignore_errors=True)
+            rotate_checkpoints(output_dir=str(output_dir), save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
+        self.accelerator.wait_for_everyone()
+
 
 def _load_root_adapter(model, checkpoint: Path) -> None:
     """Load the adapter saved at ``checkpoint``'s root into ``model``'s active adapter, if it has others too."""
@@ -202,11 +235,33 @@ class ResumeAsTrained:
       that is exact, because the checkpoint holds the bf16 values themselves (saved widened to fp32).
     * TRL's token counter (``num_tokens`` in the log) restarts at 0; it continues from the last count
       logged in the checkpoint (exact when ``logging_steps`` divides ``save_steps``).
+    * Under DDP on a CPU, transformers asks torch.load for the location ``cpu:0``, which it cannot
+      restore to: the optimizer state is loaded to ``cpu``.
     * A checkpoint of a model with a second adapter (DPO's frozen ``ref`` copy, saved as ``ref/``) is
       reloaded by transformers 5.17 from its subfolders only: the trained adapter at the checkpoint's
       root is skipped, and the run went on from the untrained adapter (DPO loss back at log 2 on the
       first resumed step). Here the root adapter is loaded into the active adapter as well.
     """
+
+    def _load_optimizer_and_scheduler(self, checkpoint) -> None:
+        """transformers 5.17 loads the optimizer with ``map_location=args.device`` under DDP, which on a CPU
+        is ``cpu:0``, a location torch.load cannot restore to; there it loads to ``cpu``."""
+        if not checkpoint or self.args.world_size <= 1 or self.args.device.type != "cpu":
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        import torch
+
+        original = torch.load
+
+        def load_to_cpu(*args, **kwargs):
+            if str(kwargs.get("map_location", "")).startswith("cpu"):
+                kwargs["map_location"] = "cpu"
+            return original(*args, **kwargs)
+
+        torch.load = load_to_cpu
+        try:
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        finally:
+            torch.load = original
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         target = model if model is not None else self.model

@@ -31,13 +31,17 @@ import tempfile
 from collections import deque
 from pathlib import Path
 
-from loralab.params.errors import ParamsError, RunFailed
+from loralab.params.errors import ParamsError
 from loralab.params.run_config import RunConfig
 from loralab.train.progress import progress_mode, terminal_line
 from loralab.train.worker import RESULT_ADAPTER, RESULT_METRICS, RESULT_STATE
 
 FAILED_RANK = re.compile(r"rank\s*:\s*(\d+)")  # torchrun's failure summary: "rank      : 1 (local_rank: 1)"
 EXIT_CODE = re.compile(r"exitcode\s*:\s*(-?\d+)")
+
+
+class TrainingWorkersFailed(RuntimeError):
+    """A torchrun worker failed; the message names its rank and says how to resume."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -77,7 +81,7 @@ def _relay(line: str) -> None:
 
 
 def _launch(command: list[str], what: str) -> None:
-    """Run torchrun, passing its progress lines on; RunFailed naming the failed rank (its output's end shown)."""
+    """Run torchrun, passing its progress lines on; TrainingWorkersFailed naming the failed rank."""
     tail: deque[str] = deque(maxlen=400)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -90,12 +94,15 @@ def _launch(command: list[str], what: str) -> None:
     if code == 0:
         return
     text = "".join(tail)
-    ranks = sorted({int(r) for r in FAILED_RANK.findall(text)})
-    exits = EXIT_CODE.findall(text)
+    # torchrun's summary: "Root Cause (first observed failure)" names the worker that failed first; the
+    # others listed under "Failures" are the ones torchrun stopped after it.
+    first = text.rsplit("Root Cause", 1)[-1]
+    ranks = sorted({int(r) for r in FAILED_RANK.findall(first)})
+    exits = EXIT_CODE.findall(first)
     who = f"training worker rank {', '.join(map(str, ranks))}" if ranks else "a training worker"
     how = f" (exit code {exits[0]}{', killed' if exits and int(exits[0]) < 0 else ''})" if exits else ""
-    print("".join(list(tail)[-40:]), file=sys.stderr)  # the workers' last words, for the traceback's reader
-    raise RunFailed(f"{who} failed{how} during {what}. Complete checkpoints in the run folder are kept; run the "
+    print("".join(list(tail)[-80:]), file=sys.stderr)  # the workers' last words, for the traceback's reader
+    raise TrainingWorkersFailed(f"{who} failed{how} during {what}. Complete checkpoints in the run folder are kept; run the "
                     "same command again to resume from the newest one.")
 
 
@@ -125,7 +132,7 @@ def train_in_workers(trainer, cfg: RunConfig, checkpoint: Path | None, run_dir: 
         adapter = load_file(str(scratch_dir / RESULT_ADAPTER / "adapter_model.safetensors"))
         outcome = set_peft_model_state_dict(trainer.model, adapter)
         if getattr(outcome, "unexpected_keys", None):
-            raise RunFailed(f"the trained adapter does not fit this model: {outcome.unexpected_keys[:3]}")
+            raise TrainingWorkersFailed(f"the trained adapter does not fit this model: {outcome.unexpected_keys[:3]}")
         trainer.state = TrainerState.load_from_json(str(scratch_dir / RESULT_STATE))
         result = json.loads((scratch_dir / RESULT_METRICS).read_text())
     return TrainOutput(result["global_step"], result["training_loss"], result["metrics"])
