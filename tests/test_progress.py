@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,26 @@ def test_the_tested_trackers_are_installed_by_make_setup():
 
     for tracker in ("none", "tensorboard", "mlflow"):
         check_tracker(tracker)
+
+
+def test_loralab_sweep_shows_the_running_notebooks_step_in_its_bar(monkeypatch):
+    import time
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from loralab.sweeps.cli import current_run_progress
+
+    monkeypatch.delenv(PROGRESS_FILE_ENV, raising=False)
+    with Progress(console=Console(file=open("/dev/null", "w"))) as progress:
+        bar = progress.add_task("rank", total=2)
+        with current_run_progress(progress, bar, "rank", jobs=1):
+            terminal_line("step 3/8 | loss 1.2000")  # what a kernel writes, via the variable it inherits
+            deadline = time.time() + 5
+            while "step 3/8" not in progress.tasks[0].description and time.time() < deadline:
+                time.sleep(0.1)
+            assert progress.tasks[0].description == "rank · step 3/8 | loss 1.2000"
+        assert progress.tasks[0].description == "rank"
+        with current_run_progress(progress, bar, "rank", jobs=2):
+            assert os.environ[PROGRESS_ENV] == "none"  # several runs at once: only the bar moves
+    assert PROGRESS_FILE_ENV not in os.environ
