@@ -119,6 +119,11 @@ def check_runtime(cfg: RunConfig, packages: bool = True) -> None:
     check_processes(cfg.num_processes, cuda_available())
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity set; all cores where the OS cannot say)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def check_processes(num_processes: int, on_gpu: bool) -> None:
     """RuntimeCheckError when this machine has fewer devices (GPUs, or CPU cores) than training processes."""
     if num_processes <= 1:
@@ -128,8 +133,7 @@ def check_processes(num_processes: int, on_gpu: bool) -> None:
 
         devices, unit = torch.cuda.device_count(), "GPUs"
     else:
-        devices, unit = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, \
-            "CPU cores"
+        devices, unit = usable_cores(), "CPU cores"
     if num_processes > devices:
         raise RuntimeCheckError(f"num_processes: {num_processes} training processes, but this machine has {devices} "
                                 f"{unit}: write num_processes: {devices} or less (1 trains in this process).")

@@ -24,8 +24,9 @@ RESULT_METRICS = "train_result.json"
 
 def _threads_per_worker() -> int:
     """This rank's share of the machine's cores (torchrun sets OMP_NUM_THREADS=1 unless told)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    from loralab.params.runtime_check import usable_cores
+
+    return max(1, usable_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def run_worker(job_path: str | Path) -> None:
