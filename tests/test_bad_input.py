@@ -370,6 +370,15 @@ def test_several_machines_need_a_port(refused):
     refused(run01("--nnodes", "2"), "set master_port")
 
 
+def test_fsdp_on_a_cpu_machine_is_refused_with_the_reason(refused):
+    refused(run01("--nproc-per-node", "2", "--strategy", "fsdp"), "parallel_strategy: fsdp",
+            "accelerate runs FSDP only on GPUs", "parallel_strategy: ddp")
+
+
+def test_fsdp_in_one_process_is_refused(refused):
+    refused(run01("--strategy", "fsdp"), "num_processes and num_nodes are 1")
+
+
 def test_notebook_04_trains_in_one_process(refused):
     refused(run04("--nproc-per-node", "2"), "unknown parameter 'num_processes'")
 

@@ -168,3 +168,4 @@ def test_a_killed_worker_fails_the_run_clearly_and_the_same_command_resumes(tmp_
     metrics = _metrics(run)
     assert metrics["resumed_from_step"] in (4, 6)
     assert len(metrics["train_losses"]) == 8
+

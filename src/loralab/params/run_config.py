@@ -109,6 +109,10 @@ class RunConfig(BaseModel):
                                "CPU, processes that share the cores); > 1 trains under torchrun with DDP")
     num_nodes: int = Field(1, ge=1, le=1024, description="machines taking part in training (each runs loralab run "
                            "with its own --node-rank)")
+    parallel_strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="with several processes: ddp (a full copy of the model per device, gradients "
+                           "averaged) or fsdp (FSDP2 through accelerate: base and optimizer sharded over the "
+                           "devices, for a model that fits only sharded; GPUs only)")
     master_addr: str = Field("127.0.0.1", description="address of machine 0, where the workers meet (several "
                              "machines: its address on your network)")
     master_port: int = Field(0, ge=0, le=65535, description="port on machine 0 for the workers to meet (0 = a free "
@@ -163,6 +167,10 @@ class RunConfig(BaseModel):
         if self.num_nodes > 1 and not self.master_port:
             raise ValueError(f"num_nodes: {self.num_nodes} machines meet on master_addr:master_port, and master_port "
                              "is 0 (a free port, which the other machines cannot know): set master_port, e.g. 29500")
+        if self.parallel_strategy == "fsdp" and self.world_size == 1:
+            raise ValueError("parallel_strategy: fsdp shards the model over several processes, and num_processes "
+                             "and num_nodes are 1: set num_processes (e.g. 2, one per GPU), or parallel_strategy: "
+                             "ddp")
         self._consistent_eval()
         return self
 

@@ -117,6 +117,7 @@ def check_runtime(cfg: RunConfig, packages: bool = True) -> None:
                                 "pip install bitsandbytes, or write load_in_4bit: false (16-bit LoRA).")
     check_tracker(cfg.report_to)
     check_processes(cfg.num_processes, cuda_available())
+    check_strategy(cfg.parallel_strategy, cuda_available())
 
 
 def usable_cores() -> int:
@@ -137,6 +138,19 @@ def check_processes(num_processes: int, on_gpu: bool) -> None:
     if num_processes > devices:
         raise RuntimeCheckError(f"num_processes: {num_processes} training processes, but this machine has {devices} "
                                 f"{unit}: write num_processes: {devices} or less (1 trains in this process).")
+
+
+def check_strategy(strategy: str, on_gpu: bool) -> None:
+    """RuntimeCheckError for FSDP on a machine without GPUs.
+
+    accelerate builds its FSDP plugin only for GPU-type distributed states: on CPU processes (gloo) the
+    Trainer gets ``fsdp`` and silently trains plain DDP, a full copy of the model per process (measured
+    with accelerate 1.15 / transformers 5.17). loralab refuses rather than promise sharding it cannot give.
+    """
+    if strategy == "fsdp" and not on_gpu:
+        raise RuntimeCheckError("parallel_strategy: fsdp shards the model over GPUs, and this machine has none: "
+                                "accelerate runs FSDP only on GPUs (on CPU processes it would train plain DDP, "
+                                "a full copy per process). Write parallel_strategy: ddp here, or run on GPUs.")
 
 
 # report_to -> (the module transformers looks for, what to pip install)

@@ -322,7 +322,8 @@ def _layout_advice(fits: dict[str, Fit], decision: str, layout: Layout) -> list[
             (
                 "The estimate assumes the 4-bit weights are sharded, which takes a 4-bit storage dtype equal to "
                 "the compute dtype: BitsAndBytesConfig(bnb_4bit_quant_storage=torch.bfloat16) (the same 0.5 B per "
-                "weight, packed into bf16; Unsloth's FSDP2 switches it itself). With the default uint8, accelerate's "
+                "weight, packed into bf16). loralab's parallel_strategy: fsdp has Unsloth set it (UNSLOTH_FSDP2=1); "
+                "elsewhere set it yourself. With the default uint8, accelerate's "
                 f"FSDP leaves them whole on every GPU: {base.bytes * layout.gpus / GIB:.1f} GiB each, not "
                 f"{base.bytes / GIB:.1f}."
             ),

@@ -294,6 +294,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
                         help="training processes on this machine (the num_processes param; DDP under torchrun)")
     parser.add_argument("--nnodes", type=int, default=None, metavar="M", help="machines in the run (num_nodes)")
+    parser.add_argument("--strategy", choices=("ddp", "fsdp"), default=None,
+                        help="ddp (a full copy per device) or fsdp (the model sharded over GPUs): parallel_strategy")
     parser.add_argument("--node-rank", type=int, default=0, metavar="R",
                         help="this machine's number: 0 runs the notebook, 1..M-1 only train (workers)")
     parser.add_argument("--master-addr", default=None, metavar="HOST", help="machine 0's address (master_addr)")
@@ -316,7 +318,7 @@ def main(argv: list[str]) -> int:
                 raise ParamsError(f"-p {name}: {value!r} is not a YAML value{yaml_problem(error)}; quote text "
                                   "values, e.g. -p name \"'text'\"") from None
         launch = {name: value for name, value in (("num_processes", args.nproc_per_node), ("num_nodes", args.nnodes),
-                                                  ("master_addr", args.master_addr),
+                                                  ("parallel_strategy", args.strategy), ("master_addr", args.master_addr),
                                                   ("master_port", args.master_port)) if value is not None}
         origins.update({f"-p {name}": {name: value} for name, value in overrides.items()})
         origins.update({f"--{name}": {name: value} for name, value in launch.items()})

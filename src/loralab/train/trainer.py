@@ -61,7 +61,23 @@ def common_args(cfg: RunConfig, output_dir: str | Path, has_eval: bool) -> dict:
         # under torchrun (loralab.train.workers): DDP over gloo on CPUs; NCCL, the default, on GPUs
         "ddp_backend": "gloo" if not on_gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
         "dataset_num_proc": 1,
+        **fsdp_args(cfg),
     }
+
+
+# FSDP2 through accelerate's plugin: one unit per decoder block (the model's own _no_split_modules),
+# parameters resharded after each block's forward. A 4-bit base is loaded with its packed bytes stored
+# in the compute dtype (bnb_4bit_quant_storage), which Unsloth does when UNSLOTH_FSDP2=1 (the worker
+# sets it): FSDP2 cannot shard uint8 storage. Checkpoints keep a full state dict (the adapter is small).
+FSDP_CONFIG = {"version": 2, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "reshard_after_forward": True,
+               "state_dict_type": "FULL_STATE_DICT", "cpu_ram_efficient_loading": False}
+
+
+def fsdp_args(cfg: RunConfig) -> dict:
+    """``fsdp`` / ``fsdp_config`` for the Trainer when ``cfg.parallel_strategy`` is fsdp, else nothing."""
+    if cfg.parallel_strategy != "fsdp":
+        return {}
+    return {"fsdp": True, "fsdp_config": dict(FSDP_CONFIG)}
 
 
 def build_trainer(model, tokenizer, train_dataset, cfg: RunConfig, output_dir: str | Path, eval_dataset=None):

@@ -29,6 +29,13 @@ def _threads_per_worker() -> int:
     return max(1, usable_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
+def strategy_environment(cfg) -> dict[str, str]:
+    """What Unsloth reads at load time under FSDP2: UNSLOTH_FSDP2=1 makes it store a 4-bit base's packed
+    NF4 bytes in the compute dtype (``bnb_4bit_quant_storage``; FSDP2 cannot shard uint8 storage) and keep
+    its LoRA kernels FSDP2-aware. Nothing for DDP."""
+    return {"UNSLOTH_FSDP2": "1"} if cfg.parallel_strategy == "fsdp" else {}
+
+
 def run_worker(job_path: str | Path) -> None:
     """Train this rank's part of the run described in ``job_path``."""
     import torch
@@ -44,6 +51,7 @@ def run_worker(job_path: str | Path) -> None:
     from loralab.train.trainer import build_trainer
 
     cfg = RunConfig(**job["params"])
+    os.environ.update(strategy_environment(cfg))
     model, tokenizer = load_model(cfg)
     model = attach_lora(model, cfg)
     rows, _ = fit_rows_to_length(load_splits(cfg).train, tokenizer, cfg.max_seq_length, cfg.overlong_rows)
