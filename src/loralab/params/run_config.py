@@ -99,6 +99,10 @@ class RunConfig(BaseModel):
     seed: int = Field(3407, ge=0, le=2**32 - 1, description="seed for LoRA init, data order and sampling "
                       "(0 to 4294967295, what numpy and torch accept)")
     logging_steps: int = Field(1, ge=1, description="log the loss every N steps")
+    packing: Literal["none", "padding_free", "packed"] = Field(
+        "padding_free", description="batch layout: none (rows padded to the batch's longest), padding_free (the "
+                                    "same rows, concatenated without pad tokens) or packed (whole rows fill "
+                                    "max_seq_length-token sequences: more rows per step); loralab.train.packing")
     # checkpoints: a Colab T4 step on a 3B model takes ~10-15 s, so 25 steps lose at most ~5 minutes of
     # work when the session dies, and a checkpoint (adapter + optimizer, ~150 MB there) costs seconds.
     save_steps: int = Field(25, ge=0, description="write a checkpoint every N steps (0 = no checkpoints)")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from loralab.params.run_config import RunConfig
 from loralab.train.checkpoints import AtomicCheckpoints, ResumeAsTrained
+from loralab.train.packing import PaddingFreeTruncation, check_rows_kept_apart, keep_packing, packing_args
 from loralab.train.progress import progress_callbacks, progress_mode
 
 
@@ -88,16 +89,19 @@ def build_trainer(model, tokenizer, train_dataset, cfg: RunConfig, output_dir: s
 
     datasets.disable_progress_bars()  # no "Tokenizing train dataset" bars in notebooks and logs
 
+    check_rows_kept_apart(model, tokenizer, cfg.packing)  # before TRL tokenizes: refused in a second
     args = SFTConfig(
-        **common_args(cfg, output_dir, has_eval=eval_dataset is not None),
+        **(common_args(cfg, output_dir, has_eval=eval_dataset is not None) | packing_args(cfg)),
         completion_only_loss=True,
         prediction_loss_only=True,  # held-out loss through the trainer's own loop, no logits kept
         metric_for_best_model="eval_loss" if cfg.early_stopping_patience else None,
         greater_is_better=False if cfg.early_stopping_patience else None,
     )
+    keep_packing(args, cfg)  # Unsloth's CPU backend turns packing off in SFTConfig; measured safe above
     callbacks = [EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else []
     callbacks += progress_callbacks()
-    trainer_class = type("LoralabSFTTrainer", (AtomicCheckpoints, ResumeAsTrained, SFTTrainer), {})
+    trainer_class = type("LoralabSFTTrainer", (AtomicCheckpoints, ResumeAsTrained, PaddingFreeTruncation, SFTTrainer),
+                         {"truncate_rows_to": cfg.max_seq_length if cfg.packing == "padding_free" else None})
     trainer = trainer_class(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                             processing_class=tokenizer, callbacks=callbacks)
     trainer.run_params = cfg.model_dump()  # recorded in each checkpoint; a resume with other params is refused

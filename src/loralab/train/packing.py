@@ -1,0 +1,114 @@
+"""Batches without padding: TRL's padding-free batching and best-fit-decreasing packing, checked first.
+
+    from loralab.train.packing import check_rows_kept_apart, packing_args
+    args = SFTConfig(**common_args(cfg, ...), **packing_args(cfg))     # the trainer factory does this
+    check_rows_kept_apart(model, tokenizer)   # PackingError if attention would mix the rows of a batch
+
+``packing`` (a RunConfig field) chooses how the rows of a batch are laid out:
+
+- ``none``: each row padded to the longest row of its batch (TRL's default; pad tokens cost compute).
+- ``padding_free``: the same rows per step, concatenated into one sequence with the position ids
+  restarting at every row (TRL's ``padding_free``): the same training step without the pad tokens.
+- ``packed``: TRL's best-fit-decreasing packing: whole rows fill sequences of ``max_seq_length`` tokens,
+  and each batch holds ``per_device_train_batch_size`` such sequences (so more rows per step than rows
+  per batch). Boundaries are kept the same way (position ids restart at every row).
+
+Both rely on the attention implementation seeing the restarting position ids and attending within a
+row only: FlashAttention does it from the position ids, and transformers 5's SDPA and eager attention
+build a block-diagonal causal mask from them. An attention that ignored them would silently let every
+row attend to the rows before it, so :func:`check_rows_kept_apart` runs the model on two short rows
+packed and alone before training and refuses packing where the logits differ.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loralab.params.errors import ParamsError
+from loralab.params.run_config import RunConfig
+
+
+class PackingError(ParamsError):
+    """Packing asked on a model/device whose attention does not keep the packed rows apart."""
+
+
+PROBE_ROWS = ("The capital of France is Paris, and the capital of Spain is",
+              "Two plus two equals four, and three plus three equals")
+# Packed vs alone: the same computation up to summation order (fp32 ~1e-4, bf16 ~1e-1 on logits of
+# size ~10-30); an attention that mixes the rows moves them by the logits' own size.
+TOLERANCE = 0.05  # of the largest logit magnitude of the row computed alone
+
+
+def packing_args(cfg: RunConfig) -> dict[str, Any]:
+    """SFTConfig arguments for ``cfg.packing`` (``max_length`` for padding-free: see PaddingFreeTruncation)."""
+    if cfg.packing == "padding_free":
+        # TRL refuses padding_free with max_length unless packing; rows are truncated by PaddingFreeTruncation
+        return {"padding_free": True, "max_length": None}
+    if cfg.packing == "packed":
+        return {"packing": True, "packing_strategy": "bfd"}  # bfd: whole rows, an overlong row truncated
+    return {}
+
+
+def keep_packing(args, cfg: RunConfig) -> None:
+    """Set the packing arguments again after Unsloth's CPU backend turned them off in ``SFTConfig``.
+
+    Unsloth (CPU) switches ``padding_free`` and ``packing`` off unconditionally ("SDPA on CPU then attends
+    across examples"); transformers 5's SDPA keeps the rows apart through the position ids, and
+    :func:`check_rows_kept_apart` has just measured that on this model, so the user's choice stands.
+    """
+    for name, value in packing_args(cfg).items():
+        if name != "max_length":
+            setattr(args, name, value)
+
+
+class PaddingFreeTruncation:
+    """Trainer mixin: TRL's own truncation to ``truncate_rows_to`` tokens for padding-free batches.
+
+    TRL skips truncation when ``max_length`` is None, and refuses ``padding_free`` with a
+    ``max_length`` unless packing; so the dataset is prepared with ``max_length`` set for that call only.
+    """
+
+    truncate_rows_to: int | None = None
+
+    def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
+        if self.truncate_rows_to is None or args.max_length is not None or packing:
+            return super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
+        args.max_length = self.truncate_rows_to
+        try:
+            return super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
+        finally:
+            args.max_length = None
+
+
+def rows_apart_difference(model, tokenizer) -> float:
+    """Largest logit difference between two rows run packed (one sequence) and alone, relative to the logits."""
+    import torch
+
+    rows = [tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids[0] for text in PROBE_ROWS]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            alone = [model(input_ids=row[None].to(device)).logits[0].float() for row in rows]
+            packed_ids = torch.cat(rows)[None].to(device)
+            positions = torch.cat([torch.arange(len(row)) for row in rows])[None].to(device)
+            packed = model(input_ids=packed_ids, position_ids=positions).logits[0].float()
+    finally:
+        model.train(was_training)
+    second = packed[len(rows[0]):]
+    return float((second - alone[1]).abs().max() / alone[1].abs().max().clamp_min(1e-6))
+
+
+def check_rows_kept_apart(model, tokenizer, packing: str) -> None:
+    """PackingError when ``packing`` is on and this model's attention lets packed rows see each other."""
+    if packing == "none":
+        return
+    difference = rows_apart_difference(model, tokenizer)
+    if difference > TOLERANCE:
+        attention = getattr(getattr(model, "config", None), "_attn_implementation", "unknown")
+        raise PackingError(
+            f"packing: {packing} needs attention that keeps the rows of a batch apart, and this model's "
+            f"({attention!r} attention) does not: a row packed after another gets logits {difference:.0%} away from "
+            "the same row alone, so every row would attend to the rows before it. Write packing: none, or load the "
+            "model with an attention that reads position ids (flash_attention_2, or transformers' sdpa/eager).")
