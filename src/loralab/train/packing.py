@@ -34,9 +34,9 @@ class PackingError(ParamsError):
 
 PROBE_ROWS = ("The capital of France is Paris, and the capital of Spain is",
               "Two plus two equals four, and three plus three equals")
-# Packed vs alone: the same computation up to summation order (fp32 ~1e-4, bf16 ~1e-1 on logits of
-# size ~10-30); an attention that mixes the rows moves them by the logits' own size.
-TOLERANCE = 0.05  # of the largest logit magnitude of the row computed alone
+# Packed vs alone: the same computation up to rounding (embedded model, 4-bit: 2.5e-6 of the largest logit
+# in fp32, 0.025 in bf16); an attention that mixes the rows moves them by about the logits' own size (~1).
+TOLERANCE = 0.2  # of the largest logit magnitude of the row computed alone
 
 
 def packing_args(cfg: RunConfig) -> dict[str, Any]:
