@@ -51,3 +51,44 @@ def kill_tree():
         process.wait(timeout=30)
 
     return kill
+
+
+FAKE_HF_TOKEN = "hf_loralabFAKEtoken0123456789abcdefXYZ"  # not a real token; must not reach any run file
+
+
+@pytest.fixture(scope="session")
+def smoke_cli_run(tmp_path_factory) -> tuple[Path, str, str]:
+    """One ``loralab run`` of notebook 01 with the smoke params and TensorBoard, shared by the tests that read it.
+
+    (run folder, what the terminal got, the fake HF_TOKEN the run had in its environment). Used by
+    tests/test_notebook_01.py (the run folder, the token) and tests/test_tracking.py (terminal, events).
+    """
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("smoke-cli")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LORALAB_PROGRESS", "TENSORBOARD_"))}
+    env["HF_TOKEN"] = FAKE_HF_TOKEN
+    done = subprocess.run([sys.executable, "-m", "loralab.cli", "run", "notebooks/01_qlora_finetune.ipynb", "-f",
+                           "params/01_qlora_finetune/smoke.yaml", "-p", "report_to", "tensorboard",
+                           "--runs-root", str(root)],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return next(root.iterdir()), done.stdout + done.stderr, FAKE_HF_TOKEN
+
+
+@pytest.fixture(scope="session")
+def retention_mlflow_run(tmp_path_factory) -> Path:
+    """Notebook 01, 20 steps, with the local retention task and report_to: mlflow (local SQLite store).
+
+    Shared by tests/test_retention.py (the retention numbers) and tests/test_tracking.py (the MLflow run).
+    """
+    from loralab.runs.runner import run_notebook
+
+    params = {"max_steps": 20, "learning_rate": 3e-3, "warmup_steps": 0, "eval_examples": 4, "show_examples": 0,
+              "save_steps": 0, "retention_tasks": ["loralab_general_knowledge"], "retention_limit": 32,
+              "report_to": "mlflow"}
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("MLFLOW_TRACKING_URI", raising=False)
+        return run_notebook(REPO_ROOT / "notebooks" / "01_qlora_finetune.ipynb", params,
+                            runs_root=tmp_path_factory.mktemp("retention"), run_name="retention", timeout_s=900)

@@ -13,21 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from loralab.params.yaml_reader import read_params_file
-from loralab.runs.runner import run_notebook
-
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-FAKE_HF_TOKEN = "hf_loralabFAKEtoken0123456789abcdefXYZ"  # not a real token; must not reach any run file
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> Path:
-    params = read_params_file(REPO / "params/01_qlora_finetune/smoke.yaml")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("HF_TOKEN", FAKE_HF_TOKEN)
-        return run_notebook(REPO / "notebooks/01_qlora_finetune.ipynb", params,
-                            runs_root=tmp_path_factory.mktemp("runs"), run_name="smoke", timeout_s=900)
+def smoke_run(smoke_cli_run) -> Path:
+    """``loralab run`` with the smoke params (and TensorBoard), shared with tests/test_tracking.py (conftest)."""
+    return smoke_cli_run[0]
 
 
 @pytest.fixture(scope="module")
@@ -114,11 +107,11 @@ def test_saved_adapter_reloads_and_reproduces_logits(smoke_run, metrics):
     assert logits.argmax(-1).tolist() == reference["logits"].argmax(-1).tolist()
 
 
-def test_hub_token_reaches_the_kernel_but_no_file_of_the_run(smoke_run, metrics):
+def test_hub_token_reaches_the_kernel_but_no_file_of_the_run(smoke_cli_run, smoke_run, metrics):
     """Executed notebook, metrics.json, manifest, run record, logs, checkpoints: none holds the token value."""
     assert metrics["hub_token_source"] == "environment variable HF_TOKEN"  # the kernel did see it
     files = [p for p in smoke_run.rglob("*") if p.is_file()]
     assert {"01_qlora_finetune.ipynb", "metrics.json", "loralab_manifest.json"} <= {p.name for p in files}
-    needle = FAKE_HF_TOKEN.encode()
+    needle = smoke_cli_run[2].encode()
     leaked = [str(p.relative_to(smoke_run)) for p in files if needle in p.read_bytes()]
     assert not leaked, f"the hub token was written into {leaked}"

@@ -136,13 +136,9 @@ def test_the_harness_leaves_the_run_as_it_found_it(embedded_config):
 
 
 @pytest.fixture(scope="module")
-def retention_run(tmp_path_factory) -> Path:
-    from loralab.runs.runner import run_notebook
-
-    params = {"max_steps": 20, "learning_rate": 3e-3, "warmup_steps": 0, "eval_examples": 4, "show_examples": 0,
-              "save_steps": 0, "retention_tasks": [LOCAL_TASK], "retention_limit": 32}
-    return run_notebook(NOTEBOOK, params, runs_root=tmp_path_factory.mktemp("retention"), run_name="retention",
-                        timeout_s=900)
+def retention_run(retention_mlflow_run) -> Path:
+    """Notebook 01 with the local harness task (and MLflow: conftest, shared with tests/test_tracking.py)."""
+    return retention_mlflow_run
 
 
 @pytest.mark.slow

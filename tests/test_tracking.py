@@ -2,16 +2,14 @@
 
 ``loralab run`` with ``report_to: tensorboard``: its terminal gets the sections and one line per
 step, the executed notebook gets none of it, and TensorBoard's own reader finds the losses at the
-right steps and loralab's params and scores in ``run_dir/tensorboard``. A second run logs to MLflow
-in local mode (SQLite in the run folder), read back with MLflow's client.
+right steps and loralab's params and scores in ``run_dir/tensorboard``. The retention test's run logs
+to MLflow in local mode (SQLite in the run folder), read back with MLflow's client. Both runs are
+session fixtures in conftest.py, shared with the tests of notebook 01 and of retention.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,14 +23,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def tensorboard_run(tmp_path_factory) -> tuple[Path, str]:
-    root = tmp_path_factory.mktemp("tb")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LORALAB_PROGRESS", "TENSORBOARD_"))}
-    done = subprocess.run([sys.executable, "-m", "loralab.cli", "run", str(NOTEBOOK), "-f", str(SMOKE),
-                           "-p", "report_to", "tensorboard", "--runs-root", str(root)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return next(root.iterdir()), done.stdout + done.stderr
+def tensorboard_run(smoke_cli_run) -> tuple[Path, str]:
+    """``loralab run`` with the smoke params and report_to: tensorboard (conftest, shared with notebook 01's tests)."""
+    return smoke_cli_run[0], smoke_cli_run[1]
 
 
 def test_the_terminal_hears_sections_and_steps_and_the_notebook_does_not(tensorboard_run):
@@ -69,14 +62,10 @@ def test_tensorboard_reads_back_the_losses_params_and_scores(tensorboard_run):
     assert adapter_text == metrics["adapter_dir"]
 
 
-def test_mlflow_local_mode_holds_the_run(tmp_path, monkeypatch):
+def test_mlflow_local_mode_holds_the_run(retention_mlflow_run):
     from mlflow.tracking import MlflowClient
 
-    from loralab.runs.runner import run_notebook
-
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    params = read_params_file(SMOKE) | {"report_to": "mlflow", "max_steps": 4, "eval_examples": 2}
-    run_dir = run_notebook(NOTEBOOK, params, runs_root=tmp_path, run_name="mlflow", timeout_s=900)
+    run_dir = retention_mlflow_run  # notebook 01 with report_to: mlflow (conftest, shared with test_retention)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     uri = metrics["tracking"]["mlflow"]
     assert uri == f"sqlite:///{run_dir.resolve() / 'mlflow.db'}"
@@ -85,7 +74,7 @@ def test_mlflow_local_mode_holds_the_run(tmp_path, monkeypatch):
     assert len(runs) == 1, "the summary goes into the trainer's run, not a new one"
     run = runs[0]
     history = client.get_metric_history(run.info.run_id, "loss")
-    assert [m.step for m in history] == [1, 2, 3, 4]
+    assert [m.step for m in history] == list(range(1, metrics["params"]["max_steps"] + 1))
     assert [m.value for m in history] == pytest.approx(metrics["train_losses"], rel=1e-6)
     assert run.data.params["loralab.lora_r"] == str(metrics["params"]["lora_r"])
     assert run.data.metrics["score_after.json_shape"] == pytest.approx(metrics["eval_scores_after"]["json_shape"])
