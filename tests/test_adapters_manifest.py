@@ -318,6 +318,10 @@ def test_demo_params_validate():
         validate_demo_params({"train_steps": 0})
     with pytest.raises(ParamsError, match="simple name"):
         validate_demo_params({"adapter_dirs": {"my adapter": "/x"}})
+    assert demo.merge_options() == {"merge_into": None, "parity": True, "parity_prompts_n": 8, "parity_new_tokens": 24}
+    assert validate_demo_params({"merge_parity_prompts": 0, "merge_into": "original"}).merge_options()["parity"] is False
+    with pytest.raises(ParamsError, match="merge_into"):
+        validate_demo_params({"merge_into": "nf4"})
 
 
 def test_perturbed_bases_are_refused(base_and_adapter):

@@ -7,7 +7,8 @@ fixture every test here shares. The tests then check, each with its own loads:
 * PEFT's own ``PeftModel.from_pretrained`` in a process without unsloth or loralab gives the same logits;
 * the hot-swap server's per-adapter logits equal each adapter loaded alone, and a mixed batch equals
   per-adapter batches row by row;
-* the merged folder, loaded with plain transformers, reproduces base + adapter.
+* the merged folder, loaded with plain transformers, reproduces base + adapter (and its manifest holds the
+  parity check against the model as trained).
 
 Tolerances are stated against the adapter's own effect on the logits, so a test cannot pass by the
 adapter doing nothing.
@@ -45,7 +46,7 @@ def run(tmp_path_factory) -> Path:
     papermill.execute_notebook(
         str(REPO / "notebooks/03_adapters.ipynb"), str(out / "03_adapters.ipynb"),
         parameters={"train_steps": 4, "batch_size": 4, "questions": 3, "max_new_tokens": 12,
-                    "output_dir": str(out)},
+                    "merge_parity_prompts": 4, "merge_parity_tokens": 12, "output_dir": str(out)},
         kernel_name="python3", cwd=str(REPO / "notebooks"), progress_bar=False, execution_timeout=900)
     return out
 
@@ -95,6 +96,12 @@ def test_notebook_results(run, results):
     merge = results["merge"]
     assert merge["max_abs_diff_fp32"] < 1e-3 * max(1.0, merge["adapter_effect"]), merge
     assert merge["argmax_agreement_saved"] >= 0.9, merge
+    # a 16-bit adapter merges into the original weights; the bf16 folder is within the 16-bit parity thresholds
+    assert merge["merge_into"] == "original" and merge["base_quantization"] == "16-bit", merge
+    parity = merge["parity"]
+    assert parity["prompts"] == 4 and parity["passed"], parity
+    merged_manifest = json.loads((Path(merge["path"]) / "loralab_manifest.json").read_text())
+    assert merged_manifest["parity"]["mean_kl"] == pytest.approx(parity["mean_kl"])
     assert (run / "03_adapters.ipynb").is_file() and "GGUF" in results["gguf_status"]
     gguf = results["gguf"]
     assert gguf["same_vocab"] and gguf["same_chat_template"] and gguf["argmax_agreement"] >= 0.9, gguf

@@ -36,6 +36,13 @@ version 1 list only the ``adapter_model*`` files; those are checked as listed.
 
 Hub names are resolved to their local snapshot (no download); a name that is not available locally
 gets ``weights_sha256 = None`` and the manifest says so.
+
+A merged model folder (``loralab.adapters.merge.merge_adapter``) gets a manifest too, ``kind:
+"merged-model"``: the adapter's base, ``base_quantization``, LoRA, training and data sections, plus
+``merge`` (``merge_into``: the dequantized NF4 or the original weights, probe differences), ``parity``
+(the held-out comparison with the model as trained, ``loralab.adapters.parity``) and ``model_files``::
+
+    write_merged_manifest(merged_dir, adapter_dir, read_manifest(adapter_dir), base_name, merge, parity)
 """
 
 from __future__ import annotations
@@ -356,3 +363,47 @@ def compare_base(manifest: dict[str, Any], base: BaseFingerprint) -> list[str]:
     if not weights_compared and trained.get("revision") and base.revision and trained["revision"] != base.revision:
         differences.append(f"hub revision: trained on {trained['revision']}, this base is {base.revision}")
     return differences
+
+
+def write_merged_manifest(folder: str | Path, adapter_dir: str | Path, adapter_manifest: dict[str, Any] | None,
+                          base_model: str, merge: dict[str, Any], parity: dict[str, Any] | None) -> Path:
+    """Write ``loralab_manifest.json`` into a merged model folder: where it came from, how it was merged, parity.
+
+    ``kind`` is ``"merged-model"``; ``base``, ``base_quantization`` (what the adapter was trained on),
+    ``lora``, ``training`` and ``dataset`` are the adapter's; ``merge`` holds ``merge_into`` and the probe
+    differences, ``parity`` the held-out comparison with the model as trained (``loralab.adapters.parity``),
+    ``model_files`` the SHA-256 of every file of the folder.
+    """
+    from loralab.model.versions import library_versions
+
+    folder, adapter_dir = Path(folder), Path(adapter_dir)
+    source = adapter_manifest or {}
+    base = source.get("base") or {k: v for k, v in asdict(base_fingerprint(base_model)).items()
+                                  if k not in ("path", "seconds")}
+    adapter_manifest_path = adapter_dir / MANIFEST_NAME
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "kind": "merged-model",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "base": base,
+        "base_quantization": source.get("base_quantization", "16-bit"),
+        "merged_from": {
+            "adapter_dir": str(adapter_dir.resolve()),
+            "adapter_manifest_sha256": file_sha256(adapter_manifest_path, use_cache=False)
+            if adapter_manifest_path.is_file() else None,
+            "adapter_files": source.get("adapter_files"),
+        },
+        "merge": merge,
+        "parity": parity,
+        "lora": source.get("lora"),
+        "training": source.get("training"),
+        "dataset": source.get("dataset"),
+        "eval": source.get("eval", {}),
+        "versions": library_versions(),
+        "model_files": adapter_folder_files(folder),
+    }
+    path = folder / MANIFEST_NAME
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+    tmp.replace(path)
+    return path

@@ -6,22 +6,90 @@
 
 The folder is written aside and renamed into place, so an interrupted save never leaves half an
 adapter. The reference logits let anyone reload base + adapter later and compare.
+
+An adapter trained on a 4-bit base says so in its PEFT-side files, for tools other than loralab: the
+model card ``README.md`` that PEFT writes gets ``4-bit``/``bitsandbytes``/``qlora`` tags and, under
+"## Training procedure", PEFT's own line "The following `bitsandbytes` quantization config was used
+during training:" with the config (PEFT 0.21.2 means to write it but never does: it looks for
+``quantization_config`` on a dict) and a paragraph on what a 16-bit base or merge costs::
+
+    from loralab.adapters.save import base_quantization_config, note_4bit_base
+    note_4bit_base(adapter_dir, base_quantization_config(model), base_name)   # save_adapter does this
+
+``adapter_config.json`` itself stays as PEFT wrote it: ``LoraConfig`` has no field for the base's
+quantization, and an unknown key makes ``PeftModel.from_pretrained`` warn "Unexpected keyword arguments
+... upgrade PEFT" (``PeftConfig.from_peft_type``), a misleading message, and PEFT drops the key on the
+next save. loralab's own record is ``base_quantization`` in ``loralab_manifest.json``.
 """
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from loralab.atomic_folder import folder_written_aside
 
 PROBE_MESSAGES = [{"role": "user", "content": "What is the capital of Peru?"}]
+PEFT_QUANTIZATION_LINE = "The following `bitsandbytes` quantization config was used during training:"
+CARD_TAGS = ("4-bit", "bitsandbytes", "qlora")
+_CARD_KEYS = ("quant_method", "load_in_4bit", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant",
+              "bnb_4bit_compute_dtype", "bnb_4bit_quant_storage")
+FOUR_BIT_PARAGRAPH = (
+    "**Trained on a 4-bit (NF4) base.** This adapter was trained against the *dequantized NF4 weights* of "
+    "`{base}` (bitsandbytes 4-bit, blocksize 64, config above), not its original 16-bit weights. To get the "
+    "model that was trained, load the base in 4-bit with that config and apply the adapter on top. On the "
+    "original 16-bit weights (`PeftModel.from_pretrained` on a 16-bit base, a 16-bit merge, a GGUF converted "
+    "from one) it is a different model: outputs differ by the NF4 quantization error (on loralab's embedded "
+    "task, the default run's adapter answered 20/20 held-out questions in the trained JSON shape on its NF4 "
+    "base and 18/20 on the 16-bit base). For a standalone model, merge into the dequantized NF4 weights: "
+    "`loralab.adapters.merge.merge_adapter(adapter_dir, out_dir)` does that by default and checks parity.")
+
+
+def base_quantization_config(model) -> dict[str, Any] | None:
+    """The bitsandbytes 4-bit config the model's base was loaded with (None: a 16-bit base)."""
+    config = getattr(model, "config", None)
+    quantization = getattr(config, "quantization_config", None)
+    if quantization is None:
+        return None
+    values = quantization.to_dict() if hasattr(quantization, "to_dict") else dict(quantization)
+    if not values.get("load_in_4bit"):
+        return None
+    return {key: values[key].value if isinstance(values[key], Enum) else values[key]
+            for key in _CARD_KEYS if key in values}
+
+
+def note_4bit_base(adapter_dir: str | Path, quantization: dict[str, Any], base_name: str) -> Path:
+    """Add the 4-bit tags, PEFT's quantization line with ``quantization`` and the 4-bit paragraph to README.md."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    path = Path(adapter_dir) / "README.md"
+    card = ModelCard.load(path) if path.is_file() else ModelCard.from_template(ModelCardData())
+    card.data["tags"] = sorted(set(card.data.get("tags") or []) | set(CARD_TAGS))
+    lines = card.text.splitlines()
+    if PEFT_QUANTIZATION_LINE not in lines:
+        block = ["## Training procedure", "", PEFT_QUANTIZATION_LINE,
+                 *[f"- {key}: {value}" for key, value in quantization.items()], "",
+                 FOUR_BIT_PARAGRAPH.format(base=base_name), ""]
+        at = lines.index("### Framework versions") if "### Framework versions" in lines else len(lines)
+        lines[at:at] = block
+    card.text = "\n".join(lines)
+    card.save(path)
+    return path
 
 
 def save_adapter(model, tokenizer, path: str | Path) -> Path:
-    """Save the LoRA adapter (PEFT format, safetensors) and the tokenizer to ``path``."""
+    """Save the LoRA adapter (PEFT format, safetensors) and the tokenizer to ``path``.
+
+    A 4-bit base is noted in the model card (``note_4bit_base``).
+    """
+    quantization = base_quantization_config(model)
     with folder_written_aside(path) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
+        if quantization is not None and (staging / "adapter_config.json").is_file():
+            base_name = getattr(getattr(model, "config", None), "_name_or_path", "") or "the base model"
+            note_4bit_base(staging, quantization, base_name)
     return Path(path)
 
 

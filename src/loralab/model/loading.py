@@ -44,8 +44,12 @@ def _dtype(cfg: RunConfig):
     return torch.float32 if cfg.full_finetuning and not torch.cuda.is_available() else None
 
 
-def load_model(cfg: RunConfig):
-    """Load the base model and tokenizer as the config asks (embedded names never touch a hub)."""
+def load_model(cfg: RunConfig, *, dtype=None):
+    """Load the base model and tokenizer as the config asks (embedded names never touch a hub).
+
+    ``dtype`` overrides the compute dtype (``torch.float32`` for a reference run: the 4-bit NF4 weights
+    are the same whatever the compute dtype, only the activations' precision changes).
+    """
     fast = _fast_language_model()
     from transformers.utils import logging as hf_logging
 
@@ -53,7 +57,7 @@ def load_model(cfg: RunConfig):
     model, tokenizer = fast.from_pretrained(
         model_name=resolve_model_path(cfg.model_name),
         max_seq_length=cfg.max_seq_length,
-        dtype=_dtype(cfg),  # None: bf16 where the hardware has it, else fp16 (GPU) / fp32 (CPU)
+        dtype=dtype if dtype is not None else _dtype(cfg),  # None: bf16 where the CPU/GPU has it, else fp16/fp32
         load_in_4bit=cfg.load_in_4bit and not cfg.full_finetuning,
         full_finetuning=cfg.full_finetuning,
         use_gradient_checkpointing="unsloth" if cfg.use_gradient_checkpointing else False,

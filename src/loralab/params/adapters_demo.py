@@ -2,7 +2,8 @@
 
     from loralab.params.adapters_demo import demo_params_from_namespace
     demo = demo_params_from_namespace(globals(), _names_before_parameters)   # unknown names, bad values stop here
-    demo.train_config("json")                                                # a RunConfig for one small adapter
+    demo.train_config()                                                      # a RunConfig for one small adapter
+    merge_adapter(adapter, out / "merged", **demo.merge_options())           # merge_into and parity settings
 
 Unknown names are refused with the nearest valid one, like notebook 01's parameters.
 """
@@ -37,7 +38,12 @@ class AdaptersDemoConfig(BaseModel):
     load_in_4bit: bool = Field(False, description="train and serve on a 4-bit base (slower on CPU)")
     questions: int = Field(4, ge=1, le=30, description="held-out questions answered side by side")
     max_new_tokens: int = Field(24, ge=1, description="tokens generated per answer")
-    merge_adapter_name: str = Field("json", description="adapter merged into the 16-bit base ('' = skip the merge)")
+    merge_adapter_name: str = Field("json", description="adapter merged into a 16-bit model folder ('' = skip the merge)")
+    merge_into: Literal["", "dequantized", "original"] = Field(
+        "", description="weights merged into: '' = dequantized NF4 for a 4-bit-trained adapter, original for a 16-bit one")
+    merge_parity_prompts: int = Field(
+        8, ge=0, le=69, description="held-out prompts the merged model is compared on with the trained one (0 = skip)")
+    merge_parity_tokens: int = Field(24, ge=1, le=256, description="new tokens per parity prompt")
     gguf_type: Literal["", "f32", "f16", "q8_0"] = Field(
         "q8_0", description="GGUF file written from the merged folder: f32, f16, q8_0, or '' to skip")
     seed: int = Field(3407, ge=0, le=2**32 - 1, description="seed for LoRA init and data order (0 to 4294967295)")
@@ -57,6 +63,11 @@ class AdaptersDemoConfig(BaseModel):
         path = Path(self.output_dir) if self.output_dir else Path(runs_root) / f"{stamp}-03_adapters"
         path.mkdir(parents=True, exist_ok=True)
         return path.resolve()
+
+    def merge_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``merge_adapter`` these parameters ask for."""
+        return {"merge_into": self.merge_into or None, "parity": self.merge_parity_prompts > 0,
+                "parity_prompts_n": max(1, self.merge_parity_prompts), "parity_new_tokens": self.merge_parity_tokens}
 
     def train_config(self) -> RunConfig:
         """The RunConfig each adapter trained in the notebook uses."""
