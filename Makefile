@@ -41,3 +41,4 @@ clean-venv:
 
 bench: setup
 	$(PY) bench/train_bench.py $(BENCH_ARGS)
+	$(PY) bench/packing_bench.py $(PACKING_BENCH_ARGS)

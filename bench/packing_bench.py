@@ -10,6 +10,7 @@ configuration trains the embedded model on the same rows, with the same r=16 all
 seed and max length, in a FRESH subprocess, the rounds alternating the order:
 
   loralab          loralab's path with its default packing (RunConfig.packing)
+  loralab_2x2      ... the same, batched as Unsloth's notebooks batch: 2 rows x (batch / 2) accumulation
   loralab_none     ... packing: none (rows padded to the batch's longest)
   loralab_padding_free, loralab_packed    ... the other two layouts
   unsloth          raw Unsloth as its notebooks configure it: FastLanguageModel 4-bit, SFTTrainer with
@@ -41,7 +42,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CONFIGS = ("loralab", "loralab_none", "loralab_padding_free", "loralab_packed", "unsloth", "trl_16bit")
+CONFIGS = ("loralab", "loralab_2x2", "loralab_none", "loralab_padding_free", "loralab_packed", "unsloth",
+           "trl_16bit")
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 MARKS = ("imports", "model load", "LoRA attach", "data preparation", "first step")
 
@@ -120,11 +122,14 @@ def worker(name: str, args) -> dict:
         from loralab.params.run_config import validate_params
         from loralab.train.trainer import build_trainer
 
+        if name == "loralab_2x2":
+            batch, accumulation = 2, max(1, args.batch // 2)
         params = {"max_seq_length": args.seq, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0,
                   "use_gradient_checkpointing": False, "max_steps": args.warmup + args.steps,
-                  "per_device_train_batch_size": batch, "learning_rate": 2e-4, "warmup_steps": 0, "seed": 3407,
+                  "per_device_train_batch_size": batch, "gradient_accumulation_steps": accumulation,
+                  "learning_rate": 2e-4, "warmup_steps": 0, "seed": 3407,
                   "logging_steps": 1, "optim": "adamw_torch", "save_steps": 0}
-        if name != "loralab":
+        if name not in ("loralab", "loralab_2x2"):
             params["packing"] = name.removeprefix("loralab_")
         cfg = validate_params(params)
         model, tokenizer = load_model(cfg)
@@ -289,12 +294,15 @@ def main() -> int:
         return 0
     if args.report:
         results: dict[str, list[dict]] = {}
+        measured: dict[str, list[float]] = {}
         for path in args.report:
             with open(path) as handle:
                 saved = json.load(handle)
             for c, rs in saved["runs"].items():
                 results.setdefault(c, []).extend(rs)
-        print_report(results, saved["rooflines"], saved["args"])
+            for dtype, value in saved["rooflines"].items():
+                measured.setdefault(dtype, []).append(value)
+        print_report(results, {k: statistics.median(v) for k, v in measured.items()}, saved["args"])
         return 0
     configs = [c.strip() for c in args.configs.split(",")]
     if set(configs) - set(CONFIGS):

@@ -83,3 +83,14 @@ def test_the_report_prints_ratios_against_raw_unsloth(tmp_path, capsys):
     row = next(line for line in out.splitlines() if line.startswith("loralab "))
     assert "1.50" in row and "50.0%" in row and "0.0%" in row
     assert "seconds before the first step ends" in out
+
+
+def test_the_readme_table_is_what_the_committed_rounds_give(capsys):
+    """README's realistic-length numbers come from bench/results/packing/*.json, not from memory."""
+    bench = _load("packing_bench")
+    repo = BENCH.parent
+    sys.argv = ["packing_bench.py", "--report", *sorted(str(p) for p in (BENCH / "results" / "packing").glob("*.json"))]
+    assert bench.main() == 0
+    readme = (repo / "README.md").read_text()
+    for line in capsys.readouterr().out.strip().splitlines():
+        assert line in readme, f"README's packing table is out of date; reprint it: missing {line!r}"

@@ -48,6 +48,8 @@ class PreferenceConfig(RunConfig):
     max_steps: int = Field(20, ge=1, description="optimizer steps")
     per_device_train_batch_size: int = Field(4, ge=1, description="pairs (KTO: rows) per step per device")
     max_seq_length: int = Field(160, ge=16, description="tokens per prompt + answer")
+    packing: Literal["none", "padding_free", "packed"] = Field(
+        "none", description="notebook 04 batches pairs padded (packing is for notebook 01's SFT)")
 
     @model_validator(mode="after")
     def _preference_consistent(self) -> PreferenceConfig:
@@ -62,6 +64,9 @@ class PreferenceConfig(RunConfig):
         if self.world_size > 1:
             raise ValueError("notebook 04 trains in one process: write num_processes: 1 and num_nodes: 1 (several "
                              "devices are for notebook 01)")
+        if self.packing != "none":
+            raise ValueError(f"packing: {self.packing} is for notebook 01 (SFT); notebook 04's preference trainers "
+                             "take padded pairs: write packing: none")
         if self.eval_fraction:
             raise ValueError("notebook 04 holds out pairs with eval_dataset (a file or split that shares no prompt "
                              "with the training pairs), not eval_fraction: set eval_fraction: 0")
