@@ -26,7 +26,11 @@ NOTEBOOK = REPO / "notebooks" / "01_qlora_finetune.ipynb"
 pytestmark = pytest.mark.slow
 BASE = {"load_in_4bit": False, "max_steps": 6, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0,
         "learning_rate": 1e-3, "warmup_steps": 0, "max_seq_length": 128, "eval_examples": 2, "show_examples": 0,
-        "max_new_tokens": 16, "save_steps": 3, "save_total_limit": 2}
+        "max_new_tokens": 16, "save_steps": 3, "save_total_limit": 2,
+        # Padded batches: the comparison is about sharding. With the default padding_free the 1-process run
+        # flattens 4 rows into one sequence and each rank 2, so attention sums in another order: measured,
+        # the losses still agree within 1e-4, the adapters within 4.6e-4 (Adam magnifies tiny gradients).
+        "packing": "none"}
 
 
 @pytest.fixture(scope="module")
