@@ -67,6 +67,26 @@ def test_padded_padding_free_and_packed_batches_give_the_same_loss(model_and_row
     assert abs(flat[0] - padded[0]) < 1e-4 and abs(packed[0] - padded[0]) < 1e-4, (padded, flat, packed)
 
 
+def test_the_held_out_loss_of_a_flattened_batch_ignores_a_generation_cache(model_and_rows, tmp_path):
+    """After generating (use_cache on), the trainer's loss on a padding-free batch still keeps rows apart."""
+    import torch
+
+    model = model_and_rows[0]
+    trainer = _trainer(model_and_rows, tmp_path, "padding_free")
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(trainer.train_dataset))])
+    padded = _whole_dataset_loss(_trainer(model_and_rows, tmp_path, "none"))[0]
+    previous, model.config.use_cache = model.config.use_cache, True
+    try:
+        model.eval()
+        with torch.no_grad():
+            mixed = float(model(**batch).loss)  # what a plain forward computes with the cache on
+            kept = float(trainer.compute_loss(model, batch))
+    finally:
+        model.config.use_cache = previous
+        model.train()
+    assert abs(kept - padded) < 1e-4 and abs(mixed - padded) > 1e-2, (padded, kept, mixed)
+
+
 def test_the_loss_counts_completion_tokens_only_in_every_layout(model_and_rows, tmp_path):
     tokenizer = model_and_rows[1]
     for packing in ("none", "padding_free", "packed"):
@@ -100,6 +120,11 @@ def test_packing_is_refused_where_attention_would_mix_the_rows(model_and_rows, t
 
     model, tokenizer, _ = model_and_rows
     assert rows_apart_difference(model, tokenizer) < 1e-3  # transformers' SDPA reads the position ids
+    previous, model.config.use_cache = model.config.use_cache, True  # as after for_inference (generation)
+    try:
+        assert rows_apart_difference(model, tokenizer) < 1e-3  # the check runs the training forward
+    finally:
+        model.config.use_cache = previous
 
     class IgnoresPositions:
         """The model as an attention that ignores position ids would compute it: rows see each other."""
@@ -116,8 +141,8 @@ def test_packing_is_refused_where_attention_would_mix_the_rows(model_and_rows, t
         def train(self, mode=True):
             pass
 
-        def __call__(self, input_ids, position_ids=None):
-            return model(input_ids=input_ids)
+        def __call__(self, input_ids, position_ids=None, use_cache=None):
+            return model(input_ids=input_ids, use_cache=use_cache)
 
     with pytest.raises(PackingError, match="packing: padding_free needs attention that keeps the rows"):
         check_rows_kept_apart(IgnoresPositions(), tokenizer, "padding_free")
