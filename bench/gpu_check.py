@@ -209,7 +209,7 @@ def build_worker(args: argparse.Namespace) -> dict:
 
 def _needs(path: str) -> list[str]:
     """Modules a path imports, in import order (unsloth first: it patches transformers, PEFT and TRL)."""
-    needs = ["unsloth", "trl", "datasets", "pydantic"] if path.startswith("loralab") else []
+    needs = ["unsloth", "trl", "datasets", "pydantic"] if path.startswith("loralab") else ["pydantic"]
     needs += ["torch", "transformers", "peft", "accelerate"]
     if path.endswith("qlora"):
         needs.append("bitsandbytes")
@@ -318,17 +318,6 @@ def _hf_trainer(path: str, args: argparse.Namespace, rows: list[list[int]], cuda
     return trainer, f"transformers Trainer + PEFT ({why})"
 
 
-def _count_params(model) -> tuple[int, int]:
-    """(trainable, total); a 4-bit weight counts the elements it stands for (quant_state.shape)."""
-    trainable = total = 0
-    for param in model.parameters():
-        state = getattr(param, "quant_state", None)
-        n = int(state.shape.numel()) if state is not None else param.numel()
-        total += n
-        trainable += n if param.requires_grad else 0
-    return trainable, total
-
-
 def path_worker(path: str, args: argparse.Namespace) -> dict:
     """Train one path in this process and measure it (or say why it is skipped)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -352,7 +341,9 @@ def path_worker(path: str, args: argparse.Namespace) -> dict:
         trainer, trainer_name = _hf_trainer(path, args, rows, cuda, dtype)
     model = trainer.model
     compute = next((p.dtype for n, p in model.named_parameters() if "embed_tokens" in n), dtype)
-    trainable, total = _count_params(model)
+    from loralab.model.loading import count_parameters  # 4-bit weights counted as the elements they stand for
+
+    trainable, total = count_parameters(model)
 
     class StepClock(TrainerCallback):
         def __init__(self) -> None:

@@ -14,8 +14,8 @@
   per batch). Boundaries are kept the same way (position ids restart at every row).
 
 Both rely on the attention implementation seeing the restarting position ids and attending within a
-row only: FlashAttention does it from the position ids, and transformers 5's SDPA and eager attention
-build a block-diagonal causal mask from them. An attention that ignored them would silently let every
+row only: FlashAttention does it from the position ids, and transformers 5's SDPA builds a block-diagonal
+causal mask from them (measured here; eager shares the mask code, not measured). An attention that ignored them would silently let every
 row attend to the rows before it, so :func:`check_rows_kept_apart` runs the model on two short rows
 packed and alone before training and refuses packing where the logits differ.
 """
