@@ -341,32 +341,3 @@ def test_perturbed_bases_are_refused(base_and_adapter):
             pytest.raises(ValueError, match="chat template"):
         check_adapter_base(adapter, str(other))
     assert check_adapter_base(adapter, str(base)).verified  # the original is untouched
-
-
-def test_gguf_export_refuses_what_it_cannot_convert(tmp_path):
-    """Only Llama-architecture folders with byte-level BPE vocabularies; anything else says to use llama.cpp."""
-    from loralab.adapters.gguf import export_gguf
-
-    base = make_base(tmp_path / "base")
-    with pytest.raises(ValueError, match="llama-quantize"):
-        export_gguf(base, tmp_path / "x.gguf", out_type="q4_k_m")
-    (base / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
-    with pytest.raises(ValueError, match="convert_hf_to_gguf.py"):
-        export_gguf(base, tmp_path / "x.gguf")
-    (base / "config.json").write_text(json.dumps({"model_type": "llama", "rope_scaling": {"rope_type": "llama3"}}))
-    with pytest.raises(ValueError, match="rope scaling"):
-        export_gguf(base, tmp_path / "x.gguf")
-    assert not (tmp_path / "x.gguf").exists()
-
-
-def test_gguf_permutation_matches_llama_cpp_layout():
-    """Rows of each head are interleaved (pairs of rotary halves), as llama.cpp's converter does, and invertible."""
-    import numpy as np
-
-    from loralab.adapters.gguf import _permute
-
-    n_head, head_dim = 2, 4
-    w = np.arange(n_head * head_dim)[:, None] * np.ones((1, 3))
-    p = _permute(w, n_head)
-    assert p[:, 0].tolist() == [0, 2, 1, 3, 4, 6, 5, 7]
-    assert sorted(p[:, 0].tolist()) == w[:, 0].tolist()

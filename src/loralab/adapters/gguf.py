@@ -1,182 +1,194 @@
-"""GGUF export of a merged Llama-architecture folder with the PyPI ``gguf`` package (no llama.cpp build).
+"""GGUF files through llama.cpp's own tools: its converter, its quantizer (K-quants) and its LoRA converter.
 
-    from loralab.adapters.gguf import export_gguf
-    path = export_gguf("runs/a/merged-json", "runs/a/merged-json.f16.gguf", out_type="f16")
+    from loralab.adapters.gguf import export_gguf, export_gguf_lora
+    path = export_gguf("runs/a/merged-json", "runs/a/merged-json.Q4_K_M.gguf", out_type="q4_k_m")
+    lora = export_gguf_lora("runs/a/adapter", "runs/a/adapter.f16.gguf", base_dir="runs/a/base-dequantized")
 
-Unsloth's ``save_pretrained_gguf`` raises NotImplementedError on its CPU backend and needs a llama.cpp
-build on a GPU; llama.cpp's ``convert_hf_to_gguf.py`` is not part of the ``gguf`` wheel. This module
-does the part of that converter a Llama-family model with a GPT-2-style BPE tokenizer needs (SmolLM2,
-Llama 2/3 without rope scaling, TinyLlama...): llama.cpp tensor names (``gguf.TensorNameMap``), the
-rotary q/k row permutation llama.cpp expects, hyper-parameters, vocabulary, merges, special tokens and
-chat template, written as F32, F16 or Q8_0 (``gguf.quants``). Anything else is refused with a
-ValueError that says to use llama.cpp. K-quants (Q4_K_M...) need ``llama-quantize`` from llama.cpp.
+``export_gguf`` runs llama.cpp's ``convert_hf_to_gguf.py`` on a 16/32-bit Hugging Face folder (a merged
+model) -- every architecture that converter knows, Llama, Qwen2, Mistral, Gemma 2/3 and Phi-3 among
+them; anything else is refused, before any work, with the reason -- and writes F32/F16/BF16/Q8_0
+directly. K-quants (Q4_K_M, Q5_K_M, Q6_K) and Q4_0 are made from the F16 file by llama.cpp's
+``llama_model_quantize`` (llama-cpp-python), as ``llama-quantize`` would. A tensor whose rows are not
+a multiple of 256 values cannot be K-quantized; llama.cpp then picks a fallback type for it (the
+embedded model's 576-wide layers get Q5_0/Q8_0/Q6_K fallbacks, so its "Q4_K_M" is not 4.8 bits a
+weight); ``gguf_tensor_types`` says what each file holds.
 
-The result is checked by reading it back with transformers (``from_pretrained(..., gguf_file=...)``,
-which undoes the permutation) and comparing logits with the folder; llama.cpp itself is not run here.
+``export_gguf_lora`` runs ``convert_lora_to_gguf.py``: the adapter as a GGUF LoRA that llama.cpp's
+server loads next to a base GGUF (``--lora``) and can hot-swap. ``base_dir`` is the Hugging Face folder
+of the base the adapter goes with (its config and tokenizer; for a QLoRA adapter, the dequantized NF4
+base, see ``loralab.adapters.merge.save_dequantized_base``).
+
+Everything is written aside and renamed into place, so a failed conversion leaves no partial file.
+llama.cpp's tools are installed by ``python -m loralab.adapters.llama_cpp_setup`` (``make setup``).
 """
 
 from __future__ import annotations
 
+import ast
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-OUT_TYPES = ("f32", "f16", "q8_0")
+if TYPE_CHECKING:
+    from loralab.adapters.llama_cpp_setup import LlamaCppTools
 
-
-def _permute(weights, n_head: int):
-    """llama.cpp's row order for rotary q/k weights (convert_hf_to_gguf.LlamaModel.permute)."""
-    return (weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
-            .swapaxes(1, 2).reshape(weights.shape))
-
-
-def _bpe_tokens(model_dir: Path, gguf) -> tuple[list[bytes], list]:
-    """Token texts in id order and their types, from a byte-level BPE ``tokenizer.json``."""
-    tokenizer = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
-    model, pre = tokenizer.get("model", {}), json.dumps(tokenizer.get("pre_tokenizer"))
-    if model.get("type") != "BPE" or "ByteLevel" not in pre:
-        raise ValueError(f"{model_dir}: this exporter writes GPT-2-style byte-level BPE vocabularies only; use "
-                         "llama.cpp's convert_hf_to_gguf.py for SentencePiece and other tokenizers.")
-    by_id = {i: text for text, i in model["vocab"].items()}
-    special = {}
-    for added in tokenizer.get("added_tokens", []):
-        by_id.setdefault(added["id"], added["content"])
-        if added.get("special"):
-            special[added["id"]] = added["content"]
-    if sorted(by_id) != list(range(len(by_id))):
-        raise ValueError(f"{model_dir}: token ids are not contiguous; use llama.cpp's converter.")
-    tokens = [by_id[i].encode("utf-8") for i in range(len(by_id))]
-    types = [gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL for i in range(len(by_id))]
-    return tokens, types
+CONVERTER_TYPES = ("f32", "f16", "bf16", "q8_0")  # convert_hf_to_gguf.py --outtype
+QUANTIZED_TYPES = {"q8_0": 7, "q4_0": 2, "q4_k_m": 15, "q5_k_m": 17, "q6_k": 18}  # llama_ftype, llama.h
+OUT_TYPES = tuple(dict.fromkeys((*CONVERTER_TYPES, *QUANTIZED_TYPES)))
+FILE_SUFFIX = {"f32": "F32", "f16": "F16", "bf16": "BF16", "q8_0": "Q8_0", "q4_0": "Q4_0", "q4_k_m": "Q4_K_M",
+               "q5_k_m": "Q5_K_M", "q6_k": "Q6_K"}
 
 
-def export_gguf(model_dir: str | Path, out_path: str | Path, out_type: str = "f16", pre_tokenizer: str = "smollm") -> Path:
-    """Write ``model_dir`` (a 16/32-bit Llama-architecture HF folder) as one GGUF file; returns its path.
+class GGUFExportError(ValueError):
+    """A model or adapter llama.cpp cannot convert (the message says why), or a conversion that failed."""
 
-    ``pre_tokenizer`` is llama.cpp's name for the model's pre-tokenization regex (``tokenizer.ggml.pre``:
-    "smollm" for SmolLM2, "llama-bpe" for Llama 3, "default" otherwise); llama.cpp's converter picks it by
-    hashing tokenizer output, which this module cannot do.
+
+def converter_architectures(tools: LlamaCppTools | None = None) -> set[str]:
+    """Hugging Face architecture names llama.cpp's converter has a class for (its ``TEXT_MODEL_MAP``)."""
+    from loralab.adapters.llama_cpp_setup import llama_cpp_tools
+
+    tools = tools or llama_cpp_tools()
+    source = (tools.folder / "conversion" / "__init__.py").read_text(encoding="utf-8")
+    for node in ast.parse(source).body:
+        target = node.target if isinstance(node, ast.AnnAssign) else (node.targets[0] if isinstance(node, ast.Assign)
+                                                                       else None)
+        if isinstance(target, ast.Name) and target.id == "TEXT_MODEL_MAP":
+            return set(ast.literal_eval(node.value))
+    raise GGUFExportError(f"{tools.folder}: llama.cpp's converter has no TEXT_MODEL_MAP; run the setup again.")
+
+
+def check_convertible(model_dir: Path, tools: LlamaCppTools) -> str:
+    """The folder's architecture when llama.cpp can convert it; ``GGUFExportError`` saying why not otherwise."""
+    config_file = model_dir / "config.json"
+    if not config_file.is_file():
+        raise GGUFExportError(f"{model_dir} has no config.json: export_gguf needs a Hugging Face model folder "
+                              "(for an adapter, merge it first with merge_adapter, or use export_gguf_lora).")
+    config = json.loads(config_file.read_text())
+    if config.get("quantization_config"):
+        method = config["quantization_config"].get("quant_method", "?")
+        raise GGUFExportError(f"{model_dir} is quantized ({method}); convert a 16-bit folder (merge_adapter writes one).")
+    architectures = config.get("architectures") or []
+    if not architectures:
+        raise GGUFExportError(f"{model_dir}/config.json names no architecture; llama.cpp's converter picks its "
+                              "conversion by the 'architectures' entry.")
+    if architectures[0] not in converter_architectures(tools):
+        raise GGUFExportError(f"{model_dir} is a {architectures[0]}: llama.cpp's converter (llama-cpp-python "
+                              f"{tools.version}) has no conversion for that architecture, so no GGUF can be written.")
+    if not any(model_dir.glob("*.safetensors")) and not any(model_dir.glob("*.bin")):
+        raise GGUFExportError(f"{model_dir} has no weights (*.safetensors).")
+    return architectures[0]
+
+
+def _run_converter(script: Path, args: list[str], what: str) -> None:
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    env.pop("NO_LOCAL_GGUF", None)  # the converter then uses the gguf-py it was written against (its own folder)
+    done = subprocess.run([sys.executable, str(script), *args], check=False, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-6:])
+        raise GGUFExportError(f"llama.cpp's {script.name} could not convert {what}:\n{tail}")
+
+
+def _aside(out_path: Path) -> Path:
+    return out_path.with_name(f".{out_path.name}.partial")
+
+
+def quantize_gguf(source: str | Path, out_path: str | Path, out_type: str, threads: int = 0) -> Path:
+    """Quantize a F16/F32 GGUF with llama.cpp's ``llama_model_quantize`` (``out_type`` in ``QUANTIZED_TYPES``).
+
+    It runs in a child Python so that llama.cpp's per-tensor log (written by C to the process's stderr)
+    stays out of notebooks; the lines that say which tensors took a fallback type are kept on failure.
     """
-    import gguf
-    import numpy as np
-    from safetensors import safe_open
-
-    model_dir, out_path = Path(model_dir), Path(out_path)
-    if out_type not in OUT_TYPES:
-        raise ValueError(f"out_type {out_type!r}: write one of {OUT_TYPES}; other quantizations need llama.cpp's "
-                         "llama-quantize on the f16 file.")
-    config = json.loads((model_dir / "config.json").read_text())
-    if config.get("model_type") != "llama":
-        raise ValueError(f"{model_dir} is a {config.get('model_type')!r} model; this exporter handles Llama-architecture "
-                         "models only. Use llama.cpp's convert_hf_to_gguf.py for other architectures.")
-    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
-    if rope.get("rope_type", "default") != "default":
-        raise ValueError(f"{model_dir} uses rope scaling {rope.get('rope_type')!r}, which needs llama.cpp's converter.")
-    theta = rope.get("rope_theta", config.get("rope_theta", 10000.0))
-    if config.get("attention_bias") or config.get("mlp_bias"):
-        raise ValueError(f"{model_dir} has bias terms; use llama.cpp's convert_hf_to_gguf.py.")
-
-    n_head, n_kv = config["num_attention_heads"], config.get("num_key_value_heads", config["num_attention_heads"])
-    n_layers, hidden = config["num_hidden_layers"], config["hidden_size"]
-    file_type = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
-                 "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[out_type]
-
-    tokens, types = _bpe_tokens(model_dir, gguf)
-    while len(tokens) < config["vocab_size"]:
-        tokens.append(f"[PAD{len(tokens)}]".encode())
-        types.append(gguf.TokenType.UNUSED)
-
-    writer = gguf.GGUFWriter(str(out_path), "llama")
-    writer.add_name(model_dir.name)
-    writer.add_context_length(config["max_position_embeddings"])
-    writer.add_embedding_length(hidden)
-    writer.add_block_count(n_layers)
-    writer.add_feed_forward_length(config["intermediate_size"])
-    writer.add_head_count(n_head)
-    writer.add_head_count_kv(n_kv)
-    writer.add_rope_dimension_count(config.get("head_dim", hidden // n_head))
-    writer.add_rope_freq_base(float(theta))
-    writer.add_layer_norm_rms_eps(float(config["rms_norm_eps"]))
-    writer.add_vocab_size(config["vocab_size"])
-    writer.add_file_type(file_type)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre_tokenizer)
-    writer.add_token_list(tokens)
-    writer.add_token_types(types)
-    gguf.SpecialVocab(model_dir, load_merges=True, n_vocab=len(tokens)).add_to_gguf(writer, quiet=True)
-
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, n_layers)
-    files = sorted(model_dir.glob("*.safetensors"))
-    for file in files:
-        with safe_open(str(file), framework="pt") as handle:
-            for name in handle.keys():  # noqa: SIM118  (safe_open has no __iter__)
-                if name == "lm_head.weight" and config.get("tie_word_embeddings"):
-                    continue
-                new_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
-                if new_name is None:
-                    raise ValueError(f"{file.name}: no llama.cpp name for tensor {name}; use llama.cpp's converter.")
-                data = handle.get_tensor(name).float().numpy()
-                if name.endswith("q_proj.weight"):
-                    data = _permute(data, n_head)
-                elif name.endswith("k_proj.weight"):
-                    data = _permute(data, n_kv)
-                if data.ndim == 1 or out_type == "f32":
-                    writer.add_tensor(new_name, data.astype(np.float32))
-                elif out_type == "f16":
-                    writer.add_tensor(new_name, data.astype(np.float16))
-                else:
-                    quant = gguf.GGMLQuantizationType.Q8_0
-                    writer.add_tensor(new_name, gguf.quants.quantize(data, quant), raw_dtype=quant)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    source, out_path = Path(source), Path(out_path)
+    if out_type not in QUANTIZED_TYPES:
+        raise GGUFExportError(f"out_type {out_type!r}: quantize to one of {sorted(QUANTIZED_TYPES)}.")
+    partial = _aside(out_path)
+    code = ("import sys, llama_cpp\n"
+            "p = llama_cpp.llama_model_quantize_default_params()\n"
+            "p.ftype, p.nthread = int(sys.argv[3]), int(sys.argv[4])\n"
+            "sys.exit(llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), p))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(source), str(partial), str(QUANTIZED_TYPES[out_type]),
+                           str(threads)], check=False, capture_output=True, text=True)
+    if done.returncode != 0 or not partial.is_file():
+        partial.unlink(missing_ok=True)
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-4:])
+        raise GGUFExportError(f"llama.cpp could not quantize {source} to {out_type} (status {done.returncode}):\n{tail}")
+    partial.replace(out_path)
     return out_path
 
 
-def check_gguf(gguf_path: str | Path, model_dir: str | Path) -> dict[str, float | bool]:
-    """Read the GGUF back with transformers and compare tokens and probe logits with ``model_dir`` (fp32).
+def export_gguf(model_dir: str | Path, out_path: str | Path, out_type: str = "f16") -> Path:
+    """Write ``model_dir`` (a 16/32-bit Hugging Face folder) as one GGUF file of ``out_type``; returns its path."""
+    model_dir, out_path = Path(model_dir), Path(out_path)
+    if out_type not in OUT_TYPES:
+        raise GGUFExportError(f"out_type {out_type!r}: write one of {', '.join(OUT_TYPES)}.")
+    from loralab.adapters.llama_cpp_setup import llama_cpp_tools
 
-    Returns ``max_abs_diff`` (logits of the GGUF as transformers dequantizes it), ``argmax_agreement``,
-    ``same_vocab`` (the stored token list equals tokenizer.json's, by id) and ``same_chat_template``.
-    This checks the file's content, not llama.cpp's kernels. (Rebuilding a transformers tokenizer from
-    the GGUF takes ~40 s on these CPUs, so the vocabulary is compared directly.)
-    """
-    import gguf
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    from loralab.adapters.save import probe_logits
-
-    hf_logging.disable_progress_bar()
-    gguf_path, model_dir = Path(gguf_path), Path(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    reference = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32, use_safetensors=True).eval()
-    ids, expected = probe_logits(reference, tokenizer)
-    del reference
-    expected_tokens, _ = _bpe_tokens(model_dir, gguf)
-    reader = gguf.GGUFReader(str(gguf_path))
-    field = reader.fields["tokenizer.ggml.tokens"]
-    stored_tokens = [bytes(field.parts[i]) for i in field.data]
-    stored_template = reader.fields["tokenizer.chat_template"].contents() if "tokenizer.chat_template" in reader.fields \
-        else None
-    del reader
-    import transformers.modeling_gguf_pytorch_utils as gguf_utils
-
-    bar = gguf_utils.tqdm
-    gguf_utils.tqdm = lambda iterable, **_: iterable  # transformers' GGUF loader draws an unconditional bar
+    tools = llama_cpp_tools()
+    check_convertible(model_dir, tools)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    direct = out_type if out_type in CONVERTER_TYPES else "f16"
+    converted = _aside(out_path) if direct == out_type else out_path.with_name(f".{out_path.name}.f16.partial")
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
-                                                     dtype=torch.float32).eval()
+        _run_converter(tools.convert_hf, [str(model_dir), "--outfile", str(converted), "--outtype", direct],
+                       str(model_dir))
+        if direct == out_type:
+            converted.replace(out_path)
+        else:
+            quantize_gguf(converted, out_path, out_type)
     finally:
-        gguf_utils.tqdm = bar
-    with torch.no_grad():
-        logits = model(input_ids=ids).logits.float()
-    return {
-        "max_abs_diff": (logits - expected).abs().max().item(),
-        "argmax_agreement": (logits.argmax(-1) == expected.argmax(-1)).float().mean().item(),
-        "same_vocab": stored_tokens[: len(expected_tokens)] == expected_tokens,
-        "same_chat_template": stored_template == tokenizer.chat_template,
-        "file_bytes": gguf_path.stat().st_size,
-    }
+        converted.unlink(missing_ok=True)
+    return out_path
 
+
+def export_gguf_lora(adapter_dir: str | Path, out_path: str | Path, base_dir: str | Path,
+                     out_type: str = "f16") -> Path:
+    """Write a PEFT LoRA adapter as a GGUF LoRA (llama.cpp ``--lora``) with ``convert_lora_to_gguf.py``."""
+    adapter_dir, out_path, base_dir = Path(adapter_dir), Path(out_path), Path(base_dir)
+    if out_type not in ("f32", "f16", "bf16", "q8_0"):
+        raise GGUFExportError(f"out_type {out_type!r}: a GGUF LoRA is written as f32, f16, bf16 or q8_0.")
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise GGUFExportError(f"{adapter_dir} has no adapter_config.json: not a PEFT adapter folder.")
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    if config.get("peft_type", "LORA") != "LORA" or config.get("use_dora"):
+        raise GGUFExportError(f"{adapter_dir} is a {'DoRA' if config.get('use_dora') else config.get('peft_type')} "
+                              "adapter; llama.cpp's GGUF LoRA format holds plain LoRA adapters only (merge it instead).")
+    from loralab.adapters.llama_cpp_setup import llama_cpp_tools
+
+    tools = llama_cpp_tools()
+    check_convertible(base_dir, tools)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = _aside(out_path)
+    try:
+        _run_converter(tools.convert_lora, [str(adapter_dir), "--base", str(base_dir), "--outfile", str(partial),
+                                            "--outtype", out_type], str(adapter_dir))
+        partial.replace(out_path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return out_path
+
+
+def gguf_tensor_types(path: str | Path) -> dict[str, int]:
+    """How many tensors of each GGML type the file holds (for example ``{"Q4_K": 30, "Q5_0": 150, ...}``)."""
+    from collections import Counter
+
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    return dict(Counter(tensor.tensor_type.name for tensor in reader.tensors))
+
+
+def gguf_metadata(path: str | Path, keys: tuple[str, ...] = ("general.architecture", "tokenizer.chat_template",
+                                                              "tokenizer.ggml.eos_token_id")) -> dict[str, object]:
+    """A few metadata values of a GGUF file (strings and numbers), read with the ``gguf`` package."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    out: dict[str, object] = {}
+    for key in keys:
+        field = reader.fields.get(key)
+        if field is not None:
+            out[key] = field.contents()
+    return out

@@ -51,9 +51,8 @@ original 16-bit weights                3/8     0.924  4.9e-2    1.07     18/20
 19, the other differing in one digit; the 16-bit merge to 3.)
 
 GGUF: Unsloth's ``save_pretrained_gguf`` raises NotImplementedError on its CPU backend and on a GPU
-it builds llama.cpp to convert. ``loralab.adapters.gguf`` writes a GGUF from the merged folder with the
-PyPI ``gguf`` package alone, for Llama-architecture models with a byte-level BPE tokenizer; see
-``GGUF_STATUS`` for the sentence notebooks print.
+it builds llama.cpp to convert. ``loralab.adapters.gguf_export`` converts the merged folder with
+llama.cpp's own tools and checks every file in llama.cpp; ``GGUF_STATUS`` is the sentence notebooks print.
 """
 
 from __future__ import annotations
@@ -62,7 +61,7 @@ import gc
 import json
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,6 +69,7 @@ from loralab.adapters.parity import (
     DEFAULT_NEW_TOKENS,
     DEFAULT_PROMPTS,
     ExportDriftWarning,
+    ParityReference,
     ParityReport,
     ParityThresholds,
     compare_with_reference,
@@ -80,11 +80,10 @@ from loralab.adapters.parity import (
 from loralab.atomic_folder import folder_written_aside
 
 GGUF_STATUS = (
-    "GGUF: loralab.adapters.gguf writes F32/F16/Q8_0 GGUF files with the PyPI 'gguf' package for Llama-architecture "
-    "models with a byte-level BPE tokenizer (SmolLM2, TinyLlama, Llama 2/3 without rope scaling) and checks them by "
-    "reading them back with transformers; llama.cpp itself is not run here. Other architectures, SentencePiece "
-    "tokenizers and K-quants (Q4_K_M...) need llama.cpp (convert_hf_to_gguf.py, llama-quantize); Unsloth's "
-    "save_pretrained_gguf raises NotImplementedError on CPU and builds llama.cpp on a GPU."
+    "GGUF: loralab.adapters.gguf_export.export_for_llama_cpp writes F16 and quantized GGUF files (Q8_0, Q5_K_M, "
+    "Q4_K_M...) with llama.cpp's own converter and quantizer (llama-cpp-python, built by `make setup`), optionally the "
+    "adapter as a GGUF LoRA, and an Ollama Modelfile; each file is run in llama.cpp and compared with the model as "
+    "trained. Unsloth's save_pretrained_gguf raises NotImplementedError on its CPU backend."
 )
 MERGE_INTO = ("dequantized", "original")
 ORIGINAL_COST = (
@@ -111,10 +110,12 @@ class MergeResult:
     dequantized_base_max_abs_diff: float | None = None  # 16-bit model with those weights vs the 4-bit base
     parity: ParityReport | None = None  # against the model as trained; None with parity=False
     seconds: float = 0.0
+    # what the model as trained did on the parity prompts: GGUF exports of this folder compare with it too
+    parity_reference: ParityReference | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: every field, the path as text and the parity report as a dict."""
-        out = {k: v for k, v in vars(self).items() if k not in ("path", "parity")}
+        out = {k: v for k, v in vars(self).items() if k not in ("path", "parity", "parity_reference")}
         out["path"] = str(self.path)
         out["parity"] = self.parity.as_dict() if self.parity is not None else None
         return out
@@ -311,6 +312,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
             dequantized_layers=dequantized_layers,
             dequantized_base_max_abs_diff=dequantized_diff,
             parity=report,
+            parity_reference=reference,
         )
         advice = ("Use merge_into='dequantized' (the default for a 4-bit-trained adapter)."
                   if merge_into == "original" and trained_4bit else
@@ -320,7 +322,8 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
             report.check(strict=True, what=f"the merged model for {adapter_dir}",
                          advice=f"{advice} Nothing was written to {out_dir}; strict=False keeps the folder and "
                                 "records the numbers in its manifest.")
-        record = {k: v for k, v in vars(result).items() if k not in ("path", "parity", "folder_bytes", "seconds")}
+        record = {k: v for k, v in vars(result).items()
+                  if k not in ("path", "parity", "folder_bytes", "seconds", "parity_reference")}
         _merged_manifest(adapter_dir, check.manifest, check.base_model, record, report, staging)
     result.folder_bytes = sum(p.stat().st_size for p in out_dir.iterdir() if p.is_file())
     result.seconds = time.perf_counter() - started

@@ -44,8 +44,12 @@ class AdaptersDemoConfig(BaseModel):
     merge_parity_prompts: int = Field(
         8, ge=0, le=69, description="held-out prompts the merged model is compared on with the trained one (0 = skip)")
     merge_parity_tokens: int = Field(24, ge=1, le=256, description="new tokens per parity prompt")
-    gguf_type: Literal["", "f32", "f16", "q8_0"] = Field(
-        "q8_0", description="GGUF file written from the merged folder: f32, f16, q8_0, or '' to skip")
+    gguf_type: Literal["", "f16", "q8_0", "q5_k_m", "q4_k_m", "q6_k", "q4_0"] = Field(
+        "q4_k_m", description="GGUF written from the merged folder by llama.cpp (next to its F16 file and an Ollama "
+                              "Modelfile): f16, q8_0, q5_k_m, q4_k_m, q6_k, q4_0, or '' to skip")
+    gguf_lora: bool = Field(False, description="also write the adapter as a GGUF LoRA with its base (llama.cpp --lora)")
+    gguf_score_questions: int = Field(
+        20, ge=0, le=69, description="held-out questions each GGUF answers in llama.cpp for its task score (0 = skip)")
     seed: int = Field(3407, ge=0, le=2**32 - 1, description="seed for LoRA init and data order (0 to 4294967295)")
     output_dir: str = Field("", description="folder for results.json, adapters and the merged model ('' = runs/<time>-03)")
 

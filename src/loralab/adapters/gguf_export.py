@@ -1,0 +1,210 @@
+"""Export a merged model for llama.cpp and Ollama, each file parity-checked in llama.cpp itself.
+
+    from loralab.adapters.gguf_export import export_for_llama_cpp
+    merged = merge_adapter("runs/a/adapter", "runs/a/merged")
+    export = export_for_llama_cpp(merged, "runs/a/gguf", out_types=("q8_0", "q4_k_m"), lora=True)
+    print(export.summary())          # one line per file: size, tensor types, parity, task score
+    export.modelfile.path            # runs/a/gguf/Modelfile (FROM the first of out_types)
+
+What it writes into ``out_dir`` (everything through llama.cpp's own tools, ``loralab.adapters.gguf``):
+
+* ``<name>.F16.gguf`` and one file per ``out_types`` entry (``Q8_0``, ``Q5_K_M``, ``Q4_K_M``...);
+* with ``lora=True``: the adapter as a GGUF LoRA (``adapter.F16.gguf``) and the base it goes with
+  (``base.F16.gguf``: for a QLoRA adapter the dequantized NF4 weights it was trained against), what
+  llama.cpp's server runs as ``llama-server -m base.F16.gguf --lora adapter.F16.gguf``;
+* ``Modelfile`` for Ollama (``loralab.adapters.ollama``, its TEMPLATE checked against the chat template);
+* ``loralab_manifest.json``: per file its size, SHA-256-free summary of tensor types, the parity report
+  against the model as trained (``loralab.adapters.parity``, thresholds ``PARITY_THRESHOLDS["gguf-..."]``)
+  and the embedded task's scores of its greedy answers in llama.cpp.
+
+Parity compares with the model as trained: the merge's own reference when a ``MergeResult`` is given
+(no extra model load), else the adapter named in the merged folder's manifest, loaded on its own base.
+A file past its thresholds is reported loudly (``ExportDriftWarning``); ``strict=True`` raises
+``ExportParityError`` and leaves ``out_dir`` as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loralab.adapters.gguf import FILE_SUFFIX, export_gguf, export_gguf_lora, gguf_tensor_types, quantize_gguf
+from loralab.adapters.parity import ParityReference, ParityReport, compare_with_reference, record_reference
+
+DEFAULT_TYPES = ("q8_0", "q4_k_m")
+
+
+@dataclass
+class GGUFFile:
+    """One exported file and how it behaves in llama.cpp."""
+
+    kind: str  # "merged", "lora" (base + GGUF LoRA)
+    out_type: str
+    path: Path
+    bytes: int
+    tensor_types: dict[str, int]
+    parity: ParityReport | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    lora_path: Path | None = None
+
+    @property
+    def format(self) -> str:
+        return f"gguf-lora-{self.out_type}" if self.kind == "lora" else f"gguf-{self.out_type}"
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in vars(self).items() if k not in ("parity", "path", "lora_path")}
+        out.update(path=self.path.name, lora_path=self.lora_path.name if self.lora_path else None, format=self.format,
+                   parity=self.parity.as_dict() if self.parity else None)
+        return out
+
+    def summary(self) -> str:
+        what = f"{self.path.name} + {self.lora_path.name}" if self.lora_path else self.path.name
+        parity = f"; {self.parity.summary()}; {'within' if self.parity.passed else 'PAST'} its thresholds" \
+            if self.parity else ""
+        scores = ", ".join(f"{k} {v:.2f}" for k, v in self.scores.items())
+        return f"{what}: {self.bytes / 1e6:.0f} MB {self.tensor_types}{parity}" + (f"; {scores}" if scores else "")
+
+
+@dataclass
+class GGUFExport:
+    """Everything ``export_for_llama_cpp`` wrote, with its checks."""
+
+    folder: Path
+    files: list[GGUFFile]
+    modelfile: Any = None  # loralab.adapters.ollama.ModelfileCheck
+    seconds: float = 0.0
+    reference: ParityReference | None = field(default=None, repr=False)  # the model as trained, compared with
+
+    def summary(self) -> str:
+        lines = [f.summary() for f in self.files]
+        if self.modelfile is not None:
+            lines.append(f"{self.modelfile.path.name}: FROM {self.modelfile.gguf_file}, {self.modelfile.family} "
+                         f"TEMPLATE checked on {self.modelfile.checked_conversations} conversations, stops "
+                         f"{self.modelfile.stops}")
+        return "\n".join(lines)
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per file: format, MB, greedy, top-1, mean KL, JSON shape, passed."""
+        return [{"format": f.format, "MB": round(f.bytes / 1e6), "greedy": f.parity.greedy_agreement if f.parity else None,
+                 "top1": f.parity.top1_agreement if f.parity else None, "mean_kl": f.parity.mean_kl if f.parity else None,
+                 "json_shape": f.scores.get("json_shape"), "passed": f.parity.passed if f.parity else None}
+                for f in self.files]
+
+
+def _reference_for(merged, tokenizer) -> tuple[Path, ParityReference | None, dict]:
+    from loralab.adapters.as_trained import load_as_trained
+
+    path = Path(getattr(merged, "path", merged))
+    manifest_file = path / "loralab_manifest.json"
+    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+    reference = getattr(merged, "parity_reference", None)
+    if reference is None:
+        adapter_dir = (manifest.get("merged_from") or {}).get("adapter_dir")
+        if adapter_dir and Path(adapter_dir).is_dir():
+            trained, _ = load_as_trained(adapter_dir)
+            reference = record_reference(trained, tokenizer)
+            del trained
+    return path, reference, manifest
+
+
+def export_for_llama_cpp(merged, out_dir: str | Path, out_types: tuple[str, ...] = DEFAULT_TYPES, lora: bool = False,
+                         adapter_dir: str | Path | None = None, modelfile: bool = True, parity: bool = True,
+                         strict: bool = False, score_questions: int = 20, name: str = "model") -> GGUFExport:
+    """Write GGUF files (F16 + ``out_types``), optionally a GGUF LoRA, and a Modelfile; check each in llama.cpp.
+
+    ``merged`` is a ``MergeResult`` or a merged folder. ``adapter_dir`` (default: the merged folder's
+    manifest) is needed for ``lora``. ``score_questions`` held-out questions of the embedded task are
+    answered by each file (0: no score).
+    """
+    import gc
+    import warnings
+
+    from transformers import AutoTokenizer
+
+    from loralab.adapters.gguf_runtime import LlamaCppTokenModel, task_scores
+    from loralab.adapters.ollama import write_modelfile
+    from loralab.adapters.parity import ExportDriftWarning, ExportParityError
+
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    merged_dir = Path(getattr(merged, "path", merged))
+    tokenizer = AutoTokenizer.from_pretrained(str(merged_dir))
+    merged_dir, reference, manifest = _reference_for(merged, tokenizer) if parity else \
+        (merged_dir, None, {})
+    if parity and reference is None:
+        raise ValueError(f"parity needs the model as trained: {merged_dir} names no adapter that is still there; "
+                         "pass the MergeResult, or parity=False.")
+    adapter_dir = Path(adapter_dir) if adapter_dir else Path((manifest.get("merged_from") or {}).get("adapter_dir", ""))
+    if lora and not (adapter_dir / "adapter_config.json").is_file():
+        raise ValueError("lora=True needs the adapter folder (adapter_dir=...).")
+    staging = out_dir.with_name(f".{out_dir.name}.partial")
+    import shutil
+
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        f16 = export_gguf(merged_dir, staging / f"{name}.F16.gguf", "f16")
+        entries = [GGUFFile("merged", "f16", f16, 0, {})]
+        for out_type in out_types:
+            if out_type != "f16":
+                path = quantize_gguf(f16, staging / f"{name}.{FILE_SUFFIX[out_type]}.gguf", out_type)
+                entries.append(GGUFFile("merged", out_type, path, 0, {}))
+        if lora:
+            from loralab.adapters.as_trained import save_dequantized_base
+
+            base_dir = save_dequantized_base(adapter_dir, staging / "base-hf")
+            base = export_gguf(base_dir, staging / "base.F16.gguf", "f16")
+            adapter = export_gguf_lora(adapter_dir, staging / "adapter.F16.gguf", base_dir)
+            shutil.rmtree(base_dir)
+            entries.append(GGUFFile("lora", "f16", base, 0, {}, lora_path=adapter))
+        for entry in entries:
+            entry.bytes = entry.path.stat().st_size + (entry.lora_path.stat().st_size if entry.lora_path else 0)
+            entry.tensor_types = gguf_tensor_types(entry.lora_path or entry.path)
+            if parity or score_questions:
+                runner = LlamaCppTokenModel(entry.path, lora_path=entry.lora_path)
+                if parity:
+                    entry.parity = compare_with_reference(reference, runner, entry.format, tokenizer=tokenizer)
+                if score_questions:
+                    entry.scores = task_scores(runner, tokenizer, n=score_questions)
+                runner.close()
+                del runner
+                gc.collect()
+        failed = [e for e in entries if e.parity is not None and not e.parity.passed]
+        if strict and failed:
+            raise ExportParityError("; ".join(f"{e.path.name}: {', '.join(e.parity.failures)}" for e in failed)
+                                    + f". Nothing was written to {out_dir}.")
+        check = None
+        if modelfile:
+            first = next((e for e in entries if e.kind == "merged" and e.out_type == (out_types or ("f16",))[0]),
+                         entries[0])
+            have_go = shutil.which("go") is not None
+            if not have_go:
+                print("Modelfile written without its TEMPLATE check: Go's text/template (the `go` command) is not "
+                      "installed here (Debian: apt-get install golang-go).")
+            check = write_modelfile(first.path, tokenizer, staging / "Modelfile", check=have_go)
+        record = {"kind": "gguf-export", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "merged_from": str(merged_dir.resolve()), "base_quantization": manifest.get("base_quantization"),
+                  "merge_into": (manifest.get("merge") or {}).get("merge_into"),
+                  "files": [e.as_dict() for e in entries],
+                  "modelfile": {k: v for k, v in asdict(check).items() if k != "path"} if check else None}
+        (staging / "loralab_manifest.json").write_text(json.dumps(record, indent=2, default=str))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for entry in entries:  # paths now in out_dir
+        entry.path = out_dir / entry.path.name
+        entry.lora_path = out_dir / entry.lora_path.name if entry.lora_path else None
+    if check is not None:
+        check.path = out_dir / "Modelfile"
+    for entry in entries:
+        if entry.parity is not None and not entry.parity.passed:
+            message = f"{entry.path.name} drifted from the model as trained: {'; '.join(entry.parity.failures)}. " \
+                      f"{entry.parity.summary()}"
+            warnings.warn(message, ExportDriftWarning, stacklevel=2)
+            print(f"WARNING: {message}")
+    return GGUFExport(out_dir, entries, check, time.perf_counter() - started, reference)

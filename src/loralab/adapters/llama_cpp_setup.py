@@ -1,0 +1,157 @@
+"""llama.cpp's own tools for GGUF export: the library (llama-cpp-python) and its converter scripts.
+
+    python -m loralab.adapters.llama_cpp_setup          # what `make setup` runs (idempotent)
+
+    from loralab.adapters.llama_cpp_setup import llama_cpp_tools
+    tools = llama_cpp_tools()          # LlamaCppMissing (with the command above) when not installed
+    tools.convert_hf, tools.convert_lora, tools.version
+
+GGUF conversion, K-quants and the parity run go through llama.cpp itself rather than code of ours:
+``convert_hf_to_gguf.py`` / ``convert_lora_to_gguf.py`` (with their ``conversion`` package and the
+``gguf-py`` they are written against) convert, ``llama_model_quantize`` quantizes and ``llama_cpp.Llama``
+runs the file. PyPI has llama-cpp-python only as a source distribution (about 77 MB; building its
+llama.cpp takes about 6 minutes on 2 CPU cores), and its wheel carries the library but not the
+converter scripts, which are in the same source distribution under ``vendor/llama.cpp``. So this
+module downloads that one sdist, builds and installs it (CPU only: ``-DGGML_CUDA=OFF``, no native
+tuning so the build runs on any x86-64), and copies the converter files out of it into
+``<venv>/share/loralab/llama.cpp`` -- library and converter are the same llama.cpp commit. The
+version is the ``gguf`` extra's pin in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+TOOLS_DIR = Path(sys.prefix) / "share" / "loralab" / "llama.cpp"
+CONVERTER_FILES = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion", "gguf-py", "LICENSE")
+FALLBACK_PIN = "llama-cpp-python==0.3.36"  # pyproject.toml's `gguf` extra, for a source checkout not installed
+SETUP_COMMAND = f"{Path(sys.executable).name} -m loralab.adapters.llama_cpp_setup"
+CMAKE_ARGS = "-DGGML_CUDA=OFF -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+
+
+class LlamaCppMissing(RuntimeError):
+    """llama.cpp's library or converter is not installed; the message says how to install it."""
+
+
+@dataclass(frozen=True)
+class LlamaCppTools:
+    """Where llama.cpp's converter scripts are, and which llama-cpp-python they came with."""
+
+    folder: Path
+    version: str
+
+    @property
+    def convert_hf(self) -> Path:
+        return self.folder / "convert_hf_to_gguf.py"
+
+    @property
+    def convert_lora(self) -> Path:
+        return self.folder / "convert_lora_to_gguf.py"
+
+
+def pinned_requirement() -> str:
+    """``llama-cpp-python==X`` as the ``gguf`` extra of the installed loralab pins it."""
+    try:
+        for requirement in metadata.requires("loralab") or []:
+            spec, _, marker = requirement.partition(";")
+            if spec.strip().startswith("llama-cpp-python") and "gguf" in marker:
+                return spec.strip().replace(" ", "")
+    except metadata.PackageNotFoundError:
+        pass
+    return FALLBACK_PIN
+
+
+def installed_version() -> str | None:
+    """The installed llama-cpp-python's version, or None."""
+    try:
+        return metadata.version("llama-cpp-python")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def llama_cpp_tools() -> LlamaCppTools:
+    """The installed converter (same version as the library), or ``LlamaCppMissing`` saying what to run."""
+    version = installed_version()
+    stamp = TOOLS_DIR / "VERSION"
+    if version is None or not stamp.is_file():
+        raise LlamaCppMissing(
+            "GGUF export through llama.cpp needs llama-cpp-python and llama.cpp's converter scripts; install both "
+            f"with `{SETUP_COMMAND}` (`make setup` does; it builds llama.cpp from source, about 6 minutes on 2 cores).")
+    if stamp.read_text().strip() != version:
+        raise LlamaCppMissing(
+            f"llama.cpp's converter in {TOOLS_DIR} is from llama-cpp-python {stamp.read_text().strip()}, the library "
+            f"is {version}; run `{SETUP_COMMAND}` again so both come from the same llama.cpp.")
+    return LlamaCppTools(TOOLS_DIR, version)
+
+
+def llama_cpp_missing_reason() -> str | None:
+    """Why GGUF export cannot run here (what to install), or None when it can."""
+    try:
+        llama_cpp_tools()
+    except LlamaCppMissing as missing:
+        return str(missing)
+    return None
+
+
+def llama_cpp_installed() -> bool:
+    """True when llama-cpp-python and its converter scripts (same version) are installed."""
+    return llama_cpp_missing_reason() is None
+
+
+def _extract_converter(sdist: Path, version: str) -> None:
+    """Copy the converter files out of the sdist's ``vendor/llama.cpp`` into ``TOOLS_DIR`` (replacing it)."""
+    with tempfile.TemporaryDirectory() as unpacked, tarfile.open(sdist) as archive:
+        members = [m for m in archive.getmembers() if "/vendor/llama.cpp/" in m.name
+                   and m.name.split("/vendor/llama.cpp/", 1)[1].split("/", 1)[0] in CONVERTER_FILES]
+        archive.extractall(unpacked, members=members, filter="data")
+        source = next(Path(unpacked).glob("*/vendor/llama.cpp"))
+        staging = TOOLS_DIR.with_name(TOOLS_DIR.name + ".new")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for name in CONVERTER_FILES:
+            target = staging / name
+            (shutil.copytree if (source / name).is_dir() else shutil.copy2)(source / name, target)
+        (staging / "VERSION").write_text(version + "\n")
+        shutil.rmtree(TOOLS_DIR, ignore_errors=True)
+        staging.rename(TOOLS_DIR)
+
+
+def install(requirement: str | None = None) -> LlamaCppTools:
+    """Download the pinned sdist, build + install it (unless that version is installed), extract the converter."""
+    requirement = requirement or pinned_requirement()
+    version = requirement.split("==", 1)[1]
+    try:
+        tools = llama_cpp_tools()
+        if tools.version == version:
+            return tools
+    except LlamaCppMissing:
+        pass
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    with tempfile.TemporaryDirectory() as download:
+        subprocess.run([*pip, "download", "--quiet", "--no-deps", "--no-binary", ":all:", requirement, "-d", download],
+                       check=True)
+        sdist = next(Path(download).glob("*.tar.gz"))
+        if installed_version() != version:
+            print(f"building {requirement} from source (llama.cpp, CPU; about 6 minutes on 2 cores)", flush=True)
+            env = {**os.environ, "CMAKE_ARGS": os.environ.get("CMAKE_ARGS", CMAKE_ARGS),
+                   "CMAKE_BUILD_PARALLEL_LEVEL": os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))}
+            subprocess.run([*pip, "install", "--quiet", str(sdist)], check=True, env=env)
+        _extract_converter(sdist, version)
+    return llama_cpp_tools()
+
+
+def main() -> None:
+    tools = install()
+    print(f"llama.cpp tools: llama-cpp-python {tools.version}, converter in {tools.folder}")
+
+
+if __name__ == "__main__":
+    main()

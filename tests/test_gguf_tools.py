@@ -1,0 +1,120 @@
+"""llama.cpp's tools and the Ollama Modelfile, without a model: refusals before any work, and the TEMPLATE check.
+
+The Modelfile tests run the real renderer (Go's text/template, built by the test) on the embedded
+model's real tokenizer; the GGUF conversions themselves are in tests/test_merge_dequantized.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from loralab.model.embedded import resolve_model_path
+
+BASE = "embedded/smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model_path(BASE))
+
+
+def _folder(tmp_path: Path, config: dict) -> Path:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "model.safetensors").write_bytes(b"")
+    return folder
+
+
+def test_converter_knows_the_planners_architectures():
+    from loralab.adapters.gguf import converter_architectures
+
+    known = converter_architectures()
+    for name in ("LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM", "Gemma2ForCausalLM",
+                 "Gemma3ForCausalLM", "Phi3ForCausalLM"):
+        assert name in known, name
+    assert "NoSuchModelForCausalLM" not in known
+
+
+def test_export_refuses_what_llama_cpp_cannot_convert_before_any_work(tmp_path):
+    from loralab.adapters.gguf import GGUFExportError, export_gguf
+
+    with pytest.raises(GGUFExportError, match="write one of"):
+        export_gguf(tmp_path, tmp_path / "x.gguf", out_type="q3_k_xs")
+    with pytest.raises(GGUFExportError, match="no config.json"):
+        export_gguf(tmp_path, tmp_path / "x.gguf")
+    folder = _folder(tmp_path, {"architectures": ["NoSuchModelForCausalLM"]})
+    with pytest.raises(GGUFExportError, match="has no conversion for that architecture"):
+        export_gguf(folder, tmp_path / "x.gguf")
+    (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"],
+                                                    "quantization_config": {"quant_method": "bitsandbytes"}}))
+    with pytest.raises(GGUFExportError, match="quantized"):
+        export_gguf(folder, tmp_path / "x.gguf")
+    assert not list(tmp_path.glob("*.gguf")) and not list(tmp_path.glob(".*partial"))
+
+
+def test_missing_tools_say_what_to_run(tmp_path, monkeypatch):
+    from loralab.adapters import llama_cpp_setup
+
+    monkeypatch.setattr(llama_cpp_setup, "TOOLS_DIR", tmp_path / "none")
+    with pytest.raises(llama_cpp_setup.LlamaCppMissing, match="loralab.adapters.llama_cpp_setup"):
+        llama_cpp_setup.llama_cpp_tools()
+    assert llama_cpp_setup.pinned_requirement().startswith("llama-cpp-python==")
+
+
+def test_modelfile_template_renders_the_chat_templates_prompts(tokenizer, tmp_path):
+    from loralab.adapters.ollama import SAMPLE_CONVERSATIONS, render_ollama, write_modelfile
+    from loralab.adapters.parity import heldout_questions
+
+    gguf = tmp_path / "model.Q4_K_M.gguf"
+    check = write_modelfile(gguf, tokenizer, extra_conversations=heldout_questions(2))
+    text = check.path.read_text()
+    assert check.family == "chatml" and check.checked_conversations == len(SAMPLE_CONVERSATIONS) + 2
+    assert "FROM ./model.Q4_K_M.gguf" in text and 'PARAMETER stop "<|im_end|>"' in text
+    # SmolLM2's template adds a default system prompt: it becomes SYSTEM, so Ollama renders the same prompt
+    assert check.system and check.system.startswith("You are a helpful AI assistant named SmolLM")
+    assert f'SYSTEM """{check.system}"""' in text
+    assert tokenizer.eos_token_id in check.stop_token_ids
+    # the check is real: Go's text/template output equals apply_chat_template, SYSTEM included
+    chat = [{"role": "user", "content": "Hi"}]
+    rendered = render_ollama(check_template(), check.system, [chat])[0]
+    assert rendered == tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    assert render_ollama(check_template(), None, [chat])[0] != rendered  # without SYSTEM it differs
+
+
+def check_template() -> str:
+    from loralab.adapters.ollama import TEMPLATE_FAMILIES
+
+    return TEMPLATE_FAMILIES[0].template
+
+
+def test_modelfile_refuses_a_template_it_cannot_reproduce(tokenizer, tmp_path):
+    import copy
+
+    from loralab.adapters.ollama import ModelfileError, write_modelfile
+
+    other = copy.deepcopy(tokenizer)
+    other.chat_template = "{% for m in messages %}### {{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    with pytest.raises(ModelfileError, match="no family"):
+        write_modelfile(tmp_path / "m.gguf", other)
+    # ChatML markers, but the role line differs: the rendered prompts disagree and say where
+    other.chat_template = tokenizer.chat_template.replace("message['role'] + '\n'", "message['role'] + ': '")
+    with pytest.raises(ModelfileError, match="differently from the chat template, at character"):
+        write_modelfile(tmp_path / "m.gguf", other)
+    assert not (tmp_path / "Modelfile").exists()
+
+
+def test_renderer_needs_go_and_says_so(monkeypatch, tmp_path, tokenizer):
+    from loralab.adapters import ollama
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(ollama, "RENDERER_CACHE", tmp_path)
+    with pytest.raises(ollama.ModelfileError, match="golang-go"):
+        ollama.write_modelfile(tmp_path / "m.gguf", tokenizer)
+    assert ollama.write_modelfile(tmp_path / "m.gguf", tokenizer, check=False).checked_conversations == 0
