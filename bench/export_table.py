@@ -23,16 +23,17 @@ def main() -> None:
     args = parser.parse_args()
     from loralab.adapters.as_trained import load_as_trained
     from loralab.adapters.gguf_export import export_for_llama_cpp
-    from loralab.adapters.gguf_runtime import task_scores
     from loralab.adapters.merge import merge_adapter
+    from loralab.eval.token_model_scores import embedded_task_scores
 
     out = args.out or Path(tempfile.mkdtemp(prefix="loralab-export-"))
     trained, tokenizer = load_as_trained(args.adapter)
-    print(f"model as trained: json_shape {task_scores(trained, tokenizer)['json_shape']:.2f} on 20 held-out questions")
+    print(f"model as trained: json_shape {embedded_task_scores(trained, tokenizer)['json_shape']:.2f} on 20 held-out questions")
     del trained
     merged = merge_adapter(args.adapter, out / "merged")
     print(merged.summary())
-    export = export_for_llama_cpp(merged, out / "gguf", out_types=("q8_0", "q5_k_m", "q4_k_m"), lora=True)
+    export = export_for_llama_cpp(merged, out / "gguf", out_types=("q8_0", "q5_k_m", "q4_k_m"), lora=True,
+                                  score=embedded_task_scores)
     print(export.summary())
     print("| format | MB | greedy identical | top-1 | mean / max KL | JSON shape, 20 q. | within thresholds |")
     for f in export.files:

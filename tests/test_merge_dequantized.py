@@ -120,9 +120,10 @@ def test_qlora_adapter_card_says_4bit_and_plain_peft_loads_it(qlora_adapter):
 def gguf_export(merges, tmp_path_factory):
     """The dequantized merge as F16 + Q4_K_M GGUF files, the adapter as a GGUF LoRA, and a Modelfile."""
     from loralab.adapters.gguf_export import export_for_llama_cpp
+    from loralab.eval.token_model_scores import embedded_task_scores
 
     export = export_for_llama_cpp(merges[0], tmp_path_factory.mktemp("gguf") / "gguf", out_types=("q4_k_m",),
-                                  lora=True, score_questions=20)
+                                  lora=True, score=embedded_task_scores)
     print(f"\n{export.summary()}")
     return export
 

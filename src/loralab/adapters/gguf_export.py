@@ -2,7 +2,8 @@
 
     from loralab.adapters.gguf_export import export_for_llama_cpp
     merged = merge_adapter("runs/a/adapter", "runs/a/merged")
-    export = export_for_llama_cpp(merged, "runs/a/gguf", out_types=("q8_0", "q4_k_m"), lora=True)
+    export = export_for_llama_cpp(merged, "runs/a/gguf", out_types=("q8_0", "q4_k_m"), lora=True,
+                                  score=embedded_task_scores)     # loralab.eval.token_model_scores
     print(export.summary())          # one line per file: size, tensor types, parity, task score
     export.modelfile.path            # runs/a/gguf/Modelfile (FROM the first of out_types)
 
@@ -15,7 +16,8 @@ What it writes into ``out_dir`` (everything through llama.cpp's own tools, ``lor
 * ``Modelfile`` for Ollama (``loralab.adapters.ollama``, its TEMPLATE checked against the chat template);
 * ``loralab_manifest.json``: per file its size, SHA-256-free summary of tensor types, the parity report
   against the model as trained (``loralab.adapters.parity``, thresholds ``PARITY_THRESHOLDS["gguf-..."]``)
-  and the embedded task's scores of its greedy answers in llama.cpp.
+  and, with ``score`` (a function of a ``TokenModel`` and the tokenizer, such as
+  ``loralab.eval.token_model_scores.embedded_task_scores``), the scores of its answers in llama.cpp.
 
 Parity compares with the model as trained: the merge's own reference when a ``MergeResult`` is given
 (no extra model load), else the adapter named in the merged folder's manifest, loaded on its own base.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,19 +115,20 @@ def _reference_for(merged, tokenizer) -> tuple[Path, ParityReference | None, dic
 
 def export_for_llama_cpp(merged, out_dir: str | Path, out_types: tuple[str, ...] = DEFAULT_TYPES, lora: bool = False,
                          adapter_dir: str | Path | None = None, modelfile: bool = True, parity: bool = True,
-                         strict: bool = False, score_questions: int = 20, name: str = "model") -> GGUFExport:
+                         strict: bool = False, score: Callable[[Any, Any], dict[str, float]] | None = None,
+                         name: str = "model") -> GGUFExport:
     """Write GGUF files (F16 + ``out_types``), optionally a GGUF LoRA, and a Modelfile; check each in llama.cpp.
 
     ``merged`` is a ``MergeResult`` or a merged folder. ``adapter_dir`` (default: the merged folder's
-    manifest) is needed for ``lora``. ``score_questions`` held-out questions of the embedded task are
-    answered by each file (0: no score).
+    manifest) is needed for ``lora``. ``score(token_model, tokenizer)`` is called on each file run in
+    llama.cpp (None: no score).
     """
     import gc
     import warnings
 
     from transformers import AutoTokenizer
 
-    from loralab.adapters.gguf_runtime import LlamaCppTokenModel, task_scores
+    from loralab.adapters.gguf_runtime import LlamaCppTokenModel
     from loralab.adapters.ollama import write_modelfile
     from loralab.adapters.parity import ExportDriftWarning, ExportParityError
 
@@ -163,12 +167,12 @@ def export_for_llama_cpp(merged, out_dir: str | Path, out_types: tuple[str, ...]
         for entry in entries:
             entry.bytes = entry.path.stat().st_size + (entry.lora_path.stat().st_size if entry.lora_path else 0)
             entry.tensor_types = gguf_tensor_types(entry.lora_path or entry.path)
-            if parity or score_questions:
+            if parity or score is not None:
                 runner = LlamaCppTokenModel(entry.path, lora_path=entry.lora_path)
                 if parity:
                     entry.parity = compare_with_reference(reference, runner, entry.format, tokenizer=tokenizer)
-                if score_questions:
-                    entry.scores = task_scores(runner, tokenizer, n=score_questions)
+                if score is not None:
+                    entry.scores = score(runner, tokenizer)
                 runner.close()
                 del runner
                 gc.collect()

@@ -1,9 +1,9 @@
-"""Run a GGUF file in llama.cpp itself (llama-cpp-python): parity with the model as trained, and a task score.
+"""Run a GGUF file in llama.cpp itself (llama-cpp-python), as a parity ``TokenModel``.
 
-    from loralab.adapters.gguf_runtime import LlamaCppTokenModel, task_scores
+    from loralab.adapters.gguf_runtime import LlamaCppTokenModel
     gguf_model = LlamaCppTokenModel("runs/a/merged.Q4_K_M.gguf")               # or lora_path="adapter.gguf"
     report = compare_with_reference(reference, gguf_model, "gguf-q4_k_m")      # loralab.adapters.parity
-    task_scores(gguf_model, tokenizer, n=20)       # {"json_shape": 1.0, ...} on held-out questions
+    embedded_task_scores(gguf_model, tokenizer, n=20)   # loralab.eval.token_model_scores: {"json_shape": 1.0, ...}
 
 ``LlamaCppTokenModel`` is a ``TokenModel`` (``loralab.adapters.parity``): the prompt ids are the Hugging
 Face tokenizer's (chat template applied), fed to llama.cpp as tokens, so parity measures the weights
@@ -17,12 +17,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
-
-from loralab.adapters.parity import parity_prompts, stop_token_ids
-from loralab.data.chat_rows import read_jsonl
-from loralab.data.json_answers import data_file
-
-TASK_SCORERS = ("json_shape", "json_topic", "json_answer")
 
 
 class LlamaCppTokenModel:
@@ -66,22 +60,3 @@ class LlamaCppTokenModel:
 
     def close(self) -> None:
         self.llm.close()
-
-
-def task_scores(model, tokenizer, n: int = 20, max_new_tokens: int = 48) -> dict[str, float]:
-    """The embedded task's scores (``TASK_SCORERS``) of greedy answers to its first ``n`` held-out questions.
-
-    ``model`` is any parity ``TokenModel`` (a GGUF in llama.cpp, or a transformers model wrapped by
-    ``loralab.adapters.parity.as_token_model``).
-    """
-    from loralab.adapters.parity import as_token_model
-    from loralab.eval.prepare import reference
-    from loralab.eval.scorers import parse_scorers, score_replies
-
-    rows = read_jsonl(data_file("eval"))[:n]
-    runner = as_token_model(model)
-    stops = stop_token_ids(tokenizer)
-    replies = []
-    for prompt in parity_prompts(tokenizer, messages=[row["messages"][:1] for row in rows]):
-        replies.append(tokenizer.decode(runner.greedy(prompt, max_new_tokens, stops), skip_special_tokens=True))
-    return score_replies(parse_scorers(list(TASK_SCORERS)), replies, [reference(row) for row in rows]).means
