@@ -28,6 +28,7 @@ A file past its thresholds is reported loudly (``ExportDriftWarning``); ``strict
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -97,14 +98,15 @@ class GGUFExport:
                 for f in self.files]
 
 
-def _reference_for(merged, tokenizer) -> tuple[Path, ParityReference | None, dict]:
+def _reference_for(merged, tokenizer, parity: bool) -> tuple[Path, ParityReference | None, dict]:
+    """The merged folder, the model as trained's parity reference (None without ``parity``), its manifest."""
     from loralab.adapters.as_trained import load_as_trained
 
     path = Path(getattr(merged, "path", merged))
     manifest_file = path / "loralab_manifest.json"
     manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
-    reference = getattr(merged, "parity_reference", None)
-    if reference is None:
+    reference = getattr(merged, "parity_reference", None) if parity else None
+    if parity and reference is None:
         adapter_dir = (manifest.get("merged_from") or {}).get("adapter_dir")
         if adapter_dir and Path(adapter_dir).is_dir():
             trained, _ = load_as_trained(adapter_dir)
@@ -136,8 +138,7 @@ def export_for_llama_cpp(merged, out_dir: str | Path, out_types: tuple[str, ...]
     out_dir = Path(out_dir)
     merged_dir = Path(getattr(merged, "path", merged))
     tokenizer = AutoTokenizer.from_pretrained(str(merged_dir))
-    merged_dir, reference, manifest = _reference_for(merged, tokenizer) if parity else \
-        (merged_dir, None, {})
+    merged_dir, reference, manifest = _reference_for(merged, tokenizer, parity)
     if parity and reference is None:
         raise ValueError(f"parity needs the model as trained: {merged_dir} names no adapter that is still there; "
                          "pass the MergeResult, or parity=False.")
@@ -145,8 +146,6 @@ def export_for_llama_cpp(merged, out_dir: str | Path, out_types: tuple[str, ...]
     if lora and not (adapter_dir / "adapter_config.json").is_file():
         raise ValueError("lora=True needs the adapter folder (adapter_dir=...).")
     staging = out_dir.with_name(f".{out_dir.name}.partial")
-    import shutil
-
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:

@@ -27,7 +27,7 @@ class LlamaCppTokenModel:
         from llama_cpp import Llama
 
         self.path = Path(gguf_path)
-        threads = threads or len(os.sched_getaffinity(0))
+        threads = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
         self.llm = Llama(model_path=str(gguf_path), lora_path=str(lora_path) if lora_path else None, n_ctx=n_ctx,
                          logits_all=True, n_threads=threads, n_threads_batch=threads, n_gpu_layers=0, seed=0,
                          verbose=False)
