@@ -2,7 +2,6 @@
 
 from loralab.adapters.gguf import GGUFExportError, export_gguf, export_gguf_lora
 from loralab.adapters.gguf_export import GGUFExport, export_for_llama_cpp
-from loralab.adapters.llama_cpp_setup import llama_cpp_installed, llama_cpp_missing_reason
 from loralab.adapters.manifest import dataset_sha256, read_manifest, write_manifest
 from loralab.adapters.merge import GGUF_STATUS, MergeResult, merge_adapter
 from loralab.adapters.ollama import ModelfileError, write_modelfile
@@ -39,8 +38,6 @@ __all__ = [
     "export_for_llama_cpp",
     "export_gguf",
     "export_gguf_lora",
-    "llama_cpp_installed",
-    "llama_cpp_missing_reason",
     "load_sft_for_preference",
     "load_verified_adapter",
     "merge_adapter",
