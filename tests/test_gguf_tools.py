@@ -59,6 +59,15 @@ def test_export_refuses_what_llama_cpp_cannot_convert_before_any_work(tmp_path):
     assert not list(tmp_path.glob("*.gguf")) and not list(tmp_path.glob(".*partial"))
 
 
+def test_export_of_a_folder_that_is_not_a_merged_model_says_so(tmp_path):
+    from loralab.adapters.gguf import GGUFExportError
+    from loralab.adapters.gguf_export import export_for_llama_cpp
+
+    with pytest.raises(GGUFExportError, match="not a merged model folder"):
+        export_for_llama_cpp(tmp_path / "nothing", tmp_path / "gguf")
+    assert not (tmp_path / "gguf").exists()
+
+
 def test_missing_tools_say_what_to_run(tmp_path, monkeypatch):
     from loralab.adapters import llama_cpp_setup
 

@@ -16,6 +16,7 @@ run's adapter, 8 x 24: dequantized 8/8, 1.000, 1.3e-5 / max 2.0e-4; original 3/8
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -173,4 +174,6 @@ def test_gguf_manifest_and_modelfile(gguf_export):
     assert "FROM ./model.Q4_K_M.gguf" in text and "<|im_end|>" in text
     assert gguf_export.modelfile.checked_conversations >= 3
     assert not list(folder.parent.glob(".*partial"))
-    assert oct((folder / "model.Q4_K_M.gguf").stat().st_mode & 0o777) != "0o600"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (folder / "model.Q4_K_M.gguf").stat().st_mode & 0o777 == 0o666 & ~umask  # readable by a server

@@ -137,6 +137,11 @@ def export_for_llama_cpp(merged, out_dir: str | Path, out_types: tuple[str, ...]
     started = time.perf_counter()
     out_dir = Path(out_dir)
     merged_dir = Path(getattr(merged, "path", merged))
+    if not (merged_dir / "config.json").is_file() or not (merged_dir / "tokenizer_config.json").is_file():
+        from loralab.adapters.gguf import GGUFExportError
+
+        raise GGUFExportError(f"{merged_dir} is not a merged model folder (config.json and tokenizer files); pass the "
+                              "MergeResult or the folder merge_adapter wrote.")
     tokenizer = AutoTokenizer.from_pretrained(str(merged_dir))
     merged_dir, reference, manifest = _reference_for(merged, tokenizer, parity)
     if parity and reference is None:
