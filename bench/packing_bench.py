@@ -13,6 +13,8 @@ seed and max length, in a FRESH subprocess, the rounds alternating the order:
   loralab_2x2      ... the same, batched as Unsloth's notebooks batch: 2 rows x (batch / 2) accumulation
   loralab_none     ... packing: none (rows padded to the batch's longest)
   loralab_padding_free, loralab_packed    ... the other two layouts
+  loralab_masked   ... the default, with transformers' sdpa block-diagonal mask instead of loralab's row
+                   attention (loralab.model.row_attention): what row attention saves
   unsloth          raw Unsloth as its notebooks configure it: FastLanguageModel 4-bit, SFTTrainer with
                    per_device_train_batch_size 2 x gradient_accumulation_steps (batch / 2), no packing
   trl_16bit        plain transformers + PEFT + TRL with TRL's defaults (padded batches, no packing), 16-bit
@@ -42,8 +44,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CONFIGS = ("loralab", "loralab_2x2", "loralab_none", "loralab_padding_free", "loralab_packed", "unsloth",
-           "trl_16bit")
+CONFIGS = ("loralab", "loralab_2x2", "loralab_none", "loralab_padding_free", "loralab_packed", "loralab_masked",
+           "unsloth", "trl_16bit")
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 MARKS = ("imports", "model load", "LoRA attach", "data preparation", "first step")
 
@@ -129,7 +131,11 @@ def worker(name: str, args) -> dict:
                   "per_device_train_batch_size": batch, "gradient_accumulation_steps": accumulation,
                   "learning_rate": 2e-4, "warmup_steps": 0, "seed": 3407,
                   "logging_steps": 1, "optim": "adamw_torch", "save_steps": 0}
-        if name not in ("loralab", "loralab_2x2"):
+        if name == "loralab_masked":  # the default without row attention: transformers' block-diagonal mask
+            import loralab.train.trainer
+
+            loralab.train.trainer.use_row_attention = lambda model: False
+        elif name not in ("loralab", "loralab_2x2"):
             params["packing"] = name.removeprefix("loralab_")
         cfg = validate_params(params)
         model, tokenizer = load_model(cfg)
@@ -266,10 +272,12 @@ def print_report(results: dict[str, list[dict]], rooflines: dict[str, float], se
             row += (f" {m['useful_tokens_per_s'] / med[r]['useful_tokens_per_s']:11.2f}"
                     f" {m['peak_gb'] / med[r]['peak_gb']:11.2f}")
         print(row)
-    if "loralab" in med:
-        b = med["loralab"]["breakdown"]
-        print("\nloralab, seconds before the first step ends: " + ", ".join(f"{k} {v:.1f}" for k, v in b.items())
-              + f" (total {sum(b.values()):.1f})")
+    print()
+    for name in ("loralab", "loralab_masked"):  # the default, and the default without row attention
+        if name in med:
+            b = med[name]["breakdown"]
+            print(f"{name}, seconds before the first step ends: " + ", ".join(f"{k} {v:.1f}" for k, v in b.items())
+                  + f" (total {sum(b.values()):.1f})")
     print("useful tok/s range over the rounds: " + ", ".join(
         f"{c} {min(r['useful_tokens_per_s'] for r in rs):.0f}-{max(r['useful_tokens_per_s'] for r in rs):.0f}"
         for c, rs in results.items()))
@@ -314,8 +322,6 @@ def main() -> int:
     results = {c: [] for c in configs}
     rooflines: dict[str, list[float]] = {}
     for round_no in range(args.rounds):
-        for dtype in ("float32", "bfloat16"):
-            rooflines.setdefault(dtype, []).append(roofline(model_config, args.threads, dtype))
         for name in (configs if round_no % 2 == 0 else configs[::-1]):
             cmd = [sys.executable, __file__, "--worker", name, "--steps", str(args.steps), "--warmup",
                    str(args.warmup), "--batch", str(args.batch), "--seq", str(args.seq), "--rows", str(args.rows),
@@ -330,6 +336,9 @@ def main() -> int:
             results[name].append(r)
             print(f"round {round_no + 1} {name:22s} {r['useful_tokens_per_s']:7.1f} useful tok/s, pad "
                   f"{r['padding_share']:.0%}, {r['peak_gb']:.2f} GB, first step {r['first_step_s']:.0f} s", flush=True)
+        # the matmul roofline in the dtypes the paths computed in (a CPU without bf16 emulates it, far slower)
+        for dtype in sorted({r["compute_dtype"] for runs in results.values() for r in runs}):
+            rooflines.setdefault(dtype, []).append(roofline(model_config, args.threads, dtype))
     median_rooflines = {k: statistics.median(v) for k, v in rooflines.items()}
     print_report(results, median_rooflines, vars(args))
     if args.out:

@@ -68,23 +68,69 @@ def test_padded_padding_free_and_packed_batches_give_the_same_loss(model_and_row
 
 
 def test_the_held_out_loss_of_a_flattened_batch_ignores_a_generation_cache(model_and_rows, tmp_path):
-    """After generating (use_cache on), the trainer's loss on a padding-free batch still keeps rows apart."""
+    """After generating (use_cache on), the trainer's loss on a padding-free batch still keeps rows apart.
+
+    transformers' sdpa mixes the rows of a flattened batch when the cache is on; loralab's row attention
+    cuts them from the position ids whatever the cache, and the trainer's loss runs without a cache anyway.
+    """
     import torch
+
+    from loralab.model.row_attention import NAME, use_row_attention, use_sdpa
 
     model = model_and_rows[0]
     trainer = _trainer(model_and_rows, tmp_path, "padding_free")
+    assert model.config._attn_implementation == NAME  # the trainer factory switched the CPU model's sdpa
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(trainer.train_dataset))])
     padded = _whole_dataset_loss(_trainer(model_and_rows, tmp_path, "none"))[0]
     previous, model.config.use_cache = model.config.use_cache, True
     try:
         model.eval()
         with torch.no_grad():
-            mixed = float(model(**batch).loss)  # what a plain forward computes with the cache on
+            rows = float(model(**batch).loss)  # row attention, cache on
             kept = float(trainer.compute_loss(model, batch))
+            use_sdpa(model)
+            mixed = float(model(**batch).loss)  # what transformers' sdpa computes with the cache on
+            kept_sdpa = float(trainer.compute_loss(model, batch))
     finally:
+        use_row_attention(model)
         model.config.use_cache = previous
         model.train()
-    assert abs(kept - padded) < 1e-4 and abs(mixed - padded) > 1e-2, (padded, kept, mixed)
+    assert abs(kept - padded) < 1e-4 and abs(rows - padded) < 1e-4, (padded, kept, rows)
+    assert abs(kept_sdpa - padded) < 1e-4 and abs(mixed - padded) > 1e-2, (padded, kept_sdpa, mixed)
+
+
+def test_row_attention_gives_the_block_masked_logits_and_the_same_generation(model_and_rows, tmp_path):
+    """Row by row (the default on CPU) = transformers' block-diagonal mask on a flattened batch; generation unchanged."""
+    import torch
+
+    from loralab.model.row_attention import NAME, use_row_attention, use_sdpa
+
+    model, tokenizer, rows = model_and_rows
+    trainer = _trainer(model_and_rows, tmp_path, "padding_free")
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(trainer.train_dataset))])
+    assert int((batch["position_ids"][0] == 0).sum()) == len(rows)
+    prompts = [tokenizer.apply_chat_template(row["messages"][:-1], tokenize=False, add_generation_prompt=True)
+               for row in rows[:3]]
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    tokenizer.padding_side = side
+    model.eval()
+    try:
+        with torch.no_grad():
+            outputs = {}
+            for name in ("rows", "sdpa"):
+                (use_row_attention if name == "rows" else use_sdpa)(model)
+                logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+                generated = model.generate(**encoded, max_new_tokens=8, do_sample=False,
+                                           pad_token_id=tokenizer.pad_token_id)
+                outputs[name] = (logits, generated)
+    finally:
+        use_row_attention(model)
+        model.train()
+    assert model.config._attn_implementation == NAME
+    scale = outputs["sdpa"][0].abs().max()
+    assert float((outputs["rows"][0] - outputs["sdpa"][0]).abs().max() / scale) < 1e-4
+    assert torch.equal(outputs["rows"][1], outputs["sdpa"][1])
 
 
 def test_the_loss_counts_completion_tokens_only_in_every_layout(model_and_rows, tmp_path):

@@ -15,9 +15,12 @@
 
 Both rely on the attention implementation seeing the restarting position ids and attending within a
 row only: FlashAttention does it from the position ids, and transformers 5's SDPA builds a block-diagonal
-causal mask from them (measured here; eager shares the mask code, not measured). An attention that ignored them would silently let every
-row attend to the rows before it, so :func:`check_rows_kept_apart` runs the model on two short rows
-packed and alone before training and refuses packing where the logits differ.
+causal mask from them (measured here; eager shares the mask code, not measured). That mask costs
+(sum of the row lengths)^2, so where the model's attention is transformers' sdpa (Unsloth's CPU backend)
+the trainer factory switches it to ``loralab.model.row_attention``, which runs SDPA row by row from the
+same position ids (the sum of the squares, as FlashAttention's varlen kernels). An attention that ignored
+the position ids would silently let every row attend to the rows before it, so :func:`check_rows_kept_apart`
+runs the model on two short rows packed and alone before training and refuses packing where the logits differ.
 """
 
 from __future__ import annotations
