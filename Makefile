@@ -35,7 +35,7 @@ run: setup
 	$(VENV)/bin/loralab run notebooks/01_qlora_finetune.ipynb -f $(PARAMS)
 
 test: setup
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=25
 
 lint: setup
 	$(VENV)/bin/ruff check src tests scripts bench

@@ -21,6 +21,7 @@ from loralab.eval.retention import (
     check_retention_tasks,
     compare_retention,
     hub_datasets,
+    manager_for,
     retention_metrics,
     task_manager,
 )
@@ -43,6 +44,14 @@ def test_the_local_task_is_a_harness_task_with_its_64_questions():
         assert task.doc_to_text(doc).startswith("Question: ") and task.doc_to_text(doc).endswith("Answer:")
     # the right answer is not always in the same place (a model could score by position alone)
     assert len({doc["answer"] for doc in docs}) == 4
+
+
+def test_the_local_task_alone_needs_no_index_of_the_harness_tasks():
+    """retention_tasks of loralab's own tasks only: the local folder is indexed (milliseconds, not 5-17 s)."""
+    local = manager_for([LOCAL_TASK])
+    assert local is task_manager(local_only=True) and local.all_tasks == [LOCAL_TASK]
+    full = manager_for([LOCAL_TASK, "arc_easy"])
+    assert full is task_manager() and "arc_easy" in full.task_index and LOCAL_TASK in full.task_index
 
 
 def test_hub_data_of_tasks_groups_and_tags():
