@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 PARAMS    ?= params/01_qlora_finetune/default.yaml
 PIP       := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup run test lint bench clean-venv
+.PHONY: setup run test test-fast lint bench clean-venv
 
 setup: $(STAMP)
 
@@ -34,8 +34,14 @@ $(STAMP): pyproject.toml Makefile
 run: setup
 	$(VENV)/bin/loralab run notebooks/01_qlora_finetune.ipynb -f $(PARAMS)
 
+# Everything CI runs; at its end the 15 slowest tests and the time of the tests that load a model
+# against tests/budget.txt.
 test: setup
-	$(VENV)/bin/pytest -q --durations=25
+	$(VENV)/bin/pytest -q --durations=15
+
+# The inner loop: the tests that load no model (not marked slow).
+test-fast: setup
+	$(VENV)/bin/pytest -q -m "not slow" --durations=5
 
 lint: setup
 	$(VENV)/bin/ruff check src tests scripts bench

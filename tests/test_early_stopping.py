@@ -1,8 +1,10 @@
-"""Early stopping on the held-out loss, through transformers' own callback, on the embedded model."""
+"""Early stopping on the held-out loss, through transformers' own callback, on the tiny random model."""
 
 from __future__ import annotations
 
 import pytest
+
+from conftest import TINY_MODEL
 
 pytestmark = pytest.mark.slow
 
@@ -15,7 +17,7 @@ def test_training_stops_when_the_held_out_loss_stops_falling(tmp_path):
     from loralab.train.trainer import build_trainer, heldout_loss
 
     # A learning rate far too high: the held-out loss gets worse from the first evaluations on.
-    cfg = validate_params({"load_in_4bit": False, "max_seq_length": 64, "lora_r": 4, "lora_alpha": 8,
+    cfg = validate_params({"model_name": TINY_MODEL, "load_in_4bit": False, "max_seq_length": 64, "lora_r": 4, "lora_alpha": 8,
                            "target_modules": "attention", "max_steps": 30, "per_device_train_batch_size": 2,
                            "learning_rate": 0.5, "warmup_steps": 0, "save_steps": 0, "eval_steps": 1,
                            "early_stopping_patience": 2, "use_gradient_checkpointing": False,

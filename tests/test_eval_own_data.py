@@ -2,8 +2,9 @@
 
 The dataset is not the JSON task: the embedded questions answered in one line, ``Answer: <answer>``,
 written to JSON Lines files here, with one held-out row copied into the training file (it must be
-found and removed). One run of notebook 01 (16-bit base, a few seconds of training) is shared by
-every test in this file.
+found and removed). One run of notebook 01 on the tiny random model (16-bit base, a few seconds of
+training) is shared by every test in this file: it checks the mechanics of evaluating on your own data;
+that scorers rise with training is claimed on the embedded model by tests/test_notebook_01.py.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TINY_MODEL
 from loralab.data.short_answers import short_answer_rows
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +42,7 @@ def own_data(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def params(own_data) -> dict:
-    return {"dataset": own_data["train"], "eval_dataset": own_data["eval"], "eval_scorers": SCORERS,
+    return {"model_name": TINY_MODEL, "dataset": own_data["train"], "eval_dataset": own_data["eval"], "eval_scorers": SCORERS,
             "eval_examples": 8, "eval_steps": EVAL_STEPS, "load_in_4bit": False, "max_seq_length": 96,
             "lora_r": 8, "lora_alpha": 16, "max_steps": MAX_STEPS, "per_device_train_batch_size": 4,
             "learning_rate": 1e-3, "warmup_steps": 0, "max_new_tokens": 16, "show_examples": 2, "save_steps": 0,
@@ -73,12 +75,12 @@ def test_eval_steps_give_an_eval_loss_curve(metrics, run):
     assert (run / "loss.png").stat().st_size > 5000
 
 
-def test_at_least_two_scorers_beat_the_base_model(metrics):
+def test_every_scorer_scores_before_and_after(metrics):
+    """That the scores rise with training is claimed on the embedded model (tests/test_notebook_01.py)."""
     before, after = metrics["eval_scores_before"], metrics["eval_scores_after"]
     assert set(before) == set(after) == set(SCORERS)
-    better = [name for name in SCORERS if after[name] > before[name]]
-    assert len(better) >= 2, (before, after)
-    assert after["regex:^Answer: \\S"] >= 0.75, "the reply format is learned"
+    assert all(0.0 <= value <= 1.0 for value in [*before.values(), *after.values()]), (before, after)
+    assert after["chrf"] > 0, "chrF scores character overlap: even a random model's reply has some"
     assert metrics["eval_score_after"] == after[SCORERS[0]]
     assert metrics["eval_scorer_failures"] == {name: 0 for name in SCORERS}
 

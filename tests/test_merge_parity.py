@@ -1,4 +1,4 @@
-"""Merge mechanics and the parity check on a tiny random Llama (the embedded tokenizer, 2 layers of width 64).
+"""Merge mechanics and the parity check on the tiny random model (the embedded tokenizer, 2 layers of width 64).
 
 No embedded-model weights load here: the base is random, so these tests check the plumbing (16-bit
 adapters merge into the original weights only, NF4 dequantization is what the 4-bit layer computes,
@@ -16,31 +16,19 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TINY_MODEL
 from loralab.adapters.manifest import MANIFEST_NAME, read_manifest, write_manifest
 from loralab.adapters.parity import ExportParityError, ParityThresholds
 from loralab.params.run_config import validate_params
 
-EMBEDDED = "embedded/smollm2-135m-instruct"
 QUICK = {"parity_prompts_n": 3, "parity_new_tokens": 6}
 
 
 @pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory) -> Path:
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
+def tiny_base() -> Path:
     from loralab.model.embedded import resolve_model_path
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(EMBEDDED))
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
-    folder = tmp_path_factory.mktemp("tiny") / "base"
-    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return Path(resolve_model_path(TINY_MODEL))
 
 
 def _adapter(base: Path, folder: Path, load_in_4bit: bool) -> Path:

@@ -1,9 +1,10 @@
-"""The three training modes load through Unsloth as the config asks (16-bit base: fast to load)."""
+"""The three training modes load through Unsloth as the config asks (the tiny random model, 16-bit base)."""
 
 from __future__ import annotations
 
 import pytest
 
+from conftest import TINY_MODEL
 from loralab.params.run_config import validate_params
 
 pytestmark = pytest.mark.slow
@@ -12,7 +13,7 @@ pytestmark = pytest.mark.slow
 def test_16_bit_lora_and_full_finetuning_counts():
     from loralab.model.loading import attach_lora, count_parameters, load_model, lora_layer_table
 
-    lora_cfg = validate_params({"load_in_4bit": False, "target_modules": "attention", "lora_r": 4})
+    lora_cfg = validate_params({"model_name": TINY_MODEL, "load_in_4bit": False, "target_modules": "attention", "lora_r": 4})
     model, _ = load_model(lora_cfg)
     assert not any(hasattr(p, "quant_state") for p in model.parameters()), "16-bit base expected"
     model = attach_lora(model, lora_cfg)
@@ -22,7 +23,7 @@ def test_16_bit_lora_and_full_finetuning_counts():
     assert trainable == sum(layer.params for layer in layers) and all(layer.r == 4 for layer in layers)
     del model
 
-    full_cfg = validate_params({"load_in_4bit": False, "full_finetuning": True})
+    full_cfg = validate_params({"model_name": TINY_MODEL, "load_in_4bit": False, "full_finetuning": True})
     model, _ = load_model(full_cfg)
     model = attach_lora(model, full_cfg)  # full fine-tuning: no adapters, every weight trains
     trainable, total = count_parameters(model)

@@ -1,7 +1,8 @@
-"""Notebook 01 end to end under papermill on the embedded model (smoke params, a few steps).
+"""Notebook 01 end to end, as `make run` runs it: the embedded model, its default params (conftest).
 
-Asserts on metrics.json and the run folder only, never on notebook text: the loss went down, only
-LoRA weights moved, the trainable count is the r*(d+k) arithmetic, and the saved adapter reloads
+Asserts on metrics.json and the run folder only, never on notebook text: QLoRA learned the task (the
+held-out JSON-shape score rises from 0 to >= 0.8 and every scorer beats the base), the loss went down,
+only LoRA weights moved, the trainable count is the r*(d+k) arithmetic, and the saved adapter reloads
 onto a fresh base and reproduces the trained model's logits. The run gets a fake HF_TOKEN in its
 environment (the kernel inherits it), and no file of the run folder may contain its value.
 """
@@ -18,22 +19,22 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def smoke_run(smoke_cli_run) -> Path:
-    """``loralab run`` with the smoke params (and TensorBoard), shared with tests/test_tracking.py (conftest)."""
-    return smoke_cli_run[0]
+def default_run(default_cli_run) -> Path:
+    """``loralab run`` with the default params (and TensorBoard), shared with tests/test_tracking.py (conftest)."""
+    return default_cli_run[0]
 
 
 @pytest.fixture(scope="module")
-def metrics(smoke_run) -> dict:
-    return json.loads((smoke_run / "metrics.json").read_text())
+def metrics(default_run) -> dict:
+    return json.loads((default_run / "metrics.json").read_text())
 
 
-def test_run_folder_holds_everything(smoke_run):
+def test_run_folder_holds_everything(default_run):
     for name in ("01_qlora_finetune.ipynb", "metrics.json", "loss.png", "reference_logits.safetensors",
                  "adapter/adapter_config.json", "adapter/adapter_model.safetensors",
                  "adapter/loralab_manifest.json"):
-        assert (smoke_run / name).is_file(), name
-    assert not list((smoke_run / "adapter").glob("*.bin")), "adapters are saved as safetensors only"
+        assert (default_run / name).is_file(), name
+    assert not list((default_run / "adapter").glob("*.bin")), "adapters are saved as safetensors only"
 
 
 def test_metrics_keys_documented_in_readme(metrics):
@@ -44,6 +45,17 @@ def test_metrics_keys_documented_in_readme(metrics):
         assert key in metrics, key
     undocumented = [key for key in metrics if f"`{key}`" not in readme]
     assert not undocumented, f"README does not document metrics keys {undocumented}"
+
+
+def test_qlora_learns_the_json_shape_and_every_scorer_beats_the_base(metrics):
+    """The claim of `make run`: measured 0.00 -> 0.97 on 30 questions; these are 12 of them."""
+    assert metrics["params"]["model_name"] == "embedded/smollm2-135m-instruct" and metrics["params"]["load_in_4bit"]
+    assert metrics["eval_scores_before"]["json_shape"] == 0.0
+    assert metrics["eval_scores_after"]["json_shape"] >= 0.8, metrics["eval_scores_after"]
+    before, after = metrics["eval_scores_before"], metrics["eval_scores_after"]
+    assert set(before) == set(after) == {"json_shape", "json_topic", "json_answer"}
+    assert [name for name in before if after[name] <= before[name]] == [], (before, after)
+    assert metrics["eval_loss_after"] < metrics["eval_loss_before"]
 
 
 def test_loss_went_down(metrics):
@@ -80,7 +92,7 @@ def test_eval_scores_are_recorded(metrics):
     assert metrics["versions"]["unsloth"] and metrics["versions"]["peft"]
 
 
-def test_saved_adapter_reloads_and_reproduces_logits(smoke_run, metrics):
+def test_saved_adapter_reloads_and_reproduces_logits(default_run, metrics):
     """A fresh 4-bit base + PEFT's own loader on the saved folder gives the trained model's logits."""
     import unsloth  # noqa: F401
     from peft import PeftModel
@@ -92,8 +104,8 @@ def test_saved_adapter_reloads_and_reproduces_logits(smoke_run, metrics):
 
     cfg = validate_params(metrics["params"])
     base, tokenizer = load_model(cfg)
-    model = PeftModel.from_pretrained(base, str(smoke_run / "adapter"))
-    reference = load_file(str(smoke_run / "reference_logits.safetensors"))
+    model = PeftModel.from_pretrained(base, str(default_run / "adapter"))
+    reference = load_file(str(default_run / "reference_logits.safetensors"))
     input_ids, logits = probe_logits(model, tokenizer)
     assert input_ids.tolist() == reference["input_ids"].tolist()
     diff = (logits - reference["logits"]).abs().max().item()
@@ -107,11 +119,11 @@ def test_saved_adapter_reloads_and_reproduces_logits(smoke_run, metrics):
     assert logits.argmax(-1).tolist() == reference["logits"].argmax(-1).tolist()
 
 
-def test_hub_token_reaches_the_kernel_but_no_file_of_the_run(smoke_cli_run, smoke_run, metrics):
+def test_hub_token_reaches_the_kernel_but_no_file_of_the_run(default_cli_run, default_run, metrics):
     """Executed notebook, metrics.json, manifest, run record, logs, checkpoints: none holds the token value."""
     assert metrics["hub_token_source"] == "environment variable HF_TOKEN"  # the kernel did see it
-    files = [p for p in smoke_run.rglob("*") if p.is_file()]
+    files = [p for p in default_run.rglob("*") if p.is_file()]
     assert {"01_qlora_finetune.ipynb", "metrics.json", "loralab_manifest.json"} <= {p.name for p in files}
-    needle = smoke_cli_run[2].encode()
-    leaked = [str(p.relative_to(smoke_run)) for p in files if needle in p.read_bytes()]
+    needle = default_cli_run[2].encode()
+    leaked = [str(p.relative_to(default_run)) for p in files if needle in p.read_bytes()]
     assert not leaked, f"the hub token was written into {leaked}"

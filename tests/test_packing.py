@@ -1,4 +1,4 @@
-"""Padding-free and packed batches (``packing``) train the same thing as padded ones, on the embedded model.
+"""Padding-free and packed batches (``packing``) train the same thing as padded ones (tiny random model).
 
 The same rows, of different lengths (the embedded JSON-answer and short-answer tasks mixed), go through
 TRL's own dataset preparation and collator in each layout. One batch of all of them must give the same
@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import TINY_MODEL
+
 pytestmark = pytest.mark.slow
 
-PARAMS = {"load_in_4bit": True, "max_seq_length": 128, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0,
+PARAMS = {"model_name": TINY_MODEL, "load_in_4bit": True, "max_seq_length": 128, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0,
           "max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 1e-3, "warmup_steps": 0,
           "save_steps": 0, "use_gradient_checkpointing": False}
 

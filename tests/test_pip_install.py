@@ -1,5 +1,6 @@
 """`pip install loralab` works outside the checkout: the wheel carries the notebooks and params files,
-``loralab notebooks`` copies them, and ``loralab run 01`` trains from an unrelated folder into ./runs.
+``loralab notebooks`` copies them, and ``loralab run 01`` trains (the tiny random model) from an unrelated
+folder into ./runs.
 
 The wheel is built from a copy of the sources (nothing is written into the checkout) and installed
 into a fresh venv. That venv sees the test venv's packages (torch, unsloth, papermill, ipykernel)
@@ -20,6 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from conftest import TINY_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "notebooks", "params", "src")
@@ -97,8 +100,8 @@ def test_the_wheel_ships_notebooks_and_runs_outside_the_checkout(installed, kill
     assert (work / "nb" / "params" / "01_qlora_finetune" / "smoke.yaml").is_file()
     assert (work / "nb" / "params" / "sweeps" / "rank.yaml").is_file()
 
-    ran = _run([venv / "bin" / "loralab", "run", "01", "-f", "smoke.yaml"], cwd=work, env=env, timeout=600,
-                 kill_tree=kill_tree)
+    ran = _run([venv / "bin" / "loralab", "run", "01", "-f", "smoke.yaml", "-p", "model_name", TINY_MODEL], cwd=work,
+               env=env, timeout=600, kill_tree=kill_tree)
     assert f"using the shipped {params}/01_qlora_finetune/smoke.yaml" in ran.stdout
     metrics_files = list((work / "runs").glob("*/metrics.json"))
     assert len(metrics_files) == 1, ran.stdout

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import TINY_MODEL
 from loralab.data.concise_answers import concise_answer_pairs
 from loralab.runs.runner import run_notebook
 from loralab.train.checkpoints import COMPLETE_MARKER
@@ -32,7 +33,7 @@ def test_a_killed_dpo_run_resumes_to_the_uninterrupted_result(tmp_path, kill_tre
 
     held_out = tmp_path / "held_out.jsonl"
     held_out.write_text("".join(json.dumps(p) + "\n" for p in concise_answer_pairs("eval")[:8]))
-    params = {"load_in_4bit": False, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "max_steps": 8,
+    params = {"model_name": TINY_MODEL, "load_in_4bit": False, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "max_steps": 8,
               "per_device_train_batch_size": 2, "learning_rate": 5e-4, "warmup_steps": 0, "save_steps": 2,
               "save_total_limit": 2, "eval_dataset": str(held_out), "eval_scorers": [], "show_examples": 0}
     uninterrupted = run_notebook(NB04, params, runs_root=tmp_path / "a", run_name="a", timeout_s=900)

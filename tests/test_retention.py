@@ -1,7 +1,7 @@
 """Retention checks through lm-evaluation-harness: the local task, name and network checks, the verdict.
 
 The fast tests use the harness's real TaskManager (loralab's local task next to the harness's own
-~14,000) and the verdict arithmetic; the slow ones run the harness on the embedded model, and
+~14,000) and the verdict arithmetic; the slow ones run the harness on the tiny random model, and
 notebook 01 with a retention task, whose after-score ``loralab eval --harness`` must reproduce exactly.
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TINY_MODEL
 from loralab.eval.retention import (
     LOCAL_TASK,
     RetentionResult,
@@ -118,7 +119,7 @@ def test_params_take_a_list_or_the_harness_comma_form_and_refuse_a_limit_below_o
 
 
 @pytest.mark.slow
-def test_the_harness_leaves_the_run_as_it_found_it(embedded_config):
+def test_the_harness_leaves_the_run_as_it_found_it():
     """The harness seeds random/numpy/torch and switches the model to eval mode: a training run must not notice."""
     import numpy as np
     import torch
@@ -127,7 +128,7 @@ def test_the_harness_leaves_the_run_as_it_found_it(embedded_config):
     from loralab.model import attach_lora, load_model
     from loralab.params.run_config import RunConfig
 
-    cfg = RunConfig(load_in_4bit=False)
+    cfg = RunConfig(model_name=TINY_MODEL, load_in_4bit=False)
     model, tokenizer = load_model(cfg)
     model = attach_lora(model, cfg)
     model.train()

