@@ -35,7 +35,7 @@ run: setup
 	$(VENV)/bin/loralab run notebooks/01_qlora_finetune.ipynb -f $(PARAMS)
 
 # Everything CI runs; at its end the 15 slowest tests and the time of the tests that load a model
-# against tests/budget.txt.
+# against tests/budget.txt. One test process: the notebook runs each want both cores.
 test: setup
 	$(VENV)/bin/pytest -q --durations=15
 

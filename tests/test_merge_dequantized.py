@@ -7,10 +7,10 @@ held-out questions x 16 new tokens, fp32.
 
 The dequantized merge is then exported for llama.cpp (F16, Q4_K_M, the adapter as a GGUF LoRA, a
 Modelfile) and every file is run in llama.cpp against the same reference and scored on the embedded
-task. These are the mechanics, on random weights; what the real model's adapter keeps through each
-format (measured on the embedded model, 2 CPU cores, fp32: the dequantized merge greedy 8/8 identical,
-top-1 1.000, mean KL 4.9e-5; the original 16-bit merge greedy 2/8, top-1 0.925, mean KL 1.0e-1; in
-llama.cpp JSON shape F16 0.75, Q4_K_M 0.80 for a 6-step adapter) is in the docs, with its command.
+task. These are the mechanics, on random weights (near-tied logits: a greedy pick may flip, so the checks
+are on KL and top-1). What the real model's adapter keeps through each merge and format is measured by
+`bench/export_table.py runs/<run>/adapter` on the default run's adapter, and tabled in the README (the
+dequantized merge 8/8 greedy identical, mean KL 1.3e-5; the 16-bit merge 3/8, 4.9e-2; F16 to Q4_K_M).
 """
 
 from __future__ import annotations
@@ -139,7 +139,8 @@ def test_gguf_files_run_in_llama_cpp_like_the_trained_model(gguf_export, merges)
     f16, q4 = by_format["gguf-f16"], by_format["gguf-q4_k_m"]
     assert f16.parity.top1_agreement >= 0.9 and f16.parity.mean_kl < 1e-2, f16.summary()
     assert f16.tensor_types.get("F16", 0) >= 2 * 7
-    assert q4.tensor_types.get("Q4_K", 0) > 0 and q4.bytes < 0.5 * f16.bytes, q4.summary()
+    # the tiny model's 64-wide rows take llama.cpp's fallbacks (Q5_0, Q8_0); its 256-wide down_proj takes Q4_K
+    assert q4.tensor_types.get("Q4_K", 0) > 0 and q4.bytes < 0.7 * f16.bytes, q4.summary()
     assert q4.parity.mean_kl > f16.parity.mean_kl  # quantization costs something, and parity sees it
     # each file is scored on the embedded task in llama.cpp (random weights: the scores say nothing here)
     assert set(f16.scores) == set(q4.scores) and "json_shape" in f16.scores, (f16.scores, q4.scores)
