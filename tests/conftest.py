@@ -48,11 +48,6 @@ def embedded_config() -> dict:
 
 
 @pytest.fixture(scope="session")
-def tiny_config() -> dict:
-    return model_config(TINY_MODEL)
-
-
-@pytest.fixture(scope="session")
 def kill_tree():
     """SIGKILL a subprocess and every process under it (papermill starts the kernel in its own session)."""
     import signal

@@ -27,7 +27,8 @@ from loralab.runs.runner import run_notebook
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "01_qlora_finetune.ipynb"
 pytestmark = pytest.mark.slow
-BASE = {"model_name": TINY_MODEL, "load_in_4bit": False, "max_steps": 8, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0,
+BASE = {"model_name": TINY_MODEL, "load_in_4bit": False, "max_steps": 8, "lora_r": 8, "lora_alpha": 16,
+        "lora_dropout": 0.0,
         "learning_rate": 1e-3, "warmup_steps": 0, "max_seq_length": 128, "eval_examples": 2, "show_examples": 0,
         "max_new_tokens": 16, "save_steps": 2, "save_total_limit": 2,
         # Padded batches: the comparison is about sharding. With the default padding_free the 1-process run
