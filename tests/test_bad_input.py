@@ -35,13 +35,7 @@ def refused(tmp_path, capsys, monkeypatch):
     def no_kernel(*args, **kwargs):
         raise AssertionError("the kernel was started: the input was not checked first")
 
-    def no_model(*args, **kwargs):
-        raise AssertionError("a model was loaded: the input was not checked first")
-
-    import loralab.model.loading
-
     monkeypatch.setattr(runner, "_execute", no_kernel)
-    monkeypatch.setattr(loralab.model.loading, "load_model", no_model)
     monkeypatch.chdir(tmp_path)
 
     def check(args: list[str], *expected: str) -> str:

@@ -34,7 +34,8 @@ def folder(tmp_path_factory) -> Path:
 
 
 def params(folder: Path, **extra) -> dict:
-    return {"model_name": TINY_MODEL, "load_in_4bit": False, "lora_r": 16, "lora_alpha": 32, "max_steps": 10, "per_device_train_batch_size": 4,
+    return {"model_name": TINY_MODEL, "load_in_4bit": False, "lora_r": 16, "lora_alpha": 32, "max_steps": 10,
+            "per_device_train_batch_size": 4,
             "learning_rate": 5e-4, "warmup_steps": 1, "eval_dataset": str(folder / "held_out.jsonl"),
             "eval_examples": 4, "max_new_tokens": 16, "show_examples": 1, "save_steps": 0,
             "dataset": "embedded/concise-answers", **extra}
@@ -45,7 +46,8 @@ def sft_adapter(folder) -> Path:
     """A tiny notebook 01 run on the short-answer task: the SFT step before preference tuning."""
     from loralab.runs.runner import run_notebook
 
-    run = run_notebook(NB01, {"model_name": TINY_MODEL, "load_in_4bit": False, "lora_r": 8, "lora_alpha": 16, "max_steps": 4,
+    run = run_notebook(NB01, {"model_name": TINY_MODEL, "load_in_4bit": False, "lora_r": 8, "lora_alpha": 16,
+                              "max_steps": 4,
                               "per_device_train_batch_size": 4, "learning_rate": 1e-3, "warmup_steps": 0,
                               "dataset": "embedded/short-answers", "eval_dataset": "embedded/short-answers",
                               "eval_scorers": ["contains"], "eval_examples": 2, "max_new_tokens": 8,
