@@ -195,3 +195,16 @@ def test_packing_is_refused_where_attention_would_mix_the_rows(model_and_rows, t
     with pytest.raises(PackingError, match="packing: padding_free needs attention that keeps the rows"):
         check_rows_kept_apart(IgnoresPositions(), tokenizer, "padding_free")
     check_rows_kept_apart(IgnoresPositions(), tokenizer, "none")  # nothing to check without packing
+
+
+def test_the_trainer_tokenizes_in_its_own_process_on_a_cpu(model_and_rows, tmp_path, monkeypatch):
+    """No worker pool (datasets >= 4.1 starts one for any dataset_num_proc >= 1: seconds per trainer)."""
+    import multiprocess.pool
+
+    pools = []
+    real_init = multiprocess.pool.Pool.__init__
+    monkeypatch.setattr(multiprocess.pool.Pool, "__init__",
+                        lambda self, *args, **kwargs: pools.append(args) or real_init(self, *args, **kwargs))
+    trainer = _trainer(model_and_rows, tmp_path, "padding_free")
+    assert len(trainer.train_dataset) == 12
+    assert pools == []
