@@ -35,9 +35,11 @@ run: setup
 	$(VENV)/bin/loralab run notebooks/01_qlora_finetune.ipynb -f $(PARAMS)
 
 # Everything CI runs; at its end the 15 slowest tests and the time of the tests that load a model
-# against tests/budget.txt. One test process: the notebook runs each want both cores.
+# against tests/budget.txt. Two test processes (pytest-xdist), each with its share of the cores and
+# a test file at a time, the longest files first (tests/conftest.py chooses the scheduler).
+TEST_WORKERS ?= 2
 test: setup
-	$(VENV)/bin/pytest -q --durations=15
+	$(VENV)/bin/pytest -q --durations=15 -n $(TEST_WORKERS) --no-loadscope-reorder
 
 # The inner loop: the tests that load no model (not marked slow).
 test-fast: setup

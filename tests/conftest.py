@@ -16,6 +16,14 @@ import os
 # `make run` and users keep Unsloth's choice.
 os.environ["UNSLOTH_CPU_BF16"] = "0"
 
+# `make test` runs two test processes (pytest-xdist). Each gets its share of the cores, set before torch is
+# imported so that every notebook kernel, torchrun worker and subprocess a test starts inherits it: two
+# processes wanting both cores each run many times slower than one; with a core each, the tiny-model
+# notebook runs (import-bound) finish side by side in the time of one.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT") and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0))
+                                            // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 import unsloth  # noqa: F401  (before transformers/peft/trl, which it patches; some tests import those)
 
 import json
@@ -132,3 +140,42 @@ def pytest_terminal_summary(terminalreporter) -> None:
     terminalreporter.write_line(
         f"tests that load a model: {len(_model_test_seconds)} took {total:.0f} s, {verdict} the budget of "
         f"{budget:.0f} s ({BUDGET_FILE.relative_to(REPO_ROOT)}, set for the slower AVX2 machine kind)")
+
+
+# --- Two test processes: which tests go together, and in what order ---------------------------------------
+# A test file is one unit of work for pytest-xdist: its module fixtures (a notebook run shared by its tests)
+# then run once. The files that read the session fixtures above are one unit. Units are handed out in
+# collection order, the next one to whichever process runs dry; so the longest units go first, or a long
+# run started last would end alone on one core. Heaviest first, as measured (AVX2, a thread each); files
+# not named here take seconds.
+SHARED_RUN_FILES = ("test_notebook_01.py", "test_tracking.py", "test_retention.py")
+HEAVIEST_FIRST = ("test_notebook_01.py", "test_notebook_04.py", "test_data_parallel.py", "test_memory_estimates.py",
+                  "test_gpu_check.py", "test_adapters_models.py", "test_sweep.py", "test_resume_preference.py",
+                  "test_merge_dequantized.py", "test_resume.py", "test_pip_install.py", "test_eval_own_data.py")
+
+
+def work_unit(test_file: str) -> str:
+    """The unit of work of the tests in ``test_file`` (a path)."""
+    name = Path(test_file).name
+    return "notebook 01's shared runs" if name in SHARED_RUN_FILES else name
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The heaviest units first (a stable sort keeps each file's order)."""
+    rank = {work_unit(name): i for i, name in enumerate(HEAVIEST_FIRST)}
+    items.sort(key=lambda item: rank.get(work_unit(str(item.path)), len(rank)))
+
+
+try:
+    from xdist.scheduler import LoadScopeScheduling
+except ImportError:  # pytest-xdist is a dev dependency; without it the tests run in one process
+    pass
+else:
+    class FileUnits(LoadScopeScheduling):
+        """pytest-xdist's scope scheduling with ``work_unit`` as the scope."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid.split("::", 1)[0])
+
+    def pytest_xdist_make_scheduler(config, log):
+        return FileUnits(config, log)
