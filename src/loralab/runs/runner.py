@@ -37,12 +37,13 @@ import yaml
 
 from loralab.eval.scorers import parse_scorers
 from loralab.params.adapters_demo import validate_demo_params
+from loralab.params.contracts import NotebookContract, contract_of
 from loralab.params.errors import ParamsError, RunFailed, debug_mode
 from loralab.params.names import is_embedded
 from loralab.params.preference_config import PreferenceConfig, validate_preference_params
 from loralab.params.run_config import RunConfig
 from loralab.params.runtime_check import validate_params_for_this_machine
-from loralab.params.schema import unknown_name
+from loralab.params.schema import unknown_name, validate_against
 from loralab.params.yaml_reader import load_params_yaml, read_params_file, yaml_problem
 from loralab.runs.record import find_unfinished_run, hold_run_lock, write_run_record
 from loralab.runs.shipped import find_params_file, notebook_argument, shipped_notebooks, working_folder
@@ -156,28 +157,39 @@ def check_names(notebook: Path, origins: dict[str, dict[str, Any]]) -> None:
 
 
 # Each checks what it can before the kernel starts; the notebook checks the rest before any model loads.
+# By contract (loralab.params.contracts): a notebook's metadata names it, so a renamed copy is checked alike.
 VALIDATORS = {"01_qlora_finetune": validate_run_params, "03_adapters": validate_demo_params,
               "04_preference_tuning": validate_preference_run_params}
-FOLDER_PARAMS = ("run_dir", "output_dir")  # a notebook's output-folder parameter: run_dir in 01, output_dir in 03
 
 
 def folder_param(notebook: Path) -> str | None:
-    """The notebook's output-folder parameter, which receives the run folder (None if it has none)."""
+    """The notebook's output-folder parameter, which receives the run folder (None if it has none).
+
+    Its contract says; a notebook without one gets the run folder in ``run_dir`` if it has that parameter.
+    """
     from papermill.inspection import inspect_notebook
 
-    return next((p for p in FOLDER_PARAMS if p in inspect_notebook(str(notebook))), None)
+    contract = contract_of(notebook)
+    if contract is not None:
+        return contract.folder_param
+    return "run_dir" if "run_dir" in inspect_notebook(str(notebook)) else None
+
+
+def _validator(contract: NotebookContract):
+    """The pre-kernel check of a contract's params: the full one where the runner has it, else its schema."""
+    return VALIDATORS.get(contract.name) or (lambda params, source: validate_against(contract.schema, params, source))
 
 
 def validate_for_notebook(notebook: Path, params: dict[str, Any], source: str = "params") -> dict[str, Any] | None:
     """Check ``params`` (without the output-folder parameter) as ``notebook`` will receive them.
 
-    Notebooks with a validator (01, 03) are checked in full from the notebook's folder, where the
-    kernel runs, so a relative path means the same to the check as to the kernel; the resolved params
-    come back. For any other notebook only the names are checked against its parameters cell (None
-    comes back). A ``ParamsError`` says what to fix.
+    A notebook with a contract (every shipped notebook, and any copy of one) is checked in full from
+    the notebook's folder, where the kernel runs, so a relative path means the same to the check as to
+    the kernel; the resolved params come back. For any other notebook only the names are checked
+    against its parameters cell (None comes back). A ``ParamsError`` says what to fix.
     """
-    validator = VALIDATORS.get(notebook.stem)
-    if validator is None:
+    contract = contract_of(notebook)
+    if contract is None:
         from papermill.inspection import inspect_notebook
 
         known = set(inspect_notebook(str(notebook)))
@@ -186,7 +198,7 @@ def validate_for_notebook(notebook: Path, params: dict[str, Any], source: str = 
             raise ParamsError(f"{source}: unknown parameters {unknown}; {notebook.name} has {sorted(known)}.")
         return None
     with contextlib.chdir(notebook.parent):
-        return validator(params, source=source).model_dump()
+        return _validator(contract)(params, source=source).model_dump()
 
 
 def run_notebook(notebook: str | Path, parameters: dict[str, Any], runs_root: str | Path = "runs",
@@ -270,7 +282,8 @@ def _join(notebook: Path, parameters: dict[str, Any], source: str, node_rank: in
     """``--node-rank R`` (R >= 1): validate the same params, then run this machine's training workers."""
     from loralab.train.workers import join_as_node
 
-    if notebook.stem != "01_qlora_finetune":
+    contract = contract_of(notebook)
+    if contract is None or not contract.several_machines:
         raise ParamsError(f"--node-rank: {notebook.name} does not train on several machines (notebook 01 does).")
     with contextlib.chdir(notebook.parent):
         cfg = validate_run_params(parameters, source=source)
