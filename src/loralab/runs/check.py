@@ -89,6 +89,15 @@ def _count(weights: int) -> str:
     return f"{weights / 1e9:.2f}B" if weights >= 1e9 else f"{weights / 1e6:.1f}M"
 
 
+def _plan_name(model_name: str, arch: Architecture) -> str:
+    """What to give ``loralab plan`` for this model: its name, or the folder of the config.json it was sized from."""
+    try:
+        get_architecture(model_name)
+    except ValueError:
+        return str(Path(arch.source).parent) if arch.source.endswith("config.json") else model_name
+    return model_name
+
+
 def memory_lines(config: BaseModel | None, notebook_dir: Path) -> list[str]:
     """The planner's estimate for the params' model and LoRA settings, or one line saying why there is none."""
     cfg = config.train_config() if isinstance(config, AdaptersDemoConfig) else config
@@ -117,8 +126,10 @@ def memory_lines(config: BaseModel | None, notebook_dir: Path) -> list[str]:
     if cfg.world_size > 1:
         lines.append(f"per process with a full copy of the model; {cfg.parallel_strategy} over {cfg.world_size} "
                      f"processes: loralab plan MODEL --gpus {cfg.world_size} --strategy {cfg.parallel_strategy}")
-    lines.append(f"where it goes: loralab plan {cfg.model_name} --gpu-gb N --seq {cfg.max_seq_length} "
-                 f"--batch {cfg.per_device_train_batch_size} --r {cfg.lora_r}")
+    extra = (" --objective dpo" if objective == "dpo" else "") + (" --targets attention" if targets == "attention"
+                                                                   else "")
+    lines.append(f"where it goes: loralab plan {_plan_name(cfg.model_name, arch)} --gpu-gb N --seq {cfg.max_seq_length} "
+                 f"--batch {cfg.per_device_train_batch_size} --r {cfg.lora_r}{extra}")
     return lines
 
 
