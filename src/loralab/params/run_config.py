@@ -164,9 +164,15 @@ class RunConfig(BaseModel):
             embedded_short_name(value)  # raises with the list of embedded names
             return value
         if _looks_like_path(value):
-            if not os.path.isfile(os.path.join(os.path.expanduser(value), "config.json")):
+            folder = Path(value).expanduser()
+            if not (folder / "config.json").is_file():
                 raise ValueError(f"{value!r} is not a model folder (no config.json there); give a folder that "
                                  f"save_pretrained wrote, or {_model_name_choices()}")
+            if not has_weights(folder):
+                raise ValueError(f"{value!r} holds config.json but no weights (no *.safetensors or *.bin file, no "
+                                 "sharded index such as model.safetensors.index.json): copy the weight files next to "
+                                 "config.json (model.save_pretrained(folder) writes both), or give the folder that "
+                                 "holds them")
             return value
         if not HUB_REPO_ID.fullmatch(value) or "--" in value or ".." in value or value.endswith(".git"):
             raise ValueError(f"{value!r} is not a model name: write {_model_name_choices()}")
@@ -251,6 +257,15 @@ class RunConfig(BaseModel):
     def lora_scale(self) -> float:
         """alpha / r: the factor on every LoRA update B @ A."""
         return self.lora_alpha / self.lora_r
+
+
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+
+
+def has_weights(folder: Path) -> bool:
+    """True when a model folder holds weights transformers can load: safetensors or .bin files, or the index of
+    sharded ones (``model.safetensors.index.json``)."""
+    return any(path.is_file() for pattern in WEIGHT_PATTERNS for path in folder.glob(pattern))
 
 
 def _looks_like_path(value: str) -> bool:
