@@ -51,7 +51,7 @@ class AdaptersDemoConfig(BaseModel):
     gguf_score_questions: int = Field(
         20, ge=0, le=69, description="held-out questions each GGUF answers in llama.cpp for its task score (0: skip)")
     seed: int = Field(3407, ge=0, le=2**32 - 1, description="seed for LoRA init and data order (0 to 4294967295)")
-    output_dir: str = Field("", description="folder for results.json, adapters and the merged model ('': runs/<time>-03)")
+    output_dir: str = Field("", description="folder for metrics.json, adapters and the merged model ('': runs/<time>-03)")
 
     @field_validator("adapter_dirs")
     @classmethod

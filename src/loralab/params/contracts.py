@@ -95,8 +95,7 @@ CONTRACTS = {c.name: c for c in (
                      folder_param="output_dir", results_file="checks.json"),
     NotebookContract("01_qlora_finetune", RunConfig, _RUN_CELL, folder_param="run_dir", several_machines=True),
     NotebookContract("02_sweep_report", SweepReportConfig, (("", ("sweep_dir",)),), results_file=None),
-    NotebookContract("03_adapters", AdaptersDemoConfig, _ADAPTERS_CELL, folder_param="output_dir",
-                     results_file="results.json"),
+    NotebookContract("03_adapters", AdaptersDemoConfig, _ADAPTERS_CELL, folder_param="output_dir"),
     NotebookContract("04_preference_tuning", PreferenceConfig, _PREFERENCE_CELL, folder_param="run_dir"),
 )}
 
