@@ -163,3 +163,15 @@ def test_own_data_gets_held_out_loss_alone_and_a_line_naming_scorers_that_may_fi
     chosen = RunConfig(dataset="my.jsonl", eval_dataset="my_eval.jsonl", eval_scorers=["contains"])
     assert chosen.eval_scorers == ["contains"] and chosen.scorers_hint is None
     assert RunConfig(dataset="my.jsonl", eval_dataset="").eval_scorers == []  # no held-out rows: nothing to score
+
+
+def test_help_notebook_lists_the_parameters_of_a_renamed_copy(copy_of_01, tmp_path, capsys):
+    from loralab.cli import main
+
+    assert main(["run", str(copy_of_01), "--help-notebook"]) == 0
+    out = capsys.readouterr().out
+    assert "contract 01_qlora_finetune" in out and parameters_cell(CONTRACTS["01_qlora_finetune"]) in out
+    plain = tmp_path / "plain.ipynb"
+    plain.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    assert main(["run", str(plain), "--help-notebook"]) == 0
+    assert "takes no parameters" in capsys.readouterr().out

@@ -41,7 +41,7 @@ from pydantic import BaseModel
 
 from loralab.eval.scorers import parse_scorers
 from loralab.params.adapters_demo import validate_demo_params
-from loralab.params.contracts import NotebookContract, contract_of
+from loralab.params.contracts import NotebookContract, contract_of, parameters_cell
 from loralab.params.errors import ParamsError, RunFailed
 from loralab.params.names import is_embedded
 from loralab.params.preference_config import PreferenceConfig, validate_preference_params
@@ -347,7 +347,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--check", action="store_true",
                         help="only check: params, names, data files, held-out split, scorers, this machine, and the "
                              "memory estimate; creates no run folder, starts no kernel, loads no model")
+    parser.add_argument("--help-notebook", action="store_true",
+                        help="list the notebook's parameters (default and help line of each, grouped) and stop")
     args = parser.parse_args(argv)
+    if args.help_notebook:
+        print(notebook_help(notebook_argument(args.notebook)))
+        return 0
     run_dir = _checked_or_run(args, argv)
     if run_dir is None:
         return 0
@@ -362,6 +367,23 @@ def main(argv: list[str]) -> int:
                 "wall_time_s")
         print("  " + "  ".join(f"{k}={data[k]}" for k in keys if data.get(k) is not None))
     return 0
+
+
+def notebook_help(notebook: Path) -> str:
+    """``loralab run NOTEBOOK --help-notebook``: the parameters the notebook takes, as its contract lays them out
+    (``name = default  # help line``, grouped); a notebook without a contract: what papermill reads."""
+    from papermill.inspection import inspect_notebook
+
+    check_notebook(notebook)
+    contract = contract_of(notebook)
+    if contract is not None:
+        return (f"{notebook.name} (contract {contract.name}; set any of these with -p NAME VALUE or a params "
+                f"file):\n\n{parameters_cell(contract)}")
+    found = inspect_notebook(str(notebook))
+    if not found:
+        return f"{notebook.name} takes no parameters (no cell is tagged 'parameters')."
+    lines = [f"{name} = {info['default']}  # {info['help']}".rstrip(" #") for name, info in found.items()]
+    return f"{notebook.name} (no loralab contract; its parameters cell):\n\n" + "\n".join(lines)
 
 
 def _checked_or_run(args: argparse.Namespace, argv: list[str]) -> Path | None:
