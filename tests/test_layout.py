@@ -7,7 +7,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "loralab"
 # Stages in the order a run passes through them; the two top-level modules sit below and above them all.
-STAGES = ["atomic_folder", "plan", "params", "model", "data", "train", "adapters", "eval", "runs", "sweeps", "cli"]
+STAGES = ["atomic_folder", "plan", "params", "model", "data", "train", "adapters", "export", "eval", "runs", "sweeps", "cli"]
 
 
 def _wing(module: str) -> str:

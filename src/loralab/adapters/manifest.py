@@ -37,10 +37,10 @@ version 1 list only the ``adapter_model*`` files; those are checked as listed.
 Hub names are resolved to their local snapshot (no download); a name that is not available locally
 gets ``weights_sha256 = None`` and the manifest says so.
 
-A merged model folder (``loralab.adapters.merge.merge_adapter``) gets a manifest too, ``kind:
+A merged model folder (``loralab.export.merge.merge_adapter``) gets a manifest too, ``kind:
 "merged-model"``: the adapter's base, ``base_quantization``, LoRA, training and data sections, plus
 ``merge`` (``merge_into``: the dequantized NF4 or the original weights, probe differences), ``parity``
-(the held-out comparison with the model as trained, ``loralab.adapters.parity``) and ``model_files``::
+(the held-out comparison with the model as trained, ``loralab.export.parity``) and ``model_files``::
 
     write_merged_manifest(merged_dir, adapter_dir, read_manifest(adapter_dir), base_name, merge, parity)
 """
@@ -371,7 +371,7 @@ def write_merged_manifest(folder: str | Path, adapter_dir: str | Path, adapter_m
 
     ``kind`` is ``"merged-model"``; ``base``, ``base_quantization`` (what the adapter was trained on),
     ``lora``, ``training`` and ``dataset`` are the adapter's; ``merge`` holds ``merge_into`` and the probe
-    differences, ``parity`` the held-out comparison with the model as trained (``loralab.adapters.parity``),
+    differences, ``parity`` the held-out comparison with the model as trained (``loralab.export.parity``),
     ``model_files`` the SHA-256 of every file of the folder.
     """
     from loralab.model.versions import library_versions

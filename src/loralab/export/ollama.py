@@ -1,6 +1,6 @@
 """An Ollama ``Modelfile`` next to a GGUF file, its TEMPLATE checked against the model's own chat template.
 
-    from loralab.adapters.ollama import write_modelfile
+    from loralab.export.ollama import write_modelfile
     modelfile = write_modelfile("runs/a/gguf/merged.Q4_K_M.gguf", tokenizer)   # ModelfileCheck, file written
     modelfile.path, modelfile.family, modelfile.stops, modelfile.system, modelfile.checked_conversations
     # then, where Ollama runs:  ollama create my-model -f runs/a/gguf/Modelfile
