@@ -113,3 +113,13 @@ def test_repository_root_is_found_from_the_wings():
     computed = [str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
                 if "parents[3]" in path.read_text() and path.name != "shipped.py"]
     assert not computed, f"modules that compute the repository root themselves (use loralab.runs.shipped): {computed}"
+
+
+def test_notebook_demo_helpers_are_not_public_api():
+    """What only notebook 03's demo uses is imported from its module, not re-exported by a wing."""
+    import importlib
+
+    demo_only = {"demo_params_from_namespace", "caps_rows", "train_adapter", "base_with_changed_template",
+                 "base_with_one_weight_changed"}
+    exported = {name for stage in STAGES[1:-1] for name in importlib.import_module(f"loralab.{stage}").__all__}
+    assert not demo_only & exported, f"demo helpers in a wing's __all__: {sorted(demo_only & exported)}"
