@@ -49,13 +49,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from loralab.atomic_file import write_text_aside
 from loralab.model.embedded import cache_dir, resolve_model_path
 from loralab.params.names import is_embedded
 from loralab.params.run_config import RunConfig
@@ -106,9 +106,7 @@ def _save_cache(cache: dict[str, str]) -> None:
     path = _cache_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
-        tmp.replace(path)
+        write_text_aside(path, json.dumps(cache, indent=0, sort_keys=True))
     except OSError:
         pass  # a read-only cache only costs speed
 
@@ -309,11 +307,7 @@ def write_manifest(adapter_dir: str | Path, cfg: RunConfig, tokenizer=None, data
                    eval_rows: list[dict] | None = None) -> Path:
     """Write ``loralab_manifest.json`` into ``adapter_dir`` (aside, then renamed) and return its path."""
     manifest = build_manifest(adapter_dir, cfg, tokenizer, dataset_rows, eval_scores, extra, eval_rows)
-    path = Path(adapter_dir) / MANIFEST_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
-    return path
+    return write_text_aside(Path(adapter_dir) / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True, default=str))
 
 
 def read_manifest(adapter_dir: str | Path) -> dict[str, Any] | None:
@@ -402,8 +396,4 @@ def write_merged_manifest(folder: str | Path, adapter_dir: str | Path, adapter_m
         "versions": library_versions(),
         "model_files": adapter_folder_files(folder),
     }
-    path = folder / MANIFEST_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
-    return path
+    return write_text_aside(folder / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True, default=str))

@@ -36,6 +36,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loralab.atomic_file import write_text_aside
+
 RENDERER_SOURCE = Path(__file__).with_name("ollama_render") / "main.go"
 RENDERER_CACHE = Path.home() / ".cache" / "loralab" / "ollama_render"
 
@@ -213,7 +215,5 @@ def write_modelfile(gguf_path: str | Path, tokenizer, out_path: str | Path | Non
         lines.append(f"SYSTEM {_quoted(system)}")
     lines += [f'PARAMETER stop "{stop}"' for stop in family.stops]
     lines += [f"PARAMETER {name} {value}" for name, value in (parameters or {}).items()]
-    partial = out_path.with_name(f".{out_path.name}.partial")
-    partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    partial.replace(out_path)
+    write_text_aside(out_path, "\n".join(lines) + "\n", encoding="utf-8")
     return ModelfileCheck(out_path, family.name, list(family.stops), system, checked, stop_ids, gguf_path.name)
