@@ -22,12 +22,12 @@ def load_4bit_base(base_model: str, manifest: dict[str, Any] | None):
     """The base in 4-bit NF4 as training loaded it (Unsloth), computing in float32; AVX512 repacking off."""
     import torch
 
+    from loralab.adapters.trained_on import TrainedOn
     from loralab.model.loading import load_model
     from loralab.params.run_config import validate_params
 
-    training = (manifest or {}).get("training", {})
     cfg = validate_params({"model_name": base_model, "load_in_4bit": True,
-                           "max_seq_length": training.get("max_seq_length", 2048),
+                           "max_seq_length": TrainedOn.from_manifest(manifest).max_seq_length or 2048,
                            "use_gradient_checkpointing": False}, source="merge_adapter")
     model, _ = load_model(cfg, dtype=torch.float32)
     for module in model.modules():
@@ -83,7 +83,7 @@ def load_as_trained(adapter_dir: str | Path, base_model: str | None = None, allo
     check = check_adapter_base(Path(adapter_dir), base_model, allow_base_mismatch=allow_base_mismatch)
     folder = _base_folder(check.base_model)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    if (check.manifest or {}).get("base_quantization", "16-bit").startswith("nf4"):
+    if check.trained_on.load_in_4bit:
         base = load_4bit_base(check.base_model, check.manifest)
     else:
         base = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, use_safetensors=True).eval()
@@ -106,7 +106,7 @@ def save_dequantized_base(adapter_dir: str | Path, out_dir: str | Path, base_mod
     folder = _base_folder(check.base_model)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     base = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, use_safetensors=True).eval()
-    if (check.manifest or {}).get("base_quantization", "16-bit").startswith("nf4"):
+    if check.trained_on.load_in_4bit:
         quantized = load_4bit_base(check.base_model, check.manifest)
         if dequantize_into(quantized, base) == 0:
             raise RuntimeError(f"the 4-bit load of {check.base_model} has no Linear4bit layer to dequantize.")

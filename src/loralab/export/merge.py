@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from loralab.adapters.as_trained import dequantize_into, load_4bit_base
+from loralab.adapters.trained_on import TrainedOn
 from loralab.atomic_folder import folder_written_aside
 from loralab.export.parity import (
     DEFAULT_NEW_TOKENS,
@@ -139,7 +140,7 @@ def _probe(model, tokenizer):
 
 def _resolve_merge_into(merge_into: str | None, manifest: dict[str, Any] | None, adapter_dir: Path) -> str:
     """The weights to merge into; an adapter without a manifest merges into the original ones unless told."""
-    trained_4bit = (manifest or {}).get("base_quantization", "16-bit").startswith("nf4")
+    trained_4bit = TrainedOn.from_manifest(manifest).load_in_4bit
     if merge_into is None:
         return "dequantized" if trained_4bit else "original"
     if merge_into not in MERGE_INTO:
@@ -188,7 +189,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     check = check_adapter_base(adapter_dir, base_model, allow_base_mismatch=allow_base_mismatch)
     merge_into = _resolve_merge_into(merge_into, check.manifest, adapter_dir)
-    base_quantization = (check.manifest or {}).get("base_quantization", "16-bit")
+    base_quantization = check.trained_on.base_quantization
     if check.manifest is None and merge_into == "dequantized":
         base_quantization = "nf4-4bit (told by merge_into; no manifest)"  # Unsloth's NF4 settings are assumed
     trained_4bit = base_quantization.startswith("nf4")
