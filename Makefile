@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m loralab.model
 	# GGUF export: llama.cpp built from source (PyPI has no wheel; about 6 minutes on 2 cores) and its
 	# converter scripts; Go's text/template checks Ollama Modelfile templates (Debian's golang-go).
-	$(PY) -m loralab.adapters.llama_cpp_setup
+	$(PY) -m loralab.export.llama_cpp_setup
 	command -v go >/dev/null || (apt-get install -y -q golang-go >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q golang-go >/dev/null))
 	touch $(STAMP)
 

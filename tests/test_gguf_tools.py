@@ -33,7 +33,7 @@ def _folder(tmp_path: Path, config: dict) -> Path:
 
 
 def test_converter_knows_the_planners_architectures():
-    from loralab.adapters.gguf import converter_architectures
+    from loralab.export.gguf import converter_architectures
 
     known = converter_architectures()
     for name in ("LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM", "Gemma2ForCausalLM",
@@ -43,7 +43,7 @@ def test_converter_knows_the_planners_architectures():
 
 
 def test_export_refuses_what_llama_cpp_cannot_convert_before_any_work(tmp_path):
-    from loralab.adapters.gguf import GGUFExportError, export_gguf
+    from loralab.export.gguf import GGUFExportError, export_gguf
 
     with pytest.raises(GGUFExportError, match="write one of"):
         export_gguf(tmp_path, tmp_path / "x.gguf", out_type="q3_k_xs")
@@ -60,8 +60,8 @@ def test_export_refuses_what_llama_cpp_cannot_convert_before_any_work(tmp_path):
 
 
 def test_export_of_a_folder_that_is_not_a_merged_model_says_so(tmp_path):
-    from loralab.adapters.gguf import GGUFExportError
-    from loralab.adapters.gguf_export import export_for_llama_cpp
+    from loralab.export.gguf import GGUFExportError
+    from loralab.export.gguf_export import export_for_llama_cpp
 
     with pytest.raises(GGUFExportError, match="not a merged model folder"):
         export_for_llama_cpp(tmp_path / "nothing", tmp_path / "gguf")
@@ -69,17 +69,17 @@ def test_export_of_a_folder_that_is_not_a_merged_model_says_so(tmp_path):
 
 
 def test_missing_tools_say_what_to_run(tmp_path, monkeypatch):
-    from loralab.adapters import llama_cpp_setup
+    from loralab.export import llama_cpp_setup
 
     monkeypatch.setattr(llama_cpp_setup, "TOOLS_DIR", tmp_path / "none")
-    with pytest.raises(llama_cpp_setup.LlamaCppMissing, match="loralab.adapters.llama_cpp_setup"):
+    with pytest.raises(llama_cpp_setup.LlamaCppMissing, match="loralab.export.llama_cpp_setup"):
         llama_cpp_setup.llama_cpp_tools()
     assert llama_cpp_setup.pinned_requirement().startswith("llama-cpp-python==")
 
 
 def test_modelfile_template_renders_the_chat_templates_prompts(tokenizer, tmp_path):
-    from loralab.adapters.ollama import SAMPLE_CONVERSATIONS, render_ollama, write_modelfile
-    from loralab.adapters.parity import heldout_questions
+    from loralab.export.ollama import SAMPLE_CONVERSATIONS, render_ollama, write_modelfile
+    from loralab.export.parity import heldout_questions
 
     gguf = tmp_path / "model.Q4_K_M.gguf"
     check = write_modelfile(gguf, tokenizer, extra_conversations=heldout_questions(2))
@@ -98,7 +98,7 @@ def test_modelfile_template_renders_the_chat_templates_prompts(tokenizer, tmp_pa
 
 
 def check_template() -> str:
-    from loralab.adapters.ollama import TEMPLATE_FAMILIES
+    from loralab.export.ollama import TEMPLATE_FAMILIES
 
     return TEMPLATE_FAMILIES[0].template
 
@@ -106,7 +106,7 @@ def check_template() -> str:
 def test_modelfile_refuses_a_template_it_cannot_reproduce(tokenizer, tmp_path):
     import copy
 
-    from loralab.adapters.ollama import ModelfileError, write_modelfile
+    from loralab.export.ollama import ModelfileError, write_modelfile
 
     other = copy.deepcopy(tokenizer)
     other.chat_template = "{% for m in messages %}### {{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
@@ -120,7 +120,7 @@ def test_modelfile_refuses_a_template_it_cannot_reproduce(tokenizer, tmp_path):
 
 
 def test_renderer_needs_go_and_says_so(monkeypatch, tmp_path, tokenizer):
-    from loralab.adapters import ollama
+    from loralab.export import ollama
 
     monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.setattr(ollama, "RENDERER_CACHE", tmp_path)

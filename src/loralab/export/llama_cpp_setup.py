@@ -1,8 +1,8 @@
 """llama.cpp's own tools for GGUF export: the library (llama-cpp-python) and its converter scripts.
 
-    python -m loralab.adapters.llama_cpp_setup          # what `make setup` runs (idempotent)
+    python -m loralab.export.llama_cpp_setup          # what `make setup` runs (idempotent)
 
-    from loralab.adapters.llama_cpp_setup import llama_cpp_tools
+    from loralab.export.llama_cpp_setup import llama_cpp_tools
     tools = llama_cpp_tools()          # LlamaCppMissing (with the command above) when not installed
     tools.convert_hf, tools.convert_lora, tools.version
 
@@ -33,7 +33,7 @@ from pathlib import Path
 TOOLS_DIR = Path(sys.prefix) / "share" / "loralab" / "llama.cpp"
 CONVERTER_FILES = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion", "gguf-py", "LICENSE")
 FALLBACK_PIN = "llama-cpp-python==0.3.36"  # pyproject.toml's `gguf` extra, for a source checkout not installed
-SETUP_COMMAND = f"{Path(sys.executable).name} -m loralab.adapters.llama_cpp_setup"
+SETUP_COMMAND = f"{Path(sys.executable).name} -m loralab.export.llama_cpp_setup"
 CMAKE_ARGS = "-DGGML_CUDA=OFF -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
 
 

@@ -1,6 +1,6 @@
 """An Ollama ``Modelfile`` next to a GGUF file, its TEMPLATE checked against the model's own chat template.
 
-    from loralab.adapters.ollama import write_modelfile
+    from loralab.export.ollama import write_modelfile
     modelfile = write_modelfile("runs/a/gguf/merged.Q4_K_M.gguf", tokenizer)   # ModelfileCheck, file written
     modelfile.path, modelfile.family, modelfile.stops, modelfile.system, modelfile.checked_conversations
     # then, where Ollama runs:  ollama create my-model -f runs/a/gguf/Modelfile
@@ -35,6 +35,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from loralab.atomic_file import write_text_aside
 
 RENDERER_SOURCE = Path(__file__).with_name("ollama_render") / "main.go"
 RENDERER_CACHE = Path.home() / ".cache" / "loralab" / "ollama_render"
@@ -213,7 +215,5 @@ def write_modelfile(gguf_path: str | Path, tokenizer, out_path: str | Path | Non
         lines.append(f"SYSTEM {_quoted(system)}")
     lines += [f'PARAMETER stop "{stop}"' for stop in family.stops]
     lines += [f"PARAMETER {name} {value}" for name, value in (parameters or {}).items()]
-    partial = out_path.with_name(f".{out_path.name}.partial")
-    partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    partial.replace(out_path)
+    write_text_aside(out_path, "\n".join(lines) + "\n", encoding="utf-8")
     return ModelfileCheck(out_path, family.name, list(family.stops), system, checked, stop_ids, gguf_path.name)
