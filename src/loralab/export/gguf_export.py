@@ -123,7 +123,8 @@ def export_for_llama_cpp(merged, out_dir: str | Path, out_types: tuple[str, ...]
 
     ``merged`` is a ``MergeResult`` or a merged folder. ``adapter_dir`` (default: the merged folder's
     manifest) is needed for ``lora``. ``score(token_model, tokenizer)`` is called on each file run in
-    llama.cpp (None: no score).
+    llama.cpp (None: no score). Without llama.cpp's tools (``make setup-gguf``) it raises ``LlamaCppMissing``
+    before anything loads.
     """
     import gc
     import warnings
@@ -131,7 +132,7 @@ def export_for_llama_cpp(merged, out_dir: str | Path, out_types: tuple[str, ...]
     from transformers import AutoTokenizer
 
     from loralab.export.gguf_runtime import LlamaCppTokenModel
-    from loralab.export.ollama import write_modelfile
+    from loralab.export.ollama import GO_MISSING, go_command, write_modelfile
     from loralab.export.parity import ExportDriftWarning, ExportParityError
 
     started = time.perf_counter()
@@ -142,6 +143,9 @@ def export_for_llama_cpp(merged, out_dir: str | Path, out_types: tuple[str, ...]
 
         raise GGUFExportError(f"{merged_dir} is not a merged model folder (config.json and tokenizer files); pass the "
                               "MergeResult or the folder merge_adapter wrote.")
+    from loralab.export.llama_cpp_setup import llama_cpp_tools
+
+    llama_cpp_tools()  # LlamaCppMissing (one line: what to run) before any tokenizer or model loads
     tokenizer = AutoTokenizer.from_pretrained(str(merged_dir))
     merged_dir, reference, manifest = _reference_for(merged, tokenizer, parity)
     if parity and reference is None:
@@ -188,10 +192,9 @@ def export_for_llama_cpp(merged, out_dir: str | Path, out_types: tuple[str, ...]
         if modelfile:
             first = next((e for e in entries if e.kind == "merged" and e.out_type == (out_types or ("f16",))[0]),
                          entries[0])
-            have_go = shutil.which("go") is not None
+            have_go = go_command() is not None
             if not have_go:
-                print("Modelfile written without its TEMPLATE check: Go's text/template (the `go` command) is not "
-                      "installed here (Debian: apt-get install golang-go).")
+                print(f"Modelfile written without its TEMPLATE check: {GO_MISSING}.")
             check = write_modelfile(first.path, tokenizer, staging / "Modelfile", check=have_go)
         record = {"kind": "gguf-export", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "merged_from": str(merged_dir.resolve()), "base_quantization": manifest.get("base_quantization"),

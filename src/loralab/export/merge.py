@@ -83,7 +83,7 @@ from loralab.export.parity import (
 
 GGUF_STATUS = (
     "GGUF: loralab.export.gguf_export.export_for_llama_cpp writes F16 and quantized GGUF files (Q8_0, Q5_K_M, "
-    "Q4_K_M...) with llama.cpp's own converter and quantizer (llama-cpp-python, built by `make setup`), optionally the "
+    "Q4_K_M...) with llama.cpp's own converter and quantizer (llama-cpp-python, built by `make setup-gguf`), optionally the "
     "adapter as a GGUF LoRA, and an Ollama Modelfile; each file is run in llama.cpp and compared with the model as "
     "trained. Unsloth's save_pretrained_gguf raises NotImplementedError on its CPU backend."
 )
