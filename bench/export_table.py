@@ -22,9 +22,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="where the merged folder and the GGUF files go")
     args = parser.parse_args()
     from loralab.adapters.as_trained import load_as_trained
-    from loralab.adapters.gguf_export import export_for_llama_cpp
-    from loralab.adapters.merge import merge_adapter
     from loralab.eval.token_model_scores import embedded_task_scores
+    from loralab.export.gguf_export import export_for_llama_cpp
+    from loralab.export.merge import merge_adapter
 
     out = args.out or Path(tempfile.mkdtemp(prefix="loralab-export-"))
     trained, tokenizer = load_as_trained(args.adapter)

@@ -42,7 +42,7 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    """Notebook 03 executed with small settings; its output folder holds the adapters and results.json."""
+    """Notebook 03 executed with small settings; its output folder holds the adapters and metrics.json."""
     import papermill
 
     out = tmp_path_factory.mktemp("nb03")
@@ -57,7 +57,7 @@ def run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def results(run) -> dict:
-    return json.loads((run / "results.json").read_text())
+    return json.loads((run / "metrics.json").read_text())
 
 
 @pytest.fixture(scope="module")

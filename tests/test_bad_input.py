@@ -161,7 +161,8 @@ def test_runs_root_below_a_file(refused, tmp_path):
     ("\n\n", ("has no rows",)),
     (json.dumps(GOOD_ROW) + "\nnot json\n", ("d.jsonl, line 2: not JSON",)),
     ("[\n" + json.dumps(GOOD_ROW) + "\n]\n", ("line 1", "JSON array")),
-    (json.dumps([GOOD_ROW]) + "\n", ("line 1",)),
+    (json.dumps([GOOD_ROW, GOOD_ROW]) + "\n",
+     ("d.jsonl line 1", "one JSON object per line", "a JSON array of 2 items", "each item on a line of its own")),
     (json.dumps(GOOD_ROW) + "\n\n" + json.dumps({"messages": [{"role": "user", "content": "Hi"}]}) + "\n",
      ("d.jsonl line 3", "no assistant turn")),
     (json.dumps({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": " "}]}) + "\n",
@@ -171,7 +172,7 @@ def test_runs_root_below_a_file(refused, tmp_path):
                               {"role": "assistant", "content": "x"}]}) + "\n", ("line 1", "image")),
     (json.dumps({"prompt": "Hi", "reply": "Hello"}) + "\n", ("line 1",)),
     (json.dumps({"messages": "Hi"}) + "\n", ("line 1",)),
-    (json.dumps("just text") + "\n", ("line 1",)),
+    (json.dumps("just text") + "\n", ("line 1", "one JSON object per line", "a JSON string")),
 ])
 def test_bad_dataset_files(refused, tmp_path, content, expected):
     write(tmp_path, "d.jsonl", content)
@@ -229,8 +230,68 @@ def test_a_model_folder_without_config(refused, tmp_path):
     refused(run01("-p", "model_name", "./mymodel"), "is not a model folder (no config.json there)")
 
 
+def test_a_model_folder_without_weights(refused, tmp_path):
+    """config.json alone: transformers would fail inside the kernel ("no file named model.safetensors")."""
+    write(tmp_path, "mymodel/config.json", json.dumps({"model_type": "llama"}))
+    write(tmp_path, "mymodel/tokenizer.json", "{}")
+    refused(run01("-p", "model_name", "./mymodel"), "holds config.json but no weights", "*.safetensors",
+            "model.safetensors.index.json", "save_pretrained")
+
+
+def test_a_model_folder_with_sharded_weights_passes_the_weights_check(tmp_path):
+    from loralab.params.run_config import has_weights
+
+    write(tmp_path, "m/config.json", "{}")
+    assert not has_weights(tmp_path / "m")
+    write(tmp_path, "m/model.safetensors.index.json", "{}")
+    assert has_weights(tmp_path / "m")
+
+
 def test_an_unknown_embedded_model(refused):
     refused(run01("-p", "model_name", "embedded/smollm3"), "is not an embedded model")
+
+
+# --- notebooks without a parameters cell ---------------------------------------------------------------
+
+def plain_notebook(folder: Path) -> Path:
+    """A notebook whose cells have no 'parameters' tag: papermill can set nothing in it."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("lora_r = 16\nprint(lora_r)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = folder / "plain.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_a_parameter_for_a_notebook_without_a_parameters_cell(refused, tmp_path):
+    plain_notebook(tmp_path)
+    out = refused(["run", "plain.ipynb", "--runs-root", "runs", "-p", "lora_r", "8"],
+                  "-p lora_r: plain.ipynb takes no parameters", "tagged 'parameters'", "without -f and -p")
+    assert "Valid names" not in out
+    write(tmp_path, "p.yaml", "lora_r: 8\n")
+    refused(["run", "plain.ipynb", "--runs-root", "runs", "-f", "p.yaml"], "p.yaml: plain.ipynb takes no parameters")
+
+
+def test_run_notebook_says_the_same_for_a_notebook_without_a_parameters_cell(tmp_path):
+    from loralab.params.errors import ParamsError
+    from loralab.runs.runner import run_notebook
+
+    with pytest.raises(ParamsError, match="plain.ipynb takes no parameters"):
+        run_notebook(plain_notebook(tmp_path), {"lora_r": 8}, runs_root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+# --- loralab run --check: the same checks, then a report; a refusal is the usual one line ----------------
+
+def test_check_refuses_a_bad_value_in_one_line(refused, tmp_path):
+    write(tmp_path, "p.yaml", "lora_r: 0\n")
+    refused(run01("-f", "p.yaml", "--check"), "p.yaml: lora_r", "greater than or equal to 1")
+
+
+def test_check_refuses_a_bad_data_file(refused, tmp_path):
+    write(tmp_path, "d.jsonl", json.dumps([GOOD_ROW]) + "\n")
+    refused(run01("-p", "dataset", "d.jsonl", *OWN, "--check"), "a JSON array of 1 item:")
 
 
 # --- sweeps --------------------------------------------------------------------------------------------
@@ -442,6 +503,7 @@ def run04(*extra) -> list[str]:
 
 @pytest.mark.parametrize("row, expected", [
     ({"prompt": "Hi", "completion": "Hello", "label": True}, ("these are KTO rows", "method: kto")),
+    ([PAIR, PAIR], ("pairs.jsonl line 1", "one JSON object per line", "a JSON array of 2 items")),
     (PAIR | {"rejected": " The answer is  4. "}, ("line 1", "nothing to prefer")),
     (PAIR | {"chosen": ""}, ("line 1",)),
     ({"chosen": "The answer is 4.", "rejected": "Maybe 4."}, ("line 1",)),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from loralab.plan.cli import main
+from loralab.cli import main as cli_main
 from loralab.plan.planner import plan
 
 GOOD = ["meta-llama/Llama-3.1-8B", "--gpu-gb", "16"]
@@ -74,13 +74,18 @@ FOLDER_CASES = {  # config.json content (None: no file) -> words besides the pat
 }
 
 
+def main(argv: list[str]) -> int:
+    """``loralab plan ARGV`` through the command line's one error boundary (loralab.cli)."""
+    return cli_main(["plan", *argv])
+
+
 def _refused(argv: list[str], capsys) -> str:
     code = main(argv)
     out, err = capsys.readouterr()
     assert code == 2, (code, out, err)
     assert "Traceback" not in out + err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("loralab plan: error: "), err
+    lines = (out + err).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), out + err
     return lines[0]
 
 

@@ -140,6 +140,9 @@ def test_a_local_model_folder_needs_config_json(tmp_path):
     with pytest.raises(ParamsError, match="no config.json"):
         validate_params({"model_name": str(tmp_path)})
     (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ParamsError, match="holds config.json but no weights"):
+        validate_params({"model_name": str(tmp_path)})
+    (tmp_path / "model.safetensors").write_bytes(b"")
     assert validate_params({"model_name": str(tmp_path)}).model_name == str(tmp_path)
     with pytest.raises(ParamsError, match="no config.json"):
         validate_params({"model_name": str(tmp_path / "missing")})

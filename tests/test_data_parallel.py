@@ -3,7 +3,8 @@ a worker killed mid-run, and two machines (two torchrun agents) meeting on 127.0
 
 The runs are notebook 01 end to end on the tiny random model (16-bit base, 8 steps, a checkpoint every
 2, dropout 0 so that the ranks' random numbers do not matter). The 2-process run (2 x 2 rows per step)
-has its rank-1 worker killed once checkpoint-4 is complete: the run must stop naming that rank, leave
+runs a renamed copy of notebook 01 (``my_finetune.ipynb``, as a Colab user makes one: it is known by its
+contract, not its name) and has its rank-1 worker killed once checkpoint-4 is complete: the run must stop naming that rank, leave
 only whole checkpoints, and the same command must resume it. Finished, it must log the losses of the
 1-process run (4 rows per step) within 1e-4, its adapter (saved by the notebook after rank 0 trained
 it) must reload and reproduce the trained logits, and only rank 0 may have written files.
@@ -12,6 +13,7 @@ it) must reload and reproduce the trained logits, and only rank 0 may have writt
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -52,8 +54,10 @@ def killed_and_resumed(tmp_path_factory, kill_tree) -> dict:
 
     root = tmp_path_factory.mktemp("two")
     params = root / "params.yaml"
-    params.write_text(yaml.safe_dump(BASE | {"per_device_train_batch_size": 2, "num_processes": 2}))
-    command = [sys.executable, "-m", "loralab.cli", "run", str(NOTEBOOK), "-f", str(params),
+    params.write_text(yaml.safe_dump(BASE | {"per_device_train_batch_size": 2}))
+    copy = root / "my_finetune.ipynb"
+    shutil.copy(NOTEBOOK, copy)
+    command = [sys.executable, "-m", "loralab.cli", "run", str(copy), "-f", str(params), "--nproc-per-node", "2",
                "--runs-root", str(root / "runs")]
     first = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     killed = None

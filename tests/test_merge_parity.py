@@ -18,7 +18,7 @@ import pytest
 
 from conftest import TINY_MODEL
 from loralab.adapters.manifest import MANIFEST_NAME, read_manifest, write_manifest
-from loralab.adapters.parity import ExportParityError, ParityThresholds
+from loralab.export.parity import ExportParityError, ParityThresholds
 from loralab.params.run_config import validate_params
 
 QUICK = {"parity_prompts_n": 3, "parity_new_tokens": 6}
@@ -57,7 +57,7 @@ def adapter_16bit(tiny_base, tmp_path_factory) -> Path:
 
 
 def test_16bit_adapter_merges_into_the_original_weights_with_parity_in_the_manifest(adapter_16bit, tmp_path):
-    from loralab.adapters.merge import merge_adapter
+    from loralab.export.merge import merge_adapter
 
     result = merge_adapter(adapter_16bit, tmp_path / "merged", **QUICK)
     assert result.merge_into == "original" and result.dequantized_layers == 0
@@ -80,14 +80,14 @@ def test_16bit_adapter_merges_into_the_original_weights_with_parity_in_the_manif
 
 
 def test_strict_raises_past_a_threshold_and_writes_nothing(adapter_16bit, tmp_path):
-    from loralab.adapters.merge import merge_adapter
+    from loralab.export.merge import merge_adapter
 
     impossible = ParityThresholds(min_top1=1.01, max_mean_kl=0.0)  # no export can reach a top-1 of 101%
     with pytest.raises(ExportParityError, match=r"drifted from the model as trained: top-1 agreement .* < 1\.01.*"
                                                 r"Nothing was written"):
         merge_adapter(adapter_16bit, tmp_path / "strict", strict=True, parity_thresholds=impossible, **QUICK)
     assert not (tmp_path / "strict").exists() and not list(tmp_path.glob(".strict-*"))
-    from loralab.adapters.parity import ExportDriftWarning
+    from loralab.export.parity import ExportDriftWarning
 
     with pytest.warns(ExportDriftWarning, match="top-1 agreement"):
         result = merge_adapter(adapter_16bit, tmp_path / "loud", parity_thresholds=impossible, **QUICK)
@@ -98,8 +98,8 @@ def test_strict_raises_past_a_threshold_and_writes_nothing(adapter_16bit, tmp_pa
 def test_4bit_dequantization_is_what_the_4bit_layers_compute(tiny_base, tmp_path):
     """The NF4 path on real bitsandbytes layers: every Linear4bit written, the dequantized 16-bit model equals
     the 4-bit one (fp32), the merged folder reproduces the adapter on its 4-bit base; 'original' warns."""
-    from loralab.adapters.merge import merge_adapter
-    from loralab.adapters.parity import ExportDriftWarning
+    from loralab.export.merge import merge_adapter
+    from loralab.export.parity import ExportDriftWarning
 
     adapter = _adapter(tiny_base, tmp_path / "a4", load_in_4bit=True)
     result = merge_adapter(adapter, tmp_path / "merged", **QUICK)

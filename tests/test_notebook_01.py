@@ -127,3 +127,13 @@ def test_hub_token_reaches_the_kernel_but_no_file_of_the_run(default_cli_run, de
     needle = default_cli_run[2].encode()
     leaked = [str(p.relative_to(default_run)) for p in files if needle in p.read_bytes()]
     assert not leaked, f"the hub token was written into {leaked}"
+
+
+def test_the_run_record_holds_the_params_the_kernel_used(default_run, metrics):
+    """loralab_run.json's resolved params (validated before the kernel) are the kernel's own, but the run folder
+    (chosen by loralab run and handed to the kernel as run_dir)."""
+    from loralab.runs.record import read_run_record
+
+    resolved = read_run_record(default_run)["resolved_params"]
+    assert resolved["run_dir"] == "" and metrics["params"]["run_dir"] == str(default_run)
+    assert {**resolved, "run_dir": str(default_run)} == metrics["params"]

@@ -129,3 +129,12 @@ def test_generated_replies_are_scored_before_and_after(runs):
         assert set(m["eval_scores_after"]) == {"regex:^The answer is [^.!?]+[.!?]$", "contains"}
         lines = (runs[method]["dir"] / "eval_examples.jsonl").read_text().splitlines()
         assert len(lines) == 4
+
+
+def test_the_run_record_holds_the_params_the_kernel_used(runs):
+    """loralab_run.json's resolved params are the kernel's (notebook 04's cell and schema agree)."""
+    from loralab.runs.record import read_run_record
+
+    for method in ("dpo", "orpo", "kto"):
+        resolved = read_run_record(runs[method]["dir"])["resolved_params"]
+        assert {**resolved, "run_dir": str(runs[method]["dir"])} == runs[method]["metrics"]["params"], method

@@ -106,8 +106,10 @@ def test_cli_table_and_errors(capsys):
     assert main(["llama-3.1-8b", "--gpu-gb", "24", "--r", "128", "--alpha", "32"]) == 0
     out = capsys.readouterr().out
     assert "Decision" in out and "QLoRA" in out and "large rank" in out and "alpha/r scaling" in out
-    assert main(["no-such-model", "--gpu-gb", "16"]) == 2
-    assert "Unknown model" in capsys.readouterr().err
+    from loralab.cli import main as cli_main
+
+    assert cli_main(["plan", "no-such-model", "--gpu-gb", "16"]) == 2
+    assert capsys.readouterr().out.startswith("error: Unknown model")
 
 
 def test_cli_does_not_import_torch():

@@ -110,3 +110,16 @@ def test_papermill_parses_every_parameter_line(path):
     cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
     names = [line.split("=")[0].strip() for line in "".join(cell["source"]).splitlines() if "=" in line]
     assert sorted(inspect_notebook(str(path))) == sorted(names)
+
+
+@pytest.mark.parametrize("name", ["01_qlora_finetune.ipynb", "04_preference_tuning.ipynb"])
+def test_save_cell_is_short_and_calls_the_finish_step(name):
+    """The last cell a reader looks at saves the adapter and makes one call for the bookkeeping
+    (``loralab.runs.finish``: metrics.json, the manifest, the tracker summary): at most 8 code lines."""
+    cells = json.loads((REPO / "notebooks" / name).read_text())["cells"]
+    heading = next(i for i, c in enumerate(cells)
+                   if c["cell_type"] == "markdown" and re.match(r"## \d+\. Save\b", "".join(c["source"])))
+    source = "".join(next(c for c in cells[heading:] if c["cell_type"] == "code")["source"])
+    code = [line for line in source.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert len(code) <= 8, f"{name}: the save cell has {len(code)} code lines (at most 8):\n{source}"
+    assert re.search(r"\bfinish_(preference_)?run\(", source) and "write_metrics" not in source, source

@@ -9,12 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from loralab.cli import main as cli_main
 from loralab.params import runtime_check
 from loralab.params.errors import ParamsError
 from loralab.params.notebook import params_from_namespace
 from loralab.params.run_config import validate_params
 from loralab.params.runtime_check import RuntimeCheckError, check_runtime, known_optimizers, replaced_on_cpu
-from loralab.runs.runner import main as run_main
+
+
+def run_main(argv: list[str]) -> int:
+    """``loralab run ARGV`` through the command line's one error boundary (loralab.cli)."""
+    return cli_main(["run", *argv])
+
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = str(REPO / "notebooks/01_qlora_finetune.ipynb")
@@ -121,6 +127,7 @@ def test_loralab_run_checks_relative_model_folders_from_where_the_kernel_runs(tm
     shutil.copy(NOTEBOOK, folder / "01_qlora_finetune.ipynb")
     (folder / "my-model").mkdir()
     (folder / "my-model" / "config.json").write_text("{}")
+    (folder / "my-model" / "model.safetensors").write_bytes(b"")  # only present: nothing loads it here
     args = [str(folder / "01_qlora_finetune.ipynb"), "-p", "lora_r", "0", "--runs-root", str(tmp_path / "runs")]
     assert run_main([*args, "-p", "model_name", "./my-model"]) == 2
     out = capsys.readouterr().out

@@ -3,9 +3,9 @@
 One subpackage per stage of a run; an import points from a later stage to an earlier one::
 
     plan/      will it fit? (torch-free)      params/  validated parameters      model/   load + LoRA
-    data/      chat rows, held-out split      train/   trainer, checkpoints      adapters/ save, verify, merge, serve
-    eval/      held-out loss, scorers, loralab eval                               runs/    run folder, loralab run
-    sweeps/    loralab sweep
+    data/      chat rows, held-out split      train/   trainer, checkpoints      adapters/ save, verify, serve
+    export/    merge, parity, GGUF, Ollama    eval/    held-out loss, scorers, loralab eval
+    runs/      run folder, loralab run        sweeps/  loralab sweep
 
 A notebook imports what it calls from a stage::
 

@@ -4,10 +4,10 @@
     model, tokenizer = load_as_trained("runs/a/adapter")      # QLoRA: on its 4-bit NF4 base, fp32 compute
     save_dequantized_base("runs/a/adapter", "runs/a/base-dequantized")   # what a GGUF LoRA goes with
 
-Exports are compared with ``load_as_trained`` (``loralab.adapters.parity``). A QLoRA adapter was
+Exports are compared with ``load_as_trained`` (``loralab.export.parity``). A QLoRA adapter was
 trained against the *dequantized NF4* weights; served as a separate adapter (llama.cpp's ``--lora``)
 it needs those weights as its base, not the original 16-bit ones, for the same reason a merge does
-(``loralab.adapters.merge``). ``save_dequantized_base`` writes them as a plain 16-bit Hugging Face
+(``loralab.export.merge``). ``save_dequantized_base`` writes them as a plain 16-bit Hugging Face
 folder (the base's own dtype), with its tokenizer, for llama.cpp's converters.
 """
 
@@ -15,6 +15,51 @@ from __future__ import annotations
 
 import gc
 from pathlib import Path
+from typing import Any
+
+
+def load_4bit_base(base_model: str, manifest: dict[str, Any] | None):
+    """The base in 4-bit NF4 as training loaded it (Unsloth), computing in float32; AVX512 repacking off."""
+    import torch
+
+    from loralab.adapters.trained_on import TrainedOn
+    from loralab.model.loading import load_model
+    from loralab.params.run_config import validate_params
+
+    cfg = validate_params({"model_name": base_model, "load_in_4bit": True,
+                           "max_seq_length": TrainedOn.from_manifest(manifest).max_seq_length or 2048,
+                           "use_gradient_checkpointing": False}, source="merge_adapter")
+    model, _ = load_model(cfg, dtype=torch.float32)
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False  # a repacked weight no longer dequantizes (DESIGN.md)
+    return model.eval()
+
+
+def dequantize_into(quantized, model) -> int:
+    """Write every bitsandbytes ``Linear4bit`` weight of ``quantized``, dequantized, into ``model``'s Linear of
+    the same name (float32 copy of the values the 4-bit layer computes with); returns how many."""
+    import bitsandbytes as bnb
+    import bitsandbytes.functional as bnb_functional
+    import torch
+
+    count = 0
+    with torch.no_grad():
+        for name, module in quantized.named_modules():
+            if not isinstance(module, bnb.nn.Linear4bit):
+                continue
+            state = module.weight.quant_state
+            if getattr(state, "packing_format_for_cpu", False):
+                raise RuntimeError(f"{name}: bitsandbytes repacked this 4-bit weight for its AVX512-BF16 kernel "
+                                   "(an eval forward with support_avx512bf16_for_cpu on); dequantize before any forward.")
+            weight = bnb_functional.dequantize_4bit(module.weight.data, state)
+            target = model.get_submodule(name).weight
+            if tuple(target.shape) != tuple(weight.shape):
+                raise ValueError(f"{name}: the 4-bit base has shape {tuple(weight.shape)}, the 16-bit base "
+                                 f"{tuple(target.shape)}: not the same model.")
+            target.data.copy_(weight.to(target.dtype))
+            count += 1
+    return count
 
 
 def _base_folder(base_model: str) -> Path:
@@ -33,14 +78,13 @@ def load_as_trained(adapter_dir: str | Path, base_model: str | None = None, allo
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from loralab.adapters.merge import _load_4bit_base
     from loralab.adapters.verified_loading import check_adapter_base
 
     check = check_adapter_base(Path(adapter_dir), base_model, allow_base_mismatch=allow_base_mismatch)
     folder = _base_folder(check.base_model)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    if (check.manifest or {}).get("base_quantization", "16-bit").startswith("nf4"):
-        base = _load_4bit_base(check.base_model, check.manifest)
+    if check.trained_on.load_in_4bit:
+        base = load_4bit_base(check.base_model, check.manifest)
     else:
         base = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, use_safetensors=True).eval()
     return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False).eval(), tokenizer
@@ -48,14 +92,13 @@ def load_as_trained(adapter_dir: str | Path, base_model: str | None = None, allo
 
 def save_dequantized_base(adapter_dir: str | Path, out_dir: str | Path, base_model: str | None = None) -> Path:
     """Write the base an adapter was trained against as a 16-bit folder: for a QLoRA adapter its NF4 weights
-    dequantized (bit-exact, see ``loralab.adapters.merge.dequantize_into``), else the base itself."""
+    dequantized (bit-exact, see ``dequantize_into`` below), else the base itself."""
     import json
 
     import torch
     import unsloth  # noqa: F401
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from loralab.adapters.merge import _load_4bit_base, dequantize_into
     from loralab.adapters.verified_loading import check_adapter_base
     from loralab.atomic_folder import folder_written_aside
 
@@ -63,8 +106,8 @@ def save_dequantized_base(adapter_dir: str | Path, out_dir: str | Path, base_mod
     folder = _base_folder(check.base_model)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     base = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, use_safetensors=True).eval()
-    if (check.manifest or {}).get("base_quantization", "16-bit").startswith("nf4"):
-        quantized = _load_4bit_base(check.base_model, check.manifest)
+    if check.trained_on.load_in_4bit:
+        quantized = load_4bit_base(check.base_model, check.manifest)
         if dequantize_into(quantized, base) == 0:
             raise RuntimeError(f"the 4-bit load of {check.base_model} has no Linear4bit layer to dequantize.")
         del quantized

@@ -37,10 +37,10 @@ version 1 list only the ``adapter_model*`` files; those are checked as listed.
 Hub names are resolved to their local snapshot (no download); a name that is not available locally
 gets ``weights_sha256 = None`` and the manifest says so.
 
-A merged model folder (``loralab.adapters.merge.merge_adapter``) gets a manifest too, ``kind:
+A merged model folder (``loralab.export.merge.merge_adapter``) gets a manifest too, ``kind:
 "merged-model"``: the adapter's base, ``base_quantization``, LoRA, training and data sections, plus
 ``merge`` (``merge_into``: the dequantized NF4 or the original weights, probe differences), ``parity``
-(the held-out comparison with the model as trained, ``loralab.adapters.parity``) and ``model_files``::
+(the held-out comparison with the model as trained, ``loralab.export.parity``) and ``model_files``::
 
     write_merged_manifest(merged_dir, adapter_dir, read_manifest(adapter_dir), base_name, merge, parity)
 """
@@ -49,13 +49,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from loralab.atomic_file import write_text_aside
 from loralab.model.embedded import cache_dir, resolve_model_path
 from loralab.params.names import is_embedded
 from loralab.params.run_config import RunConfig
@@ -106,9 +106,7 @@ def _save_cache(cache: dict[str, str]) -> None:
     path = _cache_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
-        tmp.replace(path)
+        write_text_aside(path, json.dumps(cache, indent=0, sort_keys=True))
     except OSError:
         pass  # a read-only cache only costs speed
 
@@ -309,11 +307,7 @@ def write_manifest(adapter_dir: str | Path, cfg: RunConfig, tokenizer=None, data
                    eval_rows: list[dict] | None = None) -> Path:
     """Write ``loralab_manifest.json`` into ``adapter_dir`` (aside, then renamed) and return its path."""
     manifest = build_manifest(adapter_dir, cfg, tokenizer, dataset_rows, eval_scores, extra, eval_rows)
-    path = Path(adapter_dir) / MANIFEST_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
-    return path
+    return write_text_aside(Path(adapter_dir) / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True, default=str))
 
 
 def read_manifest(adapter_dir: str | Path) -> dict[str, Any] | None:
@@ -371,7 +365,7 @@ def write_merged_manifest(folder: str | Path, adapter_dir: str | Path, adapter_m
 
     ``kind`` is ``"merged-model"``; ``base``, ``base_quantization`` (what the adapter was trained on),
     ``lora``, ``training`` and ``dataset`` are the adapter's; ``merge`` holds ``merge_into`` and the probe
-    differences, ``parity`` the held-out comparison with the model as trained (``loralab.adapters.parity``),
+    differences, ``parity`` the held-out comparison with the model as trained (``loralab.export.parity``),
     ``model_files`` the SHA-256 of every file of the folder.
     """
     from loralab.model.versions import library_versions
@@ -402,8 +396,4 @@ def write_merged_manifest(folder: str | Path, adapter_dir: str | Path, adapter_m
         "versions": library_versions(),
         "model_files": adapter_folder_files(folder),
     }
-    path = folder / MANIFEST_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
-    return path
+    return write_text_aside(folder / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True, default=str))

@@ -43,7 +43,7 @@ FOUR_BIT_PARAGRAPH = (
     "from one) it is a different model: outputs differ by the NF4 quantization error (on loralab's embedded "
     "task, the default run's adapter answered 20/20 held-out questions in the trained JSON shape on its NF4 "
     "base and 18/20 on the 16-bit base). For a standalone model, merge into the dequantized NF4 weights: "
-    "`loralab.adapters.merge.merge_adapter(adapter_dir, out_dir)` does that by default and checks parity.")
+    "`loralab.export.merge.merge_adapter(adapter_dir, out_dir)` does that by default and checks parity.")
 
 
 def base_quantization_config(model) -> dict[str, Any] | None:

@@ -39,6 +39,7 @@ from loralab.adapters.manifest import (
     file_sha256,
     read_manifest,
 )
+from loralab.adapters.trained_on import TrainedOn
 
 
 class AdapterFileError(ValueError):
@@ -67,6 +68,11 @@ class BaseCheck:
     @property
     def verified(self) -> bool:
         return self.manifest is not None and not self.differences
+
+    @property
+    def trained_on(self) -> TrainedOn:
+        """What the manifest says the adapter was trained on (a 16-bit default without one)."""
+        return TrainedOn.from_manifest(self.manifest)
 
 
 def require_safetensors(adapter_dir: str | Path) -> Path:
@@ -219,7 +225,7 @@ def check_adapter_base(adapter_dir: str | Path, base_model: str | None = None, l
                       "without any error.", BaseMismatchWarning, stacklevel=2)
         return check
     check.differences = compare_base(manifest, base)
-    trained_4bit = manifest.get("base_quantization", "").startswith("nf4")
+    trained_4bit = check.trained_on.load_in_4bit
     if load_in_4bit is not None and load_in_4bit != trained_4bit:
         check.notes.append(f"trained on a {'4-bit' if trained_4bit else '16-bit'} base, loading onto a "
                            f"{'4-bit' if load_in_4bit else '16-bit'} one: outputs differ by the quantization error")
@@ -251,13 +257,11 @@ def load_verified_adapter(adapter_dir: str | Path, base_model: str | None = None
     check = check_adapter_base(adapter_dir, base_model, load_in_4bit, allow_base_mismatch)
     for note in check.notes:
         warnings.warn(note, BaseMismatchWarning, stacklevel=2)
-    training = (check.manifest or {}).get("training", {})
-    if load_in_4bit is None:
-        load_in_4bit = (check.manifest or {}).get("base_quantization", "16-bit").startswith("nf4")
+    trained = check.trained_on
     cfg = validate_params({
         "model_name": check.base_model,
-        "load_in_4bit": load_in_4bit,
-        "max_seq_length": max_seq_length or training.get("max_seq_length", 2048),
+        "load_in_4bit": trained.load_in_4bit if load_in_4bit is None else load_in_4bit,
+        "max_seq_length": max_seq_length or trained.max_seq_length or 2048,
         "use_gradient_checkpointing": False,
     }, source="load_verified_adapter")
     model, tokenizer = load_model(cfg)

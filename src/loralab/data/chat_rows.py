@@ -9,7 +9,8 @@ final answer only (``completion_only_loss``): the model learns to answer, not to
 Recognised row formats: ``messages`` (OpenAI style), ``conversations`` with ``from``/``value``
 (ShareGPT) and ``instruction``/``input``/``output`` (Alpaca); anything else is refused with an
 example of each. A row with no assistant answer, an empty answer, unknown roles or non-text content
-(images, audio) is refused naming its row; a local file must be JSON Lines (one object per line).
+(images, audio) is refused naming its row; a local file must be JSON Lines (one object per line: a line
+that holds a JSON array or a bare value is refused saying so).
 Rows longer than ``max_seq_length`` are counted and truncated or dropped by ``loralab.data.row_lengths``.
 """
 
@@ -149,7 +150,26 @@ def read_numbered_jsonl(path: str | Path) -> list[tuple[int, Any]]:
     except UnicodeDecodeError as error:
         raise DatasetError(f"{path} is not UTF-8 text (byte {error.start}); a dataset must be a UTF-8 JSON "
                            "Lines file with one JSON object per line.") from None
-    return numbered_rows_from_jsonl_text(text, str(path))
+    rows = numbered_rows_from_jsonl_text(text, str(path))
+    for number, row in rows:
+        if not isinstance(row, dict):
+            raise DatasetError(f"{path} line {number}: {_not_an_object(row, path.name)}")
+    return rows
+
+
+_JSON_KINDS = {list: "a JSON array", str: "a JSON string", int: "a number", float: "a number", bool: "true or false",
+               type(None): "null"}
+
+
+def _not_an_object(row: Any, name: str) -> str:
+    """Why a JSON Lines row that is not an object cannot be a row, and what to do about it."""
+    kind = _JSON_KINDS.get(type(row), type(row).__name__)
+    if isinstance(row, list):
+        return (f"expected a JSON object, got {kind} of {len(row)} item{'s' * (len(row) != 1)}: a .jsonl file holds "
+                "one JSON object per line, so write each item on a line of its own, e.g. python -c \"import json,sys; "
+                f"[print(json.dumps(r)) for r in json.load(sys.stdin)]\" < {name} > rows.jsonl")
+    return (f"expected a JSON object, got {kind} ({_short(row, 60)}): a .jsonl file holds one JSON object per line; "
+            "write each row as one object ({...}) on its own line.")
 
 
 def embedded_rows(dataset: str, split: str) -> list[Any]:

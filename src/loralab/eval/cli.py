@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from loralab.params.errors import ParamsError, debug_mode
+from loralab.params.errors import ParamsError
 from loralab.params.run_config import RunConfig
 from loralab.params.yaml_reader import load_params_yaml, read_params_file, yaml_problem
 
@@ -186,6 +186,7 @@ def _primary(metrics: dict[str, float]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    """``loralab eval``; bad input raises ParamsError / DatasetError, which ``loralab.cli`` prints as one line."""
     parser = argparse.ArgumentParser(prog="loralab eval", description="Evaluate adapters or models on held-out rows.")
     parser.add_argument("models", nargs="*", help="adapter folders (runs/<run>/adapter) or full model folders")
     parser.add_argument("--base", action="store_true", help="also evaluate the bare base model")
@@ -202,47 +203,41 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--harness-only", action="store_true", help="skip the held-out rows: harness tasks only")
     args = parser.parse_args(argv)
     models = [Path(m).expanduser().resolve() for m in args.models]
-    try:
-        missing = [str(m) for m in models if not m.is_dir()]
-        if missing:
-            raise ParamsError(f"no such folder: {', '.join(missing)}; give adapter folders (runs/<run>/adapter).")
-        if not models and not args.base:
-            raise ParamsError("name adapter folders to evaluate, or --base for the bare base model.")
-        overrides = {}
-        for name, value in args.param:
-            try:
-                overrides[name] = load_params_yaml(value) if value.strip() else value  # '' stays text
-            except yaml.YAMLError as error:
-                raise ParamsError(f"-p {name}: {value!r} is not a YAML value{yaml_problem(error)}; quote text "
-                                  "values, e.g. -p name \"'text'\"") from None
-        if args.harness_only and args.harness is None:
-            raise ParamsError("--harness-only needs --harness (the tasks to run instead of the held-out rows).")
-        if args.harness:
-            overrides["retention_tasks"] = args.harness
-        if args.harness_limit is not None:
-            if args.harness_limit <= 0:
-                raise ParamsError(f"--harness-limit {args.harness_limit}: give a number of examples per task >= 1, "
-                                  "or leave it out to run every example.")
-            overrides["retention_limit"] = args.harness_limit
-        cfg = eval_config(models, args.params, overrides, need_held_out=not args.harness_only)
-        if args.harness is None:
-            cfg = cfg.model_copy(update={"retention_tasks": []})
-        elif not cfg.retention_tasks:
-            raise ParamsError("--harness without task names runs the run's own retention_tasks, and it has none: "
-                              "name tasks, e.g. --harness loralab_general_knowledge (offline) or arc_easy,hellaswag.")
-        from loralab.eval.prepare import prepare_run_data
-        from loralab.eval.retention import check_retention_tasks
+    missing = [str(m) for m in models if not m.is_dir()]
+    if missing:
+        raise ParamsError(f"no such folder: {', '.join(missing)}; give adapter folders (runs/<run>/adapter).")
+    if not models and not args.base:
+        raise ParamsError("name adapter folders to evaluate, or --base for the bare base model.")
+    overrides = {}
+    for name, value in args.param:
+        try:
+            overrides[name] = load_params_yaml(value) if value.strip() else value  # '' stays text
+        except yaml.YAMLError as error:
+            raise ParamsError(f"-p {name}: {value!r} is not a YAML value{yaml_problem(error)}; quote text "
+                              "values, e.g. -p name \"'text'\"") from None
+    if args.harness_only and args.harness is None:
+        raise ParamsError("--harness-only needs --harness (the tasks to run instead of the held-out rows).")
+    if args.harness:
+        overrides["retention_tasks"] = args.harness
+    if args.harness_limit is not None:
+        if args.harness_limit <= 0:
+            raise ParamsError(f"--harness-limit {args.harness_limit}: give a number of examples per task >= 1, "
+                              "or leave it out to run every example.")
+        overrides["retention_limit"] = args.harness_limit
+    cfg = eval_config(models, args.params, overrides, need_held_out=not args.harness_only)
+    if args.harness is None:
+        cfg = cfg.model_copy(update={"retention_tasks": []})
+    elif not cfg.retention_tasks:
+        raise ParamsError("--harness without task names runs the run's own retention_tasks, and it has none: "
+                          "name tasks, e.g. --harness loralab_general_knowledge (offline) or arc_easy,hellaswag.")
+    from loralab.eval.prepare import prepare_run_data
+    from loralab.eval.retention import check_retention_tasks
 
-        if args.harness_only:
-            check_retention_tasks(cfg.retention_tasks)
-            data = None
-        else:
-            data = prepare_run_data(cfg)
-    except ValueError as error:  # ParamsError, DatasetError: one line saying what to fix
-        if debug_mode():
-            raise
-        print(f"error: {error}")
-        return 2
+    if args.harness_only:
+        check_retention_tasks(cfg.retention_tasks)
+        data = None
+    else:
+        data = prepare_run_data(cfg)
     targets: list[Path | None] = ([None] if args.base else []) + models
     taken: set[str] = set()
     labels = [("base" if t is None else _label(t, taken)) for t in targets]
@@ -251,15 +246,9 @@ def main(argv: list[str]) -> int:
     if data is not None:
         print(data.note, file=sys.stderr)
     # With --json, stdout carries the JSON alone: what the libraries print while loading goes to stderr.
-    try:
-        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-            results = evaluate_models(targets, labels, cfg, data, args.allow_base_mismatch,
-                                      held_out=data is not None)
-    except ValueError as error:  # e.g. an adapter refused by its manifest
-        if debug_mode():
-            raise
-        print(f"error: {error}")
-        return 2
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        results = evaluate_models(targets, labels, cfg, data, args.allow_base_mismatch,
+                                  held_out=data is not None)  # an adapter its manifest refuses: ValueError
     from loralab.eval.evaluate import write_eval_examples
 
     report = results_json(results, data, cfg, targets)

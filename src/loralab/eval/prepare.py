@@ -33,6 +33,7 @@ class RunData:
     scorers: list[Scorer]
     eval_examples: int
     retention_tasks: tuple[str, ...] = ()
+    scorers_hint: str | None = None  # the user's own data left without scorers: which ones may fit
 
     @property
     def train(self) -> list[dict]:
@@ -53,6 +54,8 @@ class RunData:
         text = self.splits.note
         if self.eval:
             text += f" Scorers on {len(self.scored_rows)} held-out prompts: {scorers}."
+        if self.scorers_hint:
+            text += f"\n{self.scorers_hint}"
         if self.retention_tasks:
             text += f" Retention (lm-evaluation-harness) before and after: {', '.join(self.retention_tasks)}."
         return text
@@ -73,7 +76,7 @@ def prepare_run_data(cfg: RunConfig, train_rows: list[dict] | None = None) -> Ru
     check_retention_tasks(cfg.retention_tasks)
     splits = load_splits(cfg, train_rows)
     check_scorers_on(scorers, splits.eval, splits.source)
-    return RunData(splits, scorers, cfg.eval_examples, tuple(cfg.retention_tasks))
+    return RunData(splits, scorers, cfg.eval_examples, tuple(cfg.retention_tasks), cfg.scorers_hint)
 
 
 @dataclass
@@ -86,6 +89,7 @@ class PreferenceData:
     eval_examples: int
     source: str
     leaked: list[dict]
+    scorers_hint: str | None = None  # the user's own pairs left without scorers: which ones may fit
 
     @property
     def scored_rows(self) -> list[dict]:
@@ -101,6 +105,8 @@ class PreferenceData:
                      "(they would inflate every score).")
         if self.scorers:
             text += f" Scorers on {len(self.scored_rows)} held-out prompts: {', '.join(s.name for s in self.scorers)}."
+        if self.scorers_hint:
+            text += f"\n{self.scorers_hint}"
         return text
 
 
@@ -139,7 +145,7 @@ def prepare_preference_data(cfg) -> PreferenceData:
             raise ParamsError(f"sft_adapter: {cfg.sft_adapter} is not an adapter folder (no adapter_config.json); "
                               "give runs/<run>/adapter from notebook 01, or '' to start from the base model.")
         check_adapter_base(cfg.sft_adapter, cfg.model_name, cfg.load_in_4bit)
-    data = PreferenceData(train, pairs, scorers, cfg.eval_examples, source, leaked)
+    data = PreferenceData(train, pairs, scorers, cfg.eval_examples, source, leaked, cfg.scorers_hint)
     if data.scored_rows:
         check_scorers_on(scorers, data.scored_rows, source)
     return data

@@ -10,11 +10,11 @@ The prompts are the tokenizer's (chat template applied, generation prompt added)
 
 from __future__ import annotations
 
-from loralab.adapters.parity import as_token_model, parity_prompts, stop_token_ids
 from loralab.data.chat_rows import read_jsonl
 from loralab.data.json_answers import data_file
 from loralab.eval.prepare import reference
 from loralab.eval.scorers import parse_scorers, score_replies
+from loralab.export.parity import as_token_model, parity_prompts, stop_token_ids
 
 TASK_SCORERS = ("json_shape", "json_topic", "json_answer")
 

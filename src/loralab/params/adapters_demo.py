@@ -28,7 +28,7 @@ class AdaptersDemoConfig(BaseModel):
 
     base_model: str = Field("embedded/smollm2-135m-instruct", description="the base every adapter is served on")
     adapter_dirs: dict[str, str] = Field(
-        default_factory=dict, description="name -> adapter folder from earlier runs; {} = train json and caps here")
+        default_factory=dict, description="name -> adapter folder from earlier runs; {}: train json and caps here")
     train_steps: int = Field(6, ge=1, le=500, description="optimizer steps per adapter trained here")
     batch_size: int = Field(4, ge=1, description="examples per training step")
     learning_rate: float = Field(3e-3, gt=0, le=1, description="learning rate of the short training runs")
@@ -38,20 +38,20 @@ class AdaptersDemoConfig(BaseModel):
     load_in_4bit: bool = Field(False, description="train and serve on a 4-bit base (slower on CPU)")
     questions: int = Field(4, ge=1, le=30, description="held-out questions answered side by side")
     max_new_tokens: int = Field(24, ge=1, description="tokens generated per answer")
-    merge_adapter_name: str = Field("json", description="adapter merged into a 16-bit model folder ('' = skip the merge)")
+    merge_adapter_name: str = Field("json", description="adapter merged into a 16-bit model folder ('': skip the merge)")
     merge_into: Literal["", "dequantized", "original"] = Field(
-        "", description="weights merged into: '' = dequantized NF4 for a 4-bit-trained adapter, original for a 16-bit one")
+        "", description="weights merged into; '': dequantized NF4 for a 4-bit-trained adapter, original for a 16-bit one")
     merge_parity_prompts: int = Field(
-        8, ge=0, le=69, description="held-out prompts the merged model is compared on with the trained one (0 = skip)")
+        8, ge=0, le=69, description="held-out prompts the merged model is compared on with the trained one (0: skip)")
     merge_parity_tokens: int = Field(24, ge=1, le=256, description="new tokens per parity prompt")
     gguf_type: Literal["", "f16", "q8_0", "q5_k_m", "q4_k_m", "q6_k", "q4_0"] = Field(
         "q4_k_m", description="GGUF written from the merged folder by llama.cpp (next to its F16 file and an Ollama "
                               "Modelfile): f16, q8_0, q5_k_m, q4_k_m, q6_k, q4_0, or '' to skip")
     gguf_lora: bool = Field(False, description="also write the adapter as a GGUF LoRA with its base (llama.cpp --lora)")
     gguf_score_questions: int = Field(
-        20, ge=0, le=69, description="held-out questions each GGUF answers in llama.cpp for its task score (0 = skip)")
+        20, ge=0, le=69, description="held-out questions each GGUF answers in llama.cpp for its task score (0: skip)")
     seed: int = Field(3407, ge=0, le=2**32 - 1, description="seed for LoRA init and data order (0 to 4294967295)")
-    output_dir: str = Field("", description="folder for results.json, adapters and the merged model ('' = runs/<time>-03)")
+    output_dir: str = Field("", description="folder for metrics.json, adapters and the merged model ('': runs/<time>-03)")
 
     @field_validator("adapter_dirs")
     @classmethod

@@ -10,7 +10,6 @@ notebook that stopped with an error inside the kernel, carrying that error's nam
 
 from __future__ import annotations
 
-import os
 import unicodedata
 
 
@@ -41,8 +40,3 @@ def visible(text: str) -> str:
                       for i, c in odd[:3])
     more = f" and {len(odd) - 3} more" if len(odd) > 3 else ""
     return f", which has {named}{more}: retype it in plain characters"
-
-
-def debug_mode() -> bool:
-    """True under ``loralab ... --debug``: commands re-raise user errors so the traceback shows."""
-    return os.environ.get("LORALAB_DEBUG") == "1"

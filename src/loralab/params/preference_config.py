@@ -21,8 +21,6 @@ PREFERENCE_DATASET = "embedded/concise-answers"
 # TRL 1.15 DPOConfig.loss_type (its help text lists them); "sigmoid" is the DPO paper's loss.
 DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
                   "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
-# The embedded task's checks of a generated reply: one sentence "The answer is X." and the right X.
-CONCISE_SCORERS = ["regex:^The answer is [^.!?]+[.!?]$", "contains"]
 
 
 class PreferenceConfig(RunConfig):
@@ -36,14 +34,20 @@ class PreferenceConfig(RunConfig):
     loss_type: str = Field("sigmoid", description="DPO's loss: sigmoid (the DPO paper), ipo, hinge, robust, "
                            "... (TRL's list); only for method dpo")
     sft_adapter: str = Field("", description="start from this SFT adapter (runs/<run>/adapter from notebook 01, "
-                             "checked against its base); '' = start from the base model")
+                             "checked against its base); '': start from the base model")
     dataset: str = Field(PREFERENCE_DATASET, description="embedded/concise-answers, a .jsonl path or a hub dataset "
                          "id with prompt/chosen/rejected (or KTO prompt/completion/label) rows")
     eval_dataset: str = Field(PREFERENCE_DATASET, description="held-out pairs: embedded/concise-answers (its eval "
                               "split shares no prompt with train), a .jsonl path or a hub dataset id")
-    eval_scorers: list[str] = Field(
-        default_factory=lambda: list(CONCISE_SCORERS),
-        description="scorers of generated held-out replies against the chosen answer, as in notebook 01")
+    eval_scorers: list[str] | None = Field(
+        None, description="scorers of generated held-out replies against the chosen answer, as in notebook 01 "
+                          "(None: the embedded task's own: one sentence 'The answer is X.' with the right X)")
+    lora_r: int = Field(16, ge=1, le=1024, description="LoRA rank r of the adapter trained here (ignored with "
+                        "sft_adapter: its own r is used)")
+    load_in_4bit: bool = Field(False, description="True: QLoRA (NF4 4-bit base); 16-bit is faster on a CPU")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA input, in [0, 1)")
+    warmup_steps: int = Field(2, ge=0, description="linear warm-up steps")
+    max_new_tokens: int = Field(32, ge=1, description="tokens generated per held-out answer")
     learning_rate: float = Field(5e-4, gt=0, le=1, description="peak learning rate")
     max_steps: int = Field(20, ge=1, description="optimizer steps")
     per_device_train_batch_size: int = Field(4, ge=1, description="pairs (KTO: rows) per step per device")

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from loralab.params.names import (
     EMBEDDED_MODELS,
@@ -34,6 +34,14 @@ ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 ATTENTION_ONLY = ["q_proj", "k_proj", "v_proj", "o_proj"]
 TARGET_PRESETS = {"all-linear": ALL_LINEAR, "attention": ATTENTION_ONLY}
 EMBEDDED_DATASET = "embedded/json-answers"
+# The scorers that fit each embedded task, which eval_scorers: null means for it (the first one is the
+# run's eval_score). Other data has no default scorer: held-out loss alone until the user picks some.
+EMBEDDED_TASK_SCORERS = {
+    EMBEDDED_DATASET: ["json_shape", "json_topic", "json_answer"],
+    "embedded/short-answers": ["regex:^Answer: \\S", "contains", "chrf"],
+    "embedded/concise-answers": ["regex:^The answer is [^.!?]+[.!?]$", "contains"],
+}
+SCORERS_THAT_MAY_FIT = "exact_match, contains, 'regex:<pattern>', json_object, choice, rouge_l, chrf"
 
 
 class RunConfig(BaseModel):
@@ -56,7 +64,8 @@ class RunConfig(BaseModel):
     target_modules: str | list[str] = Field(
         "all-linear", description="'all-linear', 'attention' or a list of module names such as ['q_proj']"
     )
-    use_gradient_checkpointing: bool = Field(True, description="recompute activations to save memory")
+    use_gradient_checkpointing: bool = Field(False, description="recompute activations to save memory (slower; "
+                                             "for long rows or a large model on a GPU)")
     # data
     dataset: str = Field(EMBEDDED_DATASET, description="embedded/json-answers, embedded/short-answers, a .jsonl "
                          "path or a hub dataset id")
@@ -67,24 +76,24 @@ class RunConfig(BaseModel):
     # evaluation: a held-out split, its loss, and scorers of generated replies (loralab.eval)
     eval_dataset: str = Field(EMBEDDED_DATASET, description="held-out rows: embedded/<name>, a .jsonl path, a hub "
                               "dataset id, or '' (none, or carve eval_fraction from the training rows)")
-    eval_split: str = Field("", description="split of eval_dataset, e.g. test or train[-200:] ('' = eval for "
+    eval_split: str = Field("", description="split of eval_dataset, e.g. test or train[-200:] ('': eval for "
                             "embedded datasets, test for hub datasets)")
     eval_fraction: float = Field(0.0, ge=0, lt=1, description="share of the training rows held out (seeded) when "
-                                 "eval_dataset is ''; 0 = none")
-    eval_scorers: list[str] = Field(
-        default_factory=lambda: ["json_shape", "json_topic", "json_answer"],
-        description="scorers of generated held-out replies, e.g. [exact_match, contains, 'regex:^Answer: ', "
-                    "json_object, choice, rouge_l, chrf, 'python:module:function']; [] = loss only")
+                                 "eval_dataset is ''; 0: none")
+    eval_scorers: list[str] | None = Field(
+        None, description="scorers of generated held-out replies, e.g. [exact_match, contains, 'regex:^Answer: ', "
+                          "json_object, choice, rouge_l, chrf, 'python:module:function']; []: held-out loss only; "
+                          "None: the embedded task's own scorers, loss only for other data")
     eval_examples: int = Field(30, ge=1, description="held-out prompts answered and scored before and after training")
-    eval_steps: int = Field(0, ge=0, description="held-out loss every N training steps (0 = only before and after)")
+    eval_steps: int = Field(0, ge=0, description="held-out loss every N training steps (0: only before and after)")
     early_stopping_patience: int = Field(0, ge=0, description="stop after N evaluations without a lower held-out "
-                                         "loss (0 = off; needs eval_steps)")
+                                         "loss (0: off; needs eval_steps)")
     # retention: what the adapter cost, by lm-evaluation-harness tasks before and after (loralab.eval.retention)
     retention_tasks: list[str] = Field(
         default_factory=list,
         description="lm-evaluation-harness tasks run on the base before training and on base + adapter after, "
-                    "e.g. [loralab_general_knowledge] (offline) or [arc_easy, hellaswag] (hub data); [] = none")
-    retention_limit: int | None = Field(None, ge=1, description="examples per retention task (null = all of them)")
+                    "e.g. [loralab_general_knowledge] (offline) or [arc_easy, hellaswag] (hub data); []: none")
+    retention_limit: int | None = Field(None, ge=1, description="examples per retention task (None: all of them)")
     # training
     max_steps: int = Field(60, ge=1, description="optimizer steps")
     per_device_train_batch_size: int = Field(8, ge=1, description="examples per step per device")
@@ -105,7 +114,7 @@ class RunConfig(BaseModel):
                                     "max_seq_length-token sequences: more rows per step); loralab.train.packing")
     # checkpoints: a Colab T4 step on a 3B model takes ~10-15 s, so 25 steps lose at most ~5 minutes of
     # work when the session dies, and a checkpoint (adapter + optimizer, ~150 MB there) costs seconds.
-    save_steps: int = Field(25, ge=0, description="write a checkpoint every N steps (0 = no checkpoints)")
+    save_steps: int = Field(25, ge=0, description="write a checkpoint every N steps (0: no checkpoints)")
     save_total_limit: int = Field(2, ge=1, description="checkpoints kept (the newest ones)")
     resume: bool = Field(True, description="continue from the newest complete checkpoint in run_dir, if any")
     # several devices / machines: data-parallel training under torchrun (loralab.train.workers)
@@ -119,7 +128,7 @@ class RunConfig(BaseModel):
                            "devices, for a model that fits only sharded; GPUs only)")
     master_addr: str = Field("127.0.0.1", description="address of machine 0, where the workers meet (several "
                              "machines: its address on your network)")
-    master_port: int = Field(0, ge=0, le=65535, description="port on machine 0 for the workers to meet (0 = a free "
+    master_port: int = Field(0, ge=0, le=65535, description="port on machine 0 for the workers to meet (0: a free "
                              "one, for a single machine; several machines need a fixed one, e.g. 29500)")
     # experiment tracking: the trainer's own integrations, pointed into the run folder (loralab.train.tracking)
     report_to: Literal["none", "tensorboard", "mlflow", "wandb", "trackio"] = Field(
@@ -128,7 +137,7 @@ class RunConfig(BaseModel):
     # inference and output
     max_new_tokens: int = Field(48, ge=1, description="tokens generated per eval answer")
     show_examples: int = Field(3, ge=0, description="held-out answers printed before/after training")
-    run_dir: str = Field("", description="folder for this run's outputs ('' = runs/<time>-<model>)")
+    run_dir: str = Field("", description="folder for this run's outputs ('': runs/<time>-<model>)")
 
     @field_validator("target_modules")
     @classmethod
@@ -155,9 +164,15 @@ class RunConfig(BaseModel):
             embedded_short_name(value)  # raises with the list of embedded names
             return value
         if _looks_like_path(value):
-            if not os.path.isfile(os.path.join(os.path.expanduser(value), "config.json")):
+            folder = Path(value).expanduser()
+            if not (folder / "config.json").is_file():
                 raise ValueError(f"{value!r} is not a model folder (no config.json there); give a folder that "
                                  f"save_pretrained wrote, or {_model_name_choices()}")
+            if not has_weights(folder):
+                raise ValueError(f"{value!r} holds config.json but no weights (no *.safetensors or *.bin file, no "
+                                 "sharded index such as model.safetensors.index.json): copy the weight files next to "
+                                 "config.json (model.save_pretrained(folder) writes both), or give the folder that "
+                                 "holds them")
             return value
         if not HUB_REPO_ID.fullmatch(value) or "--" in value or ".." in value or value.endswith(".git"):
             raise ValueError(f"{value!r} is not a model name: write {_model_name_choices()}")
@@ -179,6 +194,10 @@ class RunConfig(BaseModel):
         return self
 
     def _consistent_eval(self) -> None:
+        if self.eval_scorers is None:  # the task's own scorers; for other data held-out loss alone
+            task = self.eval_dataset or self.dataset
+            self.eval_scorers = list(EMBEDDED_TASK_SCORERS.get(task, [])) if self.has_eval else []
+            self._scorers_left_to_user = self.has_eval and task not in EMBEDDED_TASK_SCORERS
         if self.eval_dataset and self.eval_fraction:
             raise ValueError(f"eval_dataset ({self.eval_dataset!r}) and eval_fraction ({self.eval_fraction:g}) both "
                              "choose the held-out rows: set eval_dataset: '' to carve eval_fraction from the "
@@ -201,6 +220,16 @@ class RunConfig(BaseModel):
                              "dataset with eval_split)"
                              + (", or eval_dataset: '' with eval_fraction: 0.05" if type(self) is RunConfig else "")
                              + "; and choose eval_scorers for your data")
+
+    _scorers_left_to_user: bool = PrivateAttr(False)
+
+    @property
+    def scorers_hint(self) -> str | None:
+        """One line for a run on the user's own data that left eval_scorers to the default (None otherwise)."""
+        if not self._scorers_left_to_user:
+            return None
+        return (f"eval_scorers: none chosen for {self.eval_dataset or self.dataset}, so the held-out rows give their "
+                f"loss alone; scorers that may fit your answers: {SCORERS_THAT_MAY_FIT}")
 
     @property
     def world_size(self) -> int:
@@ -228,6 +257,15 @@ class RunConfig(BaseModel):
     def lora_scale(self) -> float:
         """alpha / r: the factor on every LoRA update B @ A."""
         return self.lora_alpha / self.lora_r
+
+
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+
+
+def has_weights(folder: Path) -> bool:
+    """True when a model folder holds weights transformers can load: safetensors or .bin files, or the index of
+    sharded ones (``model.safetensors.index.json``)."""
+    return any(path.is_file() for pattern in WEIGHT_PATTERNS for path in folder.glob(pattern))
 
 
 def _looks_like_path(value: str) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 
 from loralab.plan.memory import GIB, STACKS
 from loralab.plan.planner import Plan, plan
@@ -27,7 +26,7 @@ _COMM = {  # what "comm MB/step" counts, per strategy (loralab.plan.devices)
 
 
 class UsageError(ValueError):
-    """A command-line mistake; :func:`main` prints it as one ``error:`` line and returns 2."""
+    """A command-line mistake; ``loralab.cli`` prints it as one ``error:`` line and returns 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -225,30 +224,25 @@ def _summary(result: Plan):
 
 
 def main(argv: list[str]) -> int:
-    """Run ``loralab plan``; a user mistake (bad option, unknown model, unreadable config.json) prints one
-    ``loralab plan: error: ...`` line on stderr and returns 2."""
-    try:
-        args = build_parser().parse_args(argv)
-        result = plan(
-            args.model,
-            gpu_gb=args.gpu_gb,
-            batch=args.batch,
-            seq=args.seq,
-            r=args.r,
-            targets=args.targets,
-            alpha=args.alpha,
-            gradient_checkpointing=not args.no_gradient_checkpointing,
-            stack=args.stack,
-            lora_falls_short=args.full_ft_justified,
-            objective=args.objective,
-            gpus=args.gpus,
-            strategy=args.strategy,
-        )
-    except ValueError as err:  # UsageError, and the planner's / architecture table's refusals
-        print("loralab plan: error: " + " ".join(str(err).split()), file=sys.stderr)
-        return 2
-    except SystemExit as done:  # --help
-        return done.code if isinstance(done.code, int) else 0
+    """Run ``loralab plan``. A user mistake (bad option, unknown model, unreadable config.json) raises
+    ValueError (:class:`UsageError` for options), which ``loralab.cli`` prints as one ``error: ...`` line
+    with exit code 2."""
+    args = build_parser().parse_args(argv)
+    result = plan(
+        args.model,
+        gpu_gb=args.gpu_gb,
+        batch=args.batch,
+        seq=args.seq,
+        r=args.r,
+        targets=args.targets,
+        alpha=args.alpha,
+        gradient_checkpointing=not args.no_gradient_checkpointing,
+        stack=args.stack,
+        lora_falls_short=args.full_ft_justified,
+        objective=args.objective,
+        gpus=args.gpus,
+        strategy=args.strategy,
+    )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

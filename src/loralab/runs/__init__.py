@@ -1,5 +1,6 @@
 """Runs: one folder per run (metrics, plots, record), the tables a notebook shows, `loralab run`."""
 
+from loralab.runs.finish import finish_preference_run, finish_run
 from loralab.runs.folder import (
            new_run_dir,
            peak_memory_gb,
@@ -12,5 +13,5 @@ from loralab.runs.record import code_version
 from loralab.runs.report import layer_math_table
 from loralab.runs.runner import run_notebook
 
-__all__ = ["code_version", "layer_math_table", "new_run_dir", "peak_memory_gb", "plot_loss", "plot_preference", "run_notebook",
-           "train_summary", "write_metrics"]
+__all__ = ["code_version", "finish_preference_run", "finish_run", "layer_math_table", "new_run_dir", "peak_memory_gb",
+           "plot_loss", "plot_preference", "run_notebook", "train_summary", "write_metrics"]

@@ -16,6 +16,7 @@ import resource
 import time
 from pathlib import Path
 
+from loralab.atomic_file import write_text_aside
 from loralab.params.run_config import RunConfig
 
 
@@ -115,8 +116,4 @@ def plot_preference(log_history: list[dict], path: str | Path):
 
 def write_metrics(run_dir: str | Path, metrics: dict) -> Path:
     """Write ``metrics.json`` (written aside, then renamed, so a reader never sees half a file)."""
-    path = Path(run_dir) / "metrics.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
-    return path
+    return write_text_aside(Path(run_dir) / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True, default=str))

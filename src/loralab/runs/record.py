@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from loralab.atomic_file import write_text_aside
+
 RECORD_NAME = "loralab_run.json"
 LOCK_NAME = ".loralab-run.lock"
 
@@ -114,11 +116,7 @@ def write_run_record(run_dir: str | Path, notebook: str | Path, parameters: dict
         "attempts": [],
     }
     record["attempts"].append(attempt)
-    path = run_dir / RECORD_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
-    return path
+    return write_text_aside(run_dir / RECORD_NAME, json.dumps(record, indent=2, sort_keys=True, default=str))
 
 
 def run_in_progress(run_dir: str | Path) -> bool:

@@ -3,6 +3,7 @@
     loralab run notebooks/01_qlora_finetune.ipynb -f params/01_qlora_finetune/default.yaml
     loralab run notebooks/01_qlora_finetune.ipynb -f my.yaml -p max_steps 10 --runs-root runs
     loralab run 01 -f smoke.yaml          # a shipped notebook by number, a shipped params file by name
+    loralab run 01 -f colab_t4_json.yaml --check   # only the checks below and a memory estimate: no folder, no kernel
 
 From Python (tests, sweeps)::
 
@@ -15,8 +16,10 @@ notebook 01 is ``params/01_qlora_finetune/smoke.yaml``; see ``loralab.runs.shipp
 to ``--runs-root``, by default ``./runs`` (the repository's ``runs/`` anywhere inside a checkout).
 
 The params file is validated before the kernel starts, so a typo fails in a second, not after the
-model loaded. The run folder receives the executed notebook next to what the notebook writes
-(metrics.json, adapter/, loss.png) and the notebook gets ``run_dir`` as a parameter.
+model loaded (:func:`prepare_run`: names, values, this machine, local data rows, the held-out split,
+scorers). ``--check`` stops there and prints what was checked with the planner's memory estimate for the
+model and LoRA settings (``loralab.runs.check``). The run folder receives the executed notebook next to
+what the notebook writes (metrics.json, adapter/, loss.png) and the notebook gets ``run_dir`` as a parameter.
 
 Re-running the same command resumes: for a notebook with a ``resume`` parameter (01) that is on,
 ``loralab run`` reuses the newest unfinished run folder (no ``metrics.json``, not running now) whose
@@ -34,26 +37,25 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from loralab.eval.scorers import parse_scorers
 from loralab.params.adapters_demo import validate_demo_params
-from loralab.params.errors import ParamsError, RunFailed, debug_mode
+from loralab.params.contracts import NotebookContract, contract_of, parameters_cell
+from loralab.params.errors import ParamsError, RunFailed
 from loralab.params.names import is_embedded
 from loralab.params.preference_config import PreferenceConfig, validate_preference_params
 from loralab.params.run_config import RunConfig
 from loralab.params.runtime_check import validate_params_for_this_machine
-from loralab.params.schema import unknown_name
+from loralab.params.schema import unknown_name, validate_against
 from loralab.params.yaml_reader import load_params_yaml, read_params_file, yaml_problem
+from loralab.runs.check import PreparedRun, data_checked_here, print_check_report
 from loralab.runs.record import find_unfinished_run, hold_run_lock, write_run_record
 from loralab.runs.shipped import find_params_file, notebook_argument, shipped_notebooks, working_folder
 
 # Parameters that name files or folders: a relative path given to `loralab run` means a path from where
 # the user ran the command (the kernel runs in the notebook's folder), so it is made absolute first.
 PATH_PARAMS = ("model_name", "dataset", "eval_dataset", "base_model", "sweep_dir", "sft_adapter")
-
-
-def _is_local(name: str) -> bool:
-    return is_embedded(name) or name.endswith(".jsonl") or Path(name).expanduser().exists()
 
 
 def validate_run_params(params: dict[str, Any], source: str = "params") -> RunConfig:
@@ -72,7 +74,7 @@ def validate_run_params(params: dict[str, Any], source: str = "params") -> RunCo
             from loralab.eval.retention import check_retention_tasks
 
             check_retention_tasks(cfg.retention_tasks)
-        if _is_local(cfg.dataset) and (not cfg.eval_dataset or _is_local(cfg.eval_dataset)):
+        if data_checked_here(cfg):
             from loralab.eval.prepare import prepare_run_data
 
             prepare_run_data(cfg)
@@ -93,7 +95,7 @@ def validate_preference_run_params(params: dict[str, Any], source: str = "params
             from loralab.eval.retention import check_retention_tasks
 
             check_retention_tasks(cfg.retention_tasks)
-        if _is_local(cfg.dataset) and (not cfg.eval_dataset or _is_local(cfg.eval_dataset)):
+        if data_checked_here(cfg):
             from loralab.eval.prepare import prepare_preference_data
 
             prepare_preference_data(cfg)
@@ -152,41 +154,91 @@ def check_names(notebook: Path, origins: dict[str, dict[str, Any]]) -> None:
     for origin, values in origins.items():
         for name in values:
             if name not in known:
-                raise ParamsError(f"{origin}: {unknown_name(str(name), known)}")
+                problem = unknown_name(str(name), known) if known else takes_no_parameters(notebook, name)
+                raise ParamsError(f"{origin}: {problem}")
+
+
+def takes_no_parameters(notebook: Path, name: object) -> str:
+    """What to say when a notebook without a ``parameters`` cell is given a parameter."""
+    return (f"{notebook.name} takes no parameters (no cell is tagged 'parameters'), so {str(name)!r} cannot be "
+            "set: run it without -f and -p, or tag the cell that assigns its settings 'parameters' (Jupyter: "
+            "View > Cell Toolbar > Tags) so that papermill can set them.")
 
 
 # Each checks what it can before the kernel starts; the notebook checks the rest before any model loads.
+# By contract (loralab.params.contracts): a notebook's metadata names it, so a renamed copy is checked alike.
 VALIDATORS = {"01_qlora_finetune": validate_run_params, "03_adapters": validate_demo_params,
               "04_preference_tuning": validate_preference_run_params}
-FOLDER_PARAMS = ("run_dir", "output_dir")  # a notebook's output-folder parameter: run_dir in 01, output_dir in 03
 
 
 def folder_param(notebook: Path) -> str | None:
-    """The notebook's output-folder parameter, which receives the run folder (None if it has none)."""
+    """The notebook's output-folder parameter, which receives the run folder (None if it has none).
+
+    Its contract says; a notebook without one gets the run folder in ``run_dir`` if it has that parameter.
+    """
     from papermill.inspection import inspect_notebook
 
-    return next((p for p in FOLDER_PARAMS if p in inspect_notebook(str(notebook))), None)
+    contract = contract_of(notebook)
+    if contract is not None:
+        return contract.folder_param
+    return "run_dir" if "run_dir" in inspect_notebook(str(notebook)) else None
 
 
-def validate_for_notebook(notebook: Path, params: dict[str, Any], source: str = "params") -> dict[str, Any] | None:
+def _validator(contract: NotebookContract):
+    """The pre-kernel check of a contract's params: the full one where the runner has it, else its schema."""
+    return VALIDATORS.get(contract.name) or (lambda params, source: validate_against(contract.schema, params, source))
+
+
+def validated_config(notebook: Path, params: dict[str, Any], source: str = "params") -> BaseModel | None:
     """Check ``params`` (without the output-folder parameter) as ``notebook`` will receive them.
 
-    Notebooks with a validator (01, 03) are checked in full from the notebook's folder, where the
-    kernel runs, so a relative path means the same to the check as to the kernel; the resolved params
-    come back. For any other notebook only the names are checked against its parameters cell (None
-    comes back). A ``ParamsError`` says what to fix.
+    A notebook with a contract (every shipped notebook, and any copy of one) is checked in full from
+    the notebook's folder, where the kernel runs, so a relative path means the same to the check as to
+    the kernel; its config comes back. For any other notebook only the names are checked against its
+    parameters cell (None comes back). A ``ParamsError`` says what to fix.
     """
-    validator = VALIDATORS.get(notebook.stem)
-    if validator is None:
+    contract = contract_of(notebook)
+    if contract is None:
         from papermill.inspection import inspect_notebook
 
         known = set(inspect_notebook(str(notebook)))
         unknown = sorted(set(params) - known)
+        if unknown and not known:
+            raise ParamsError(f"{source}: {takes_no_parameters(notebook, unknown[0])}")
         if unknown:
             raise ParamsError(f"{source}: unknown parameters {unknown}; {notebook.name} has {sorted(known)}.")
         return None
     with contextlib.chdir(notebook.parent):
-        return validator(params, source=source).model_dump()
+        return _validator(contract)(params, source=source)
+
+
+def validate_for_notebook(notebook: Path, params: dict[str, Any], source: str = "params") -> dict[str, Any] | None:
+    """:func:`validated_config` as the resolved params (a dict); None for a notebook without a contract."""
+    config = validated_config(notebook, params, source)
+    return None if config is None else config.model_dump()
+
+
+def prepare_run(notebook: str | Path, parameters: dict[str, Any], runs_root: str | Path = "runs",
+                run_name: str | None = None, source: str = "params", fresh: bool = False) -> PreparedRun:
+    """Every check :func:`run_notebook` makes before it creates a folder; writes nothing, starts nothing.
+
+    The notebook, the runs folder, the parameters (names, values, this machine, local data, scorers,
+    retention tasks), and which unfinished run the run would resume. A ``ParamsError`` says what to fix.
+    """
+    notebook = Path(notebook).resolve()
+    check_notebook(notebook)
+    check_runs_root(Path(runs_root))
+    output_param = folder_param(notebook)
+    if output_param in parameters:
+        raise ParamsError(f"{source}: {output_param} is chosen by loralab run (a new folder under --runs-root, or "
+                          f"the unfinished run it resumes); remove {output_param}, and use --runs-root DIR to say "
+                          "where run folders go (plain papermill honours it).")
+    config = validated_config(notebook, parameters, source)
+    resolved = None if config is None else config.model_dump()
+    resume_dir = None
+    if resolved and resolved.get("resume") and not fresh and run_name is None:
+        resume_dir = find_unfinished_run(runs_root, notebook, resolved)
+    return PreparedRun(notebook, output_param, config, resume_dir)
 
 
 def run_notebook(notebook: str | Path, parameters: dict[str, Any], runs_root: str | Path = "runs",
@@ -198,27 +250,16 @@ def run_notebook(notebook: str | Path, parameters: dict[str, Any], runs_root: st
     The folder is new, except that without ``fresh`` (and without ``run_name``) an unfinished folder
     of the same notebook and params is reused when the params have ``resume`` on.
     """
-    notebook = Path(notebook).resolve()
-    check_notebook(notebook)
-    check_runs_root(Path(runs_root))
-    output_param = folder_param(notebook)
-    if output_param in parameters:
-        raise ParamsError(f"{source}: {output_param} is chosen by loralab run (a new folder under --runs-root, or "
-                          f"the unfinished run it resumes); remove {output_param}, and use --runs-root DIR to say "
-                          "where run folders go (plain papermill honours it).")
-    resolved = validate_for_notebook(notebook, parameters, source)
-    resumable = bool(resolved and resolved.get("resume"))
-    run_dir = None
-    if resumable and not fresh and run_name is None:
-        run_dir = find_unfinished_run(runs_root, notebook, resolved)
-        if run_dir is not None:
-            print(f"resuming the unfinished run in {run_dir} (same notebook and params; --fresh starts a new one)")
-    if run_dir is None:
+    prepared = prepare_run(notebook, parameters, runs_root, run_name=run_name, source=source, fresh=fresh)
+    notebook, resolved, run_dir = prepared.notebook, prepared.resolved, prepared.resume_dir
+    if run_dir is not None:
+        print(f"resuming the unfinished run in {run_dir} (same notebook and params; --fresh starts a new one)")
+    else:
         run_dir = _new_run_dir(Path(runs_root), run_name or f"{time.strftime('%Y%m%d-%H%M%S')}-{notebook.stem}",
                                numbered=run_name is None)
     with hold_run_lock(run_dir):
         write_run_record(run_dir, notebook, parameters, resolved, command=command, params_files=params_files)
-        _execute(notebook, run_dir, parameters, output_param, timeout_s)
+        _execute(notebook, run_dir, parameters, prepared.output_param, timeout_s)
     return run_dir
 
 
@@ -270,7 +311,8 @@ def _join(notebook: Path, parameters: dict[str, Any], source: str, node_rank: in
     """``--node-rank R`` (R >= 1): validate the same params, then run this machine's training workers."""
     from loralab.train.workers import join_as_node
 
-    if notebook.stem != "01_qlora_finetune":
+    contract = contract_of(notebook)
+    if contract is None or not contract.several_machines:
         raise ParamsError(f"--node-rank: {notebook.name} does not train on several machines (notebook 01 does).")
     with contextlib.chdir(notebook.parent):
         cfg = validate_run_params(parameters, source=source)
@@ -280,6 +322,8 @@ def _join(notebook: Path, parameters: dict[str, Any], source: str, node_rank: in
 
 
 def main(argv: list[str]) -> int:
+    """``loralab run``; bad input raises ParamsError / DatasetError (a notebook that failed: RunFailed), which
+    ``loralab.cli`` prints as one ``error: ...`` line with exit code 2."""
     parser = argparse.ArgumentParser(prog="loralab run", description="Run a notebook into a new run folder.")
     parser.add_argument("notebook", help="path to the notebook, or a shipped one's number or name, e.g. 01")
     parser.add_argument("-f", "--params", action="append", default=[],
@@ -300,47 +344,18 @@ def main(argv: list[str]) -> int:
                         help="this machine's number: 0 runs the notebook, 1..M-1 only train (workers)")
     parser.add_argument("--master-addr", default=None, metavar="HOST", help="machine 0's address (master_addr)")
     parser.add_argument("--master-port", type=int, default=None, metavar="PORT", help="machine 0's port (master_port)")
+    parser.add_argument("--check", action="store_true",
+                        help="only check: params, names, data files, held-out split, scorers, this machine, and the "
+                             "memory estimate; creates no run folder, starts no kernel, loads no model")
+    parser.add_argument("--help-notebook", action="store_true",
+                        help="list the notebook's parameters (default and help line of each, grouped) and stop")
     args = parser.parse_args(argv)
-    try:
-        notebook = notebook_argument(args.notebook)
-        check_notebook(notebook)
-        given, args.params = args.params, [find_params_file(path, notebook) for path in args.params]
-        for name, path in zip(given, args.params):
-            if name != path:
-                print(f"-f {name}: not in this folder, using the shipped {path}")
-        origins: dict[str, dict[str, Any]] = {path: read_params_file(path) for path in args.params}
-        overrides: dict[str, Any] = {}
-        for name, value in args.param:
-            try:
-                # YAML without 1.1's booleans (2e-4 is a number); an empty value stays the empty text
-                overrides[name] = load_params_yaml(value) if value.strip() else value
-            except yaml.YAMLError as error:
-                raise ParamsError(f"-p {name}: {value!r} is not a YAML value{yaml_problem(error)}; quote text "
-                                  "values, e.g. -p name \"'text'\"") from None
-        launch = {name: value for name, value in (("num_processes", args.nproc_per_node), ("num_nodes", args.nnodes),
-                                                  ("parallel_strategy", args.strategy), ("master_addr", args.master_addr),
-                                                  ("master_port", args.master_port)) if value is not None}
-        origins.update({f"-p {name}": {name: value} for name, value in overrides.items()})
-        origins.update({f"--{name}": {name: value} for name, value in launch.items()})
-        check_names(notebook, origins)
-        parameters = paths_from_here({k: v for values in origins.values() for k, v in values.items()},
-                                     notebook.parent)
-        source = " + ".join([*args.params, *(f"-p {n}" for n in overrides)]) or "parameters"
-        if args.node_rank:  # another machine of a several-machine run: its workers, no notebook, no run folder
-            return _join(notebook, parameters, source, args.node_rank)
-        if parameters.get("master_port") and (parameters.get("num_processes", 1) > 1 or
-                                              parameters.get("num_nodes", 1) > 1):
-            from loralab.train.workers import check_port_free
-
-            # machine 0 listens there: said before the kernel starts, not after the model loaded
-            check_port_free(str(parameters.get("master_addr", "127.0.0.1")), int(parameters["master_port"]))
-        run_dir = run_notebook(notebook, parameters, args.runs_root, timeout_s=args.timeout, source=source,
-                               fresh=args.fresh, command=["loralab", "run", *argv], params_files=args.params)
-    except (ValueError, RunFailed) as error:  # ParamsError, DatasetError, a notebook that stopped on an error
-        if debug_mode():
-            raise
-        print(f"error: {error}")
-        return 2
+    if args.help_notebook:
+        print(notebook_help(notebook_argument(args.notebook)))
+        return 0
+    run_dir = _checked_or_run(args, argv)
+    if run_dir is None:
+        return 0
     print(f"run folder: {run_dir}")
     metrics = run_dir / "metrics.json"
     if metrics.is_file():
@@ -352,3 +367,65 @@ def main(argv: list[str]) -> int:
                 "wall_time_s")
         print("  " + "  ".join(f"{k}={data[k]}" for k in keys if data.get(k) is not None))
     return 0
+
+
+def notebook_help(notebook: Path) -> str:
+    """``loralab run NOTEBOOK --help-notebook``: the parameters the notebook takes, as its contract lays them out
+    (``name = default  # help line``, grouped); a notebook without a contract: what papermill reads."""
+    from papermill.inspection import inspect_notebook
+
+    check_notebook(notebook)
+    contract = contract_of(notebook)
+    if contract is not None:
+        return (f"{notebook.name} (contract {contract.name}; set any of these with -p NAME VALUE or a params "
+                f"file):\n\n{parameters_cell(contract)}")
+    found = inspect_notebook(str(notebook))
+    if not found:
+        return f"{notebook.name} takes no parameters (no cell is tagged 'parameters')."
+    lines = [f"{name} = {info['default']}  # {info['help']}".rstrip(" #") for name, info in found.items()]
+    return f"{notebook.name} (no loralab contract; its parameters cell):\n\n" + "\n".join(lines)
+
+
+def _checked_or_run(args: argparse.Namespace, argv: list[str]) -> Path | None:
+    """Read -f / -p / launch options, check them, then run (the run folder) or, with --check, report (None)."""
+    notebook = notebook_argument(args.notebook)
+    check_notebook(notebook)
+    given, args.params = args.params, [find_params_file(path, notebook) for path in args.params]
+    for name, path in zip(given, args.params):
+        if name != path:
+            print(f"-f {name}: not in this folder, using the shipped {path}")
+    origins: dict[str, dict[str, Any]] = {path: read_params_file(path) for path in args.params}
+    overrides: dict[str, Any] = {}
+    for name, value in args.param:
+        try:
+            # YAML without 1.1's booleans (2e-4 is a number); an empty value stays the empty text
+            overrides[name] = load_params_yaml(value) if value.strip() else value
+        except yaml.YAMLError as error:
+            raise ParamsError(f"-p {name}: {value!r} is not a YAML value{yaml_problem(error)}; quote text "
+                              "values, e.g. -p name \"'text'\"") from None
+    launch = {name: value for name, value in (("num_processes", args.nproc_per_node), ("num_nodes", args.nnodes),
+                                              ("parallel_strategy", args.strategy), ("master_addr", args.master_addr),
+                                              ("master_port", args.master_port)) if value is not None}
+    origins.update({f"-p {name}": {name: value} for name, value in overrides.items()})
+    origins.update({f"--{name}": {name: value} for name, value in launch.items()})
+    check_names(notebook, origins)
+    parameters = paths_from_here({k: v for values in origins.values() for k, v in values.items()},
+                                 notebook.parent)
+    source = " + ".join([*args.params, *(f"-p {n}" for n in overrides)]) or "parameters"
+    if args.check and args.node_rank:
+        raise ParamsError("--check checks machine 0's run (the one that runs the notebook): leave out --node-rank.")
+    if args.node_rank:  # another machine of a several-machine run: its workers, no notebook, no run folder
+        _join(notebook, parameters, source, args.node_rank)
+        return None
+    if parameters.get("master_port") and (parameters.get("num_processes", 1) > 1 or
+                                          parameters.get("num_nodes", 1) > 1):
+        from loralab.train.workers import check_port_free
+
+        # machine 0 listens there: said before the kernel starts, not after the model loaded
+        check_port_free(str(parameters.get("master_addr", "127.0.0.1")), int(parameters["master_port"]))
+    if args.check:  # the checks run_notebook makes first (prepare_run), then a report: no folder, no kernel
+        print_check_report(prepare_run(notebook, parameters, args.runs_root, source=source, fresh=args.fresh),
+                           parameters, source, args.runs_root)
+        return None
+    return run_notebook(notebook, parameters, args.runs_root, timeout_s=args.timeout, source=source,
+                        fresh=args.fresh, command=["loralab", "run", *argv], params_files=args.params)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from loralab.params.contracts import contract_of
 from loralab.params.errors import ParamsError
 
 _HERE = Path(__file__).resolve()
@@ -103,12 +104,13 @@ def find_params_file(path: str, notebook: Path) -> str:
 
     A relative path that is not in the current folder is looked up in the shipped folder
     (``params/01_qlora_finetune/smoke.yaml``), then in the notebook's params folder
-    (``smoke.yaml`` for notebook 01 means ``params/01_qlora_finetune/smoke.yaml``).
+    (``smoke.yaml`` for notebook 01, or a renamed copy of it, means ``params/01_qlora_finetune/smoke.yaml``).
     """
     given = Path(path).expanduser()
     if given.exists() or given.is_absolute() or ".." in given.parts:
         return path
-    for candidate in (shipped_root() / given, params_dir(notebook.stem) / given):
+    contract = contract_of(notebook)  # a renamed copy of a shipped notebook finds that notebook's params
+    for candidate in (shipped_root() / given, params_dir(contract.name if contract else notebook.stem) / given):
         if candidate.is_file():
             return str(candidate)
     return path

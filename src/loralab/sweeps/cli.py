@@ -29,7 +29,6 @@ from loralab.sweeps.sweep import (
     SCORE_COLUMN,
     RunStatus,
     SweepRun,
-    SweepSpecError,
     collect_results,
     plan_sweep,
     run_sweep,
@@ -115,6 +114,7 @@ def current_run_progress(progress: Progress, bar, label: str, jobs: int):
 
 
 def main(argv: list[str]) -> int:
+    """``loralab sweep``; a bad spec raises SweepSpecError (a ValueError), which ``loralab.cli`` prints as one line."""
     parser = argparse.ArgumentParser(prog="loralab sweep", description="Run a sweep spec (grid or run list).")
     parser.add_argument("spec", help="sweep YAML, e.g. params/sweeps/rank.yaml")
     parser.add_argument("--sweeps-root", default=str(working_folder("sweeps")),
@@ -124,11 +124,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dry-run", action="store_true", help="validate and list the runs, run nothing")
     args = parser.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 200)  # a log file gets the full table
-    try:
-        plan = plan_sweep(args.spec, sweeps_root=args.sweeps_root)
-    except SweepSpecError as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False)
-        return 2
+    plan = plan_sweep(args.spec, sweeps_root=args.sweeps_root)  # SweepSpecError: loralab.cli prints one line
     console.print(f"[bold]{plan.name}[/bold]: {plan.question}", highlight=False)
     console.print(f"{len(plan.runs)} runs of {plan.notebook.name} into {plan.sweep_dir}", highlight=False)
     if args.dry_run:

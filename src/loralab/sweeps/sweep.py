@@ -49,6 +49,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from loralab.atomic_file import file_written_aside, write_text_aside
 from loralab.params.errors import ParamsError
 from loralab.params.yaml_reader import read_params_file
 from loralab.runs.shipped import shipped_root, working_folder
@@ -336,9 +337,7 @@ def sweep_statuses(plan: SweepPlan) -> dict[str, RunStatus]:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
+    write_text_aside(path, json.dumps(data, indent=2, default=str))
 
 
 def write_sweep_file(plan: SweepPlan) -> Path:
@@ -428,13 +427,11 @@ def write_results_csv(sweep_dir: str | Path) -> Path:
     """Write ``results.csv`` (one row per run; list values such as target_modules joined with '+')."""
     rows = collect_results(sweep_dir)
     path = Path(sweep_dir) / RESULTS_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as handle:
+    with file_written_aside(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["run"])
         writer.writeheader()
         for row in rows:
             writer.writerow({k: "+".join(map(str, v)) if isinstance(v, list) else v for k, v in row.items()})
-    tmp.replace(path)
     return path
 
 

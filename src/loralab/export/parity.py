@@ -4,7 +4,7 @@ An export (a merged 16-bit folder, later a GGUF file) is only right if it behave
 was trained: the adapter on its own base (for a QLoRA adapter: on the 4-bit NF4 base). Two steps, so
 the two models never need to be in memory together::
 
-    from loralab.adapters.parity import parity_prompts, record_reference, compare_with_reference
+    from loralab.export.parity import parity_prompts, record_reference, compare_with_reference
     prompts = parity_prompts(tokenizer, n=8)                   # held-out questions of the embedded task, as ids
     reference = record_reference(trained, tokenizer, prompts, max_new_tokens=24)   # adapter on its own base
     report = compare_with_reference(reference, exported, export_format="merged-16bit")
@@ -90,7 +90,7 @@ PARITY_THRESHOLDS: dict[str, ParityThresholds] = {
         why="measured on the embedded model, 8 x 24: a bf16 merge into the weights the adapter was trained against "
             "top-1 1.000, mean KL 1.3e-5; a QLoRA adapter merged into the original 16-bit weights top-1 0.924, "
             "mean KL 4.9e-2, greedy 3/8"),
-    # GGUF files run in llama.cpp (loralab.adapters.gguf_runtime), the default run's adapter merged into the
+    # GGUF files run in llama.cpp (loralab.export.gguf_runtime), the default run's adapter merged into the
     # dequantized NF4 weights, 8 x 24 (the embedded model's 576-wide layers take Q5_0/Q8_0 fallbacks in K-quants)
     "gguf-f16": ParityThresholds(
         min_top1=0.98, max_mean_kl=1e-2, min_greedy=0.75,

@@ -1,6 +1,6 @@
 """GGUF files through llama.cpp's own tools: its converter, its quantizer (K-quants) and its LoRA converter.
 
-    from loralab.adapters.gguf import export_gguf, export_gguf_lora
+    from loralab.export.gguf import export_gguf, export_gguf_lora
     path = export_gguf("runs/a/merged-json", "runs/a/merged-json.Q4_K_M.gguf", out_type="q4_k_m")
     lora = export_gguf_lora("runs/a/adapter", "runs/a/adapter.f16.gguf", base_dir="runs/a/base-dequantized")
 
@@ -16,10 +16,10 @@ weight); ``gguf_tensor_types`` says what each file holds.
 ``export_gguf_lora`` runs ``convert_lora_to_gguf.py``: the adapter as a GGUF LoRA that llama.cpp's
 server loads next to a base GGUF (``--lora``) and can hot-swap. ``base_dir`` is the Hugging Face folder
 of the base the adapter goes with (its config and tokenizer; for a QLoRA adapter, the dequantized NF4
-base, see ``loralab.adapters.merge.save_dequantized_base``).
+base, see ``loralab.export.merge.save_dequantized_base``).
 
 Everything is written aside and renamed into place, so a failed conversion leaves no partial file.
-llama.cpp's tools are installed by ``python -m loralab.adapters.llama_cpp_setup`` (``make setup``).
+llama.cpp's tools are installed by ``python -m loralab.export.llama_cpp_setup`` (``make setup-gguf``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from loralab.adapters.llama_cpp_setup import LlamaCppTools
+    from loralab.export.llama_cpp_setup import LlamaCppTools
 
 CONVERTER_TYPES = ("f32", "f16", "bf16", "q8_0")  # convert_hf_to_gguf.py --outtype
 QUANTIZED_TYPES = {"q8_0": 7, "q4_0": 2, "q4_k_m": 15, "q5_k_m": 17, "q6_k": 18}  # llama_ftype, llama.h
@@ -48,7 +48,7 @@ class GGUFExportError(ValueError):
 
 def converter_architectures(tools: LlamaCppTools | None = None) -> set[str]:
     """Hugging Face architecture names llama.cpp's converter has a class for (its ``TEXT_MODEL_MAP``)."""
-    from loralab.adapters.llama_cpp_setup import llama_cpp_tools
+    from loralab.export.llama_cpp_setup import llama_cpp_tools
 
     tools = tools or llama_cpp_tools()
     source = (tools.folder / "conversion" / "__init__.py").read_text(encoding="utf-8")
@@ -124,7 +124,7 @@ def export_gguf(model_dir: str | Path, out_path: str | Path, out_type: str = "f1
     model_dir, out_path = Path(model_dir), Path(out_path)
     if out_type not in OUT_TYPES:
         raise GGUFExportError(f"out_type {out_type!r}: write one of {', '.join(OUT_TYPES)}.")
-    from loralab.adapters.llama_cpp_setup import llama_cpp_tools
+    from loralab.export.llama_cpp_setup import llama_cpp_tools
 
     tools = llama_cpp_tools()
     check_convertible(model_dir, tools)
@@ -155,7 +155,7 @@ def export_gguf_lora(adapter_dir: str | Path, out_path: str | Path, base_dir: st
     if config.get("peft_type", "LORA") != "LORA" or config.get("use_dora"):
         raise GGUFExportError(f"{adapter_dir} is a {'DoRA' if config.get('use_dora') else config.get('peft_type')} "
                               "adapter; llama.cpp's GGUF LoRA format holds plain LoRA adapters only (merge it instead).")
-    from loralab.adapters.llama_cpp_setup import llama_cpp_tools
+    from loralab.export.llama_cpp_setup import llama_cpp_tools
 
     tools = llama_cpp_tools()
     check_convertible(base_dir, tools)

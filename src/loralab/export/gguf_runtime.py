@@ -1,11 +1,11 @@
 """Run a GGUF file in llama.cpp itself (llama-cpp-python), as a parity ``TokenModel``.
 
-    from loralab.adapters.gguf_runtime import LlamaCppTokenModel
+    from loralab.export.gguf_runtime import LlamaCppTokenModel
     gguf_model = LlamaCppTokenModel("runs/a/merged.Q4_K_M.gguf")               # or lora_path="adapter.gguf"
-    report = compare_with_reference(reference, gguf_model, "gguf-q4_k_m")      # loralab.adapters.parity
+    report = compare_with_reference(reference, gguf_model, "gguf-q4_k_m")      # loralab.export.parity
     embedded_task_scores(gguf_model, tokenizer, n=20)   # loralab.eval.token_model_scores: {"json_shape": 1.0, ...}
 
-``LlamaCppTokenModel`` is a ``TokenModel`` (``loralab.adapters.parity``): the prompt ids are the Hugging
+``LlamaCppTokenModel`` is a ``TokenModel`` (``loralab.export.parity``): the prompt ids are the Hugging
 Face tokenizer's (chat template applied), fed to llama.cpp as tokens, so parity measures the weights
 and llama.cpp's kernels, not two tokenizers; greedy decoding is the argmax of llama.cpp's logits, one
 token at a time. A base GGUF with a GGUF LoRA (``lora_path``) runs the adapter unmerged, as llama.cpp's
