@@ -41,6 +41,8 @@ def test_readme_is_a_front_door():
     assert not dated, f"README.md holds dated history {dated}; dated measurements belong in docs/performance.md"
     for must in ("make run", "make test", "loralab notebooks", "loralab run", "loralab eval", "--check"):
         assert must in README, must
+    for command, (_, line) in COMMANDS.items():  # the README's list of commands is `loralab --help`'s
+        assert re.search(rf"^{command} +{re.escape(line)}$", README, flags=re.MULTILINE), command
 
 
 def test_readme_has_a_badge_row_per_notebook_as_in_its_first_cell():
