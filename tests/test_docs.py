@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loralab.cli import COMMANDS
+from loralab.cli import COMMANDS, main
 from loralab.params.contracts import CONTRACTS
 from loralab.runs.reference_pages import (
     cli_reference,
@@ -114,20 +114,20 @@ def test_params_reference_shows_ranges_and_types():
 
 
 def test_cli_reference_holds_every_command_help_as_the_parsers_print_it():
-    page = cli_reference()
-    assert command_help(["--help"]) in page
+    page = cli_reference(main, COMMANDS)
+    assert command_help(main, ["--help"]) in page
     for command in COMMANDS:
         assert f"## loralab {command}\n" in page
-        assert command_help([command, "--help"]) in page
+        assert command_help(main, [command, "--help"]) in page
     assert "--check" in _section(page, "loralab run")
     assert "--objective" in _section(page, "loralab plan")
 
 
 def test_cli_reference_does_not_depend_on_the_terminal_width(monkeypatch):
     monkeypatch.setenv("COLUMNS", "40")
-    narrow = cli_reference()
+    narrow = cli_reference(main, COMMANDS)
     monkeypatch.setenv("COLUMNS", "200")
-    assert cli_reference() == narrow
+    assert cli_reference(main, COMMANDS) == narrow
 
 
 @pytest.mark.slow

@@ -31,11 +31,12 @@ def index_page() -> str:
 def on_files(files: Files, config) -> Files:
     if str(REPO / "src") not in sys.path:  # mkdocs restores sys.path after loading a hook: add it here
         sys.path.insert(0, str(REPO / "src"))
+    from loralab.cli import COMMANDS, main
     from loralab.runs.reference_pages import cli_reference, params_reference
 
     files.append(File.generated(config, "index.md", content=index_page()))
     files.append(File.generated(config, "reference/params.md", content=params_reference()))
-    files.append(File.generated(config, "reference/cli.md", content=cli_reference()))
+    files.append(File.generated(config, "reference/cli.md", content=cli_reference(main, COMMANDS)))
     for notebook in sorted((REPO / "notebooks").glob("*.ipynb")):
         # a File read from the checkout (not File.generated): mkdocs-jupyter finds its source through src_dir
         files.append(File(f"notebooks/{notebook.name}", src_dir=str(REPO), dest_dir=config["site_dir"],

@@ -1,16 +1,17 @@
 """The docs' reference pages, written from the code itself: every notebook parameter and every command's help.
 
-    python -m loralab.runs.reference_pages site-src/reference   # writes params.md and cli.md there
-
+    from loralab.cli import COMMANDS, main
     from loralab.runs.reference_pages import params_reference, cli_reference
-    params_reference()     # Markdown: per notebook, its parameters cell's groups, one row per parameter
-    cli_reference()        # Markdown: `loralab --help` and each `loralab COMMAND --help`, as printed
+    params_reference()              # Markdown: per notebook, its parameters cell's groups, one row per parameter
+    cli_reference(main, COMMANDS)   # Markdown: `loralab --help` and each `loralab COMMAND --help`, as printed
 
 The docs site builds both at every build (``docs/hooks/reference_pages.py``, a mkdocs hook), so they cannot
 drift from the schemas (``loralab.params.contracts.CONTRACTS``) or the parsers. The parameters page takes
 each field's type, default (written as the parameters cell writes it), range (the field's ge/le/gt/lt) and
 help line (its description); the CLI page runs ``loralab.cli.main([COMMAND, "--help"])`` in this process
-with a fixed width of 100 columns, so the text does not depend on the terminal of whoever builds.
+with a fixed width of 100 columns, so the text does not depend on the terminal of whoever builds. The
+caller hands ``main`` and ``COMMANDS`` in: ``cli`` is the last stage of the package, and ``runs`` does not
+import from it.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import sys
 import typing
-from pathlib import Path
+from collections.abc import Callable, Mapping
 
 from pydantic.fields import FieldInfo
 
@@ -103,10 +103,8 @@ def params_reference() -> str:
     return "\n".join(lines)
 
 
-def command_help(argv: list[str]) -> str:
-    """What ``loralab ARGV`` prints (``--help`` runs), captured in this process at a fixed width."""
-    from loralab.cli import main
-
+def command_help(main: Callable[[list[str]], int], argv: list[str]) -> str:
+    """What ``loralab ARGV`` prints (``main`` is ``loralab.cli.main``), captured in this process at a fixed width."""
     before = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = HELP_WIDTH
     out = io.StringIO()
@@ -123,32 +121,16 @@ def command_help(argv: list[str]) -> str:
     return out.getvalue().rstrip()
 
 
-def cli_reference() -> str:
-    """The command-line page: ``loralab --help``, then each command's ``--help``."""
-    from loralab.cli import COMMANDS
-
+def cli_reference(main: Callable[[list[str]], int], commands: Mapping[str, tuple[str, str]]) -> str:
+    """The command-line page: ``loralab --help``, then each command's ``--help`` (``loralab.cli``'s
+    ``main`` and ``COMMANDS``)."""
     lines = ["# The command line", "",
              "Generated from the parsers at every docs build (`loralab.runs.reference_pages` runs each",
              "`--help` in-process). A mistake prints one line, `error: ...`, and exits with 2; `--debug`",
              "(anywhere) shows the traceback instead.", "",
-             "## loralab", "", "```text", command_help(["--help"]), "```", ""]
-    for command, (_, line) in COMMANDS.items():
+             "## loralab", "", "```text", command_help(main, ["--help"]), "```", ""]
+    for command, (_, line) in commands.items():
         lines += [f"## loralab {command}", "", line[:1].upper() + line[1:] + ".", "",
-                  "```text", command_help([command, "--help"]), "```", ""]
+                  "```text", command_help(main, [command, "--help"]), "```", ""]
     return "\n".join(lines)
 
-
-def write_reference_pages(folder: Path) -> list[Path]:
-    """Write ``params.md`` and ``cli.md`` into ``folder``; the paths written."""
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for file_name, text in (("params.md", params_reference()), ("cli.md", cli_reference())):
-        path = folder / file_name
-        path.write_text(text)
-        written.append(path)
-    return written
-
-
-if __name__ == "__main__":
-    for path in write_reference_pages(Path(sys.argv[1] if len(sys.argv) > 1 else "reference")):
-        print(path)
