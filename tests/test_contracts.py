@@ -163,6 +163,8 @@ def test_own_data_gets_held_out_loss_alone_and_a_line_naming_scorers_that_may_fi
     chosen = RunConfig(dataset="my.jsonl", eval_dataset="my_eval.jsonl", eval_scorers=["contains"])
     assert chosen.eval_scorers == ["contains"] and chosen.scorers_hint is None
     assert RunConfig(dataset="my.jsonl", eval_dataset="").eval_scorers == []  # no held-out rows: nothing to score
+    # the trained task decides: the embedded task held out in a file of the user's still gets its scorers
+    assert PreferenceConfig(eval_dataset=str(tmp_path / "pairs.jsonl")).eval_scorers == PreferenceConfig().eval_scorers
 
 
 def test_help_notebook_lists_the_parameters_of_a_renamed_copy(copy_of_01, tmp_path, capsys):

@@ -9,7 +9,7 @@ The dequantized merge is then exported for llama.cpp (F16, Q4_K_M, the adapter a
 Modelfile) and every file is run in llama.cpp against the same reference and scored on the embedded
 task. These are the mechanics, on random weights (near-tied logits: a greedy pick may flip, so the checks
 are on KL and top-1). What the real model's adapter keeps through each merge and format is measured by
-`bench/export_table.py runs/<run>/adapter` on the default run's adapter, and tabled in the README (the
+`bench/export_table.py runs/<run>/adapter` on the default run's adapter, and tabled in docs/adapters.md (the
 dequantized merge 8/8 greedy identical, mean KL 1.3e-5; the 16-bit merge 3/8, 4.9e-2; F16 to Q4_K_M).
 """
 

@@ -31,7 +31,7 @@ def test_16_bit_lora_and_full_finetuning_counts():
 
 
 def test_full_finetuning_on_a_cpu_loads_float32_weights():
-    """bf16 weights with no float32 master copy lose small updates (README Findings, decision flow)."""
+    """bf16 weights with no float32 master copy lose small updates (docs/sweeps.md, Findings, decision flow)."""
     import torch
 
     from loralab.model.loading import _dtype

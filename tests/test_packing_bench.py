@@ -86,8 +86,8 @@ def test_the_report_prints_ratios_against_raw_unsloth(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("machine", ["avx2_fp32", "avx512_bf16"])
-def test_the_readme_table_is_what_the_committed_rounds_give(machine, capsys):
-    """README's realistic-length numbers come from bench/results/packing/<machine>/*.json, not from memory.
+def test_the_performance_page_table_is_what_the_committed_rounds_give(machine, capsys):
+    """docs/performance.md's realistic-length numbers come from bench/results/packing/<machine>/*.json, not from memory.
 
     Each machine kind's rounds are pooled on their own (a bf16 CPU is several times faster).
     """
@@ -97,6 +97,6 @@ def test_the_readme_table_is_what_the_committed_rounds_give(machine, capsys):
     assert files
     sys.argv = ["packing_bench.py", "--report", *files]
     assert bench.main() == 0
-    readme = (repo / "README.md").read_text()
+    page = (repo / "docs" / "performance.md").read_text()
     for line in capsys.readouterr().out.strip().splitlines():
-        assert line in readme, f"README's packing table is out of date; reprint it: missing {line!r}"
+        assert line in page, f"docs/performance.md's packing table is out of date; reprint it: missing {line!r}"

@@ -80,8 +80,8 @@ def test_notebook_install_cell_only_runs_on_hosted_gpus():
 
 def test_environment_yml_installs_the_project_from_pyproject():
     text = (REPO / "environment.yml").read_text()
-    assert "conda-forge" in text and "ipykernel" in text and "-e .[dev,tracking]" in text
-    assert '-e ".[dev,tracking]"' in (REPO / "Makefile").read_text(), "make setup and conda install the same extras"
+    assert "conda-forge" in text and "ipykernel" in text and "-e .[dev,tracking,docs]" in text
+    assert '-e ".[dev,tracking,docs]"' in (REPO / "Makefile").read_text(), "make setup and conda install the same extras"
     assert "torch" not in re.sub(r"#.*", "", text), "dependencies belong in pyproject.toml, not environment.yml"
 
 

@@ -87,7 +87,7 @@ def eval_losses(log_history: list[dict]) -> list[dict]:
 
 
 def eval_metrics(before: EvalResult, after: EvalResult, data: RunData | None = None) -> dict:
-    """The metrics.json keys of a before/after evaluation (the README lists them)."""
+    """The metrics.json keys of a before/after evaluation (docs/run-folder.md lists them)."""
     metrics = {
         "eval_loss_before": before.loss, "eval_loss_after": after.loss,
         "eval_perplexity_before": before.perplexity, "eval_perplexity_after": after.perplexity,

@@ -15,7 +15,7 @@ params, and a hub token comes from the environment or Colab/Kaggle secrets (``lo
 Full fine-tuning on a CPU loads float32 weights. Unsloth's CPU backend otherwise picks bfloat16 on
 CPUs that have it, and full fine-tuning then updates bfloat16 weights with no float32 master copy:
 an update smaller than bfloat16's resolution (~0.4% of a weight) is lost. Measured on the
-decision-flow sweep (README "Findings"): at learning rate 5e-5 the bfloat16 run did not learn the
+decision-flow sweep (docs/sweeps.md, "Findings"): at learning rate 5e-5 the bfloat16 run did not learn the
 task in 20 steps (held-out loss 3.32 -> 2.37, format score 0.0), the float32 run did (-> 1.07, 1.0).
 LoRA is not affected: its trained weights are float32 next to the frozen base.
 """

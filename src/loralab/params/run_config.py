@@ -194,10 +194,9 @@ class RunConfig(BaseModel):
         return self
 
     def _consistent_eval(self) -> None:
-        if self.eval_scorers is None:  # the task's own scorers; for other data held-out loss alone
-            task = self.eval_dataset or self.dataset
-            self.eval_scorers = list(EMBEDDED_TASK_SCORERS.get(task, [])) if self.has_eval else []
-            self._scorers_left_to_user = self.has_eval and task not in EMBEDDED_TASK_SCORERS
+        if self.eval_scorers is None:  # the trained task's own scorers; for other data held-out loss alone
+            self.eval_scorers = list(EMBEDDED_TASK_SCORERS.get(self.dataset, [])) if self.has_eval else []
+            self._scorers_left_to_user = self.has_eval and self.dataset not in EMBEDDED_TASK_SCORERS
         if self.eval_dataset and self.eval_fraction:
             raise ValueError(f"eval_dataset ({self.eval_dataset!r}) and eval_fraction ({self.eval_fraction:g}) both "
                              "choose the held-out rows: set eval_dataset: '' to carve eval_fraction from the "

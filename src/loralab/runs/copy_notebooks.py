@@ -9,7 +9,7 @@ From Python::
     written = copy_notebooks("my-lab")      # the files written, e.g. my-lab/notebooks/01_qlora_finetune.ipynb
 
 The copy has the repository's layout (``notebooks/``, ``params/``), so from inside it the commands
-of the README work as they do in a checkout, e.g.
+of the README and the docs work as they do in a checkout, e.g.
 ``loralab run notebooks/01_qlora_finetune.ipynb -f params/01_qlora_finetune/smoke.yaml``.
 Nothing is written when any target file exists already, unless ``force`` is set.
 """

@@ -7,7 +7,7 @@
         evals=(before, after), retention=(retention_before, retention_after), fingerprints=(f_before, f_after))
     print("wrote", run_dir / "metrics.json")            # notebook 01; notebook 04 calls finish_preference_run
 
-Both write three things and return the metrics dict: ``metrics.json`` (the README lists its keys;
+Both write three things and return the metrics dict: ``metrics.json`` (docs/run-folder.md lists its keys;
 tests, sweeps, reports and ``loralab run``'s summary line read it, never notebook outputs), the
 adapter's ``loralab_manifest.json`` (the base it belongs to, the data, the eval scores) and, with
 ``report_to``, the tracker's summary (params, scores, adapter folder). ``metrics.json`` comes after the

@@ -5,7 +5,7 @@
     plot_loss(trainer.state.log_history, run_dir / "loss.png")
     write_metrics(run_dir, {...})
 
-Tests and sweeps read ``metrics.json``, never notebook outputs. The README lists its keys.
+Tests and sweeps read ``metrics.json``, never notebook outputs. docs/run-folder.md lists its keys.
 """
 
 from __future__ import annotations

@@ -1,0 +1,152 @@
+"""The front door and the docs site: a short README, pages that exist, references generated from the code.
+
+The fast tests check the README's size and links, the site's navigation and the generated reference pages
+against ``CONTRACTS`` and the parsers. The strict site build is a slow test and part of ``make docs``; it
+fails, not skips, when the docs packages are missing (``pip install -e ".[docs]"``; ``make setup`` installs
+them).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from loralab.cli import COMMANDS, main
+from loralab.params.contracts import CONTRACTS
+from loralab.runs.reference_pages import (
+    cli_reference,
+    command_help,
+    default_of,
+    params_reference,
+    value_range,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+README = (REPO / "README.md").read_text()
+GENERATED = {"index.md", "reference/params.md", "reference/cli.md"}  # written by docs/hooks/reference_pages.py
+
+
+def test_readme_is_a_front_door():
+    lines = README.splitlines()
+    assert len(lines) <= 250, f"README.md has {len(lines)} lines; move reference material into docs/"
+    dated = re.findall(r"20\d\d-\d\d-\d\d", README)
+    assert not dated, f"README.md holds dated history {dated}; dated measurements belong in docs/performance.md"
+    for must in ("make run", "make test", "loralab notebooks", "loralab run", "loralab eval", "--check"):
+        assert must in README, must
+    for command, (_, line) in COMMANDS.items():  # the README's list of commands is `loralab --help`'s
+        assert re.search(rf"^{command} +{re.escape(line)}$", README, flags=re.MULTILINE), command
+
+
+def test_readme_has_a_badge_row_per_notebook_as_in_its_first_cell():
+    import json
+
+    for notebook in sorted((REPO / "notebooks").glob("*.ipynb")):
+        first = "".join(json.loads(notebook.read_text())["cells"][0]["source"])
+        badges = re.findall(r"\[!\[[^\]]*\]\([^)]*\)\]\([^)]*\)", first)
+        assert len(badges) == 2, notebook.name
+        for badge in badges:
+            assert badge in README, f"README's badge for {notebook.name} differs from the notebook's first cell"
+
+
+def test_readme_links_into_docs_point_at_pages():
+    links = re.findall(r"\]\(docs/([^)#]+)", README)
+    assert links
+    for link in links:
+        assert (DOCS / link).is_file() or link in GENERATED, f"README links to docs/{link}, which no page is"
+
+
+def test_every_page_in_the_nav_exists_and_every_page_is_in_the_nav():
+    config = yaml.safe_load((REPO / "mkdocs.yml").read_text())
+    assert config["strict"] is True
+
+    def pages(nav):
+        for item in nav:
+            value = next(iter(item.values())) if isinstance(item, dict) else item
+            yield from (pages(value) if isinstance(value, list) else [value])
+
+    nav = list(pages(config["nav"]))
+    for page in nav:
+        assert (DOCS / page).is_file() or page in GENERATED or (REPO / page).is_file(), page
+    written = {p.relative_to(DOCS).as_posix() for p in DOCS.glob("*.md")}
+    assert written <= set(nav), f"pages outside the nav: {written - set(nav)}"
+    notebooks = {f"notebooks/{p.name}" for p in (REPO / "notebooks").glob("*.ipynb")}
+    assert notebooks <= set(nav), f"notebooks without a page: {notebooks - set(nav)}"
+
+
+def _section(page: str, heading: str) -> str:
+    """The text under ``## heading`` up to the next ``## `` heading."""
+    start = page.index(f"## {heading}\n")
+    end = page.find("\n## ", start + 1)
+    return page[start:] if end < 0 else page[start:end]
+
+
+def test_params_reference_lists_every_field_of_every_notebook_schema():
+    page = params_reference()
+    for name, contract in CONTRACTS.items():
+        section = _section(page, name)
+        rows = re.findall(r"^\| `([a-z_0-9]+)` \|", section, flags=re.MULTILINE)
+        assert sorted(rows) == sorted(contract.schema.model_fields), name
+        assert rows[:len(contract.names)] == contract.names, f"{name}: the page follows the parameters cell's order"
+        for field_name, field in contract.schema.model_fields.items():
+            row = next(line for line in section.splitlines() if line.startswith(f"| `{field_name}` |"))
+            described = " ".join((field.description or "").split()).replace("|", "\\|").replace("*", "\\*")
+            described = described.replace("<", "&lt;").replace(">", "&gt;")
+            assert described and described in row, f"{name}.{field_name}: help line missing"
+            assert value_range(field).replace("<", "&lt;").replace(">", "&gt;") in row, f"{name}.{field_name}"
+            default = default_of(field)
+            assert f"`{default}`" in row or default.replace("|", "\\|") in row, f"{name}.{field_name}: default"
+
+
+def test_params_reference_shows_ranges_and_types():
+    section = _section(params_reference(), "01_qlora_finetune")
+    row = next(line for line in section.splitlines() if line.startswith("| `lora_r` |"))
+    assert "| `int` | `16` | &gt;= 1, &lt;= 1024 |" in row
+    row = next(line for line in section.splitlines() if line.startswith("| `learning_rate` |"))
+    assert "`2e-4`" in row and "&gt; 0, &lt;= 1" in row
+
+
+def test_cli_reference_holds_every_command_help_as_the_parsers_print_it():
+    page = cli_reference(main, COMMANDS)
+    assert command_help(main, ["--help"]) in page
+    for command in COMMANDS:
+        assert f"## loralab {command}\n" in page
+        assert command_help(main, [command, "--help"]) in page
+    assert "--check" in _section(page, "loralab run")
+    assert "--objective" in _section(page, "loralab plan")
+
+
+def test_cli_reference_does_not_depend_on_the_terminal_width(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")
+    narrow = cli_reference(main, COMMANDS)
+    monkeypatch.setenv("COLUMNS", "200")
+    assert cli_reference(main, COMMANDS) == narrow
+
+
+@pytest.mark.slow
+def test_the_site_builds_in_strict_mode(tmp_path):
+    """`make docs`'s build. Fails (does not skip) without the docs packages: a missing extra must show."""
+    missing = [m for m in ("mkdocs", "material", "mkdocs_jupyter") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.fail(f"the docs packages are not installed ({', '.join(missing)}): "
+                    f"pip install -e '.[docs]' (make setup installs them)")
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                          cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "WARNING" not in proc.stderr, proc.stderr[-4000:]
+    site = tmp_path / "site"
+    for page in ("index.html", "reference/params/index.html", "reference/cli/index.html",
+                 "notebooks/01_qlora_finetune/index.html", "planner/index.html"):
+        assert (site / page).is_file(), page
+    params_html = (site / "reference/params/index.html").read_text()
+    for contract in CONTRACTS.values():
+        for field_name in contract.schema.model_fields:
+            assert f"<code>{field_name}</code>" in params_html, field_name
