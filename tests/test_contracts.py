@@ -177,3 +177,13 @@ def test_help_notebook_lists_the_parameters_of_a_renamed_copy(copy_of_01, tmp_pa
     plain.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
     assert main(["run", str(plain), "--help-notebook"]) == 0
     assert "takes no parameters" in capsys.readouterr().out
+
+
+def test_run_folders_go_where_loralab_run_puts_them_with_no_sniffing_in_the_notebooks(tmp_path, monkeypatch):
+    """run_dir "" (plain papermill, Colab): the package picks the folder (loralab.runs.shipped.working_folder)."""
+    from loralab.runs.folder import new_run_dir
+
+    monkeypatch.chdir(tmp_path)  # outside a checkout: ./runs
+    assert new_run_dir(RunConfig()).parent == tmp_path.resolve() / "runs"
+    for notebook in NOTEBOOKS.glob("*.ipynb"):
+        assert "getcwd" not in notebook.read_text(), f"{notebook.name} sniffs the working folder"

@@ -20,8 +20,16 @@ from loralab.atomic_file import write_text_aside
 from loralab.params.run_config import RunConfig
 
 
-def new_run_dir(cfg: RunConfig, root: str | Path = "runs") -> Path:
-    """``cfg.run_dir`` when set, else a new ``root/<time>-<model>`` folder; created either way."""
+def new_run_dir(cfg: RunConfig, root: str | Path | None = None) -> Path:
+    """``cfg.run_dir`` when set, else a new ``root/<time>-<model>`` folder; created either way.
+
+    ``root`` defaults to where ``loralab run`` puts run folders: the repository's ``runs/`` inside a
+    checkout (the notebooks run in its ``notebooks/`` folder), else ``./runs`` (Colab's /content/runs).
+    """
+    if root is None:
+        from loralab.runs.shipped import working_folder
+
+        root = working_folder("runs")
     if cfg.run_dir:
         path = Path(cfg.run_dir)
     else:
