@@ -21,8 +21,9 @@ os.environ["UNSLOTH_CPU_BF16"] = "0"
 # processes wanting both cores each run many times slower than one; with a core each, the tiny-model
 # notebook runs (import-bound) finish side by side in the time of one.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT") and "OMP_NUM_THREADS" not in os.environ:
-    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0))
-                                            // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    from loralab.params.runtime_check import usable_cores  # torch-free: imports nothing that loads torch
+
+    os.environ["OMP_NUM_THREADS"] = str(max(1, usable_cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 import unsloth  # noqa: F401  (before transformers/peft/trl, which it patches; some tests import those)
 
