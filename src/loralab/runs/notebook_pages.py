@@ -17,6 +17,7 @@ aside) is stale: ``page_drift`` names the first difference, and tests/test_docs.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tempfile
 import time
@@ -66,10 +67,14 @@ def page_drift(notebook: Path, page: Path) -> list[str]:
     return problems
 
 
+TEMP_NAME = re.compile(r"(/tmp/[A-Za-z_.-]*?)[a-z0-9_]{8}(?=[/\"' ])")  # tempfile's random 8 characters
+
+
 def _scrub(text: str, replacements: dict[str, str]) -> str:
+    """``text`` with each path of ``replacements`` replaced, and temporary folders' random names as XXXXXXXX."""
     for old, new in replacements.items():
         text = text.replace(old, new)
-    return text
+    return TEMP_NAME.sub(r"\1XXXXXXXX", text)
 
 
 def write_page(executed: Path, page: Path, run_dir: Path, shown_as: str) -> None:
@@ -97,7 +102,7 @@ def render_page(notebook: Path, runs_root: Path, pages_dir: Path = PAGES_DIR) ->
         outcome = run_sweep(plan, timeout_s=1800)
         if outcome.failed:
             raise RuntimeError(f"the smoke sweep for {notebook.name}'s page failed: {outcome.failed}")
-        params = {"sweep_dir": str(plan.sweep_dir)}
+        params, source = {"sweep_dir": str(plan.sweep_dir)}, f"the sweep {SMOKE_SWEEP.relative_to(REPO)}"
     started = time.monotonic()
     run_dir = run_notebook(notebook, params, runs_root=runs_root, run_name=notebook.stem, timeout_s=1800,
                            source=source)
