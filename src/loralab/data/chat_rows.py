@@ -9,23 +9,25 @@ final answer only (``completion_only_loss``): the model learns to answer, not to
 Recognised row formats: ``messages`` (OpenAI style), ``conversations`` with ``from``/``value``
 (ShareGPT) and ``instruction``/``input``/``output`` (Alpaca); anything else is refused with an
 example of each. A row with no assistant answer, an empty answer, unknown roles or non-text content
-(images, audio) is refused naming its row; a local file must be JSON Lines (one object per line: a line
-that holds a JSON array or a bare value is refused saying so).
+(images, audio) is refused naming its row; a .jsonl file holds one object per line (a line that holds a
+JSON array or a bare value is refused saying so). Other local files (CSV, TSV, Parquet, JSON, Arrow) are
+read by ``loralab.data.table_files``, and any file's own columns are mapped to a conversation by
+``loralab.data.column_map`` (``prompt_template``, ``answer_column``).
 Rows longer than ``max_seq_length`` are counted and truncated or dropped by ``loralab.data.row_lengths``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loralab.data.json_answers import data_file
 from loralab.data.short_answers import short_answer_rows
-from loralab.model.hub_token import token_kwargs
-from loralab.params.names import is_embedded
 from loralab.params.run_config import EMBEDDED_DATASET
+
+if TYPE_CHECKING:
+    from loralab.data.column_map import ColumnMap
 
 ROLES = ("system", "user", "assistant")
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -38,7 +40,6 @@ EXPECTED_FORMATS = (
     '{"instruction": "Say hello", "input": "", "output": "Hello"}'
 )
 EMBEDDED_SHORT_ANSWERS = "embedded/short-answers"
-LOCAL_DATA_SUFFIXES = (".json", ".csv", ".tsv", ".txt", ".parquet", ".arrow", ".xlsx", ".yaml", ".yml")
 
 
 class DatasetError(ValueError):
@@ -90,7 +91,8 @@ def normalise_row(row: dict, where: str) -> dict:
         messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": row["output"]}]
     else:
         raise DatasetError(f"{where}: unknown row format with keys {sorted(map(str, row))[:20]}. "
-                           f"Expected one of: {EXPECTED_FORMATS}.")
+                           f"Expected one of: {EXPECTED_FORMATS}; or map your keys with prompt_template "
+                           "and answer_column.")
     if not isinstance(messages, list) or not messages:
         raise DatasetError(f"{where}: 'messages' is missing or empty; give at least a user and an assistant turn.")
     clean = []
@@ -183,29 +185,26 @@ def embedded_rows(dataset: str, split: str) -> list[Any]:
     return readers[dataset](split)
 
 
-def load_chat_rows(dataset: str, split: str = "train") -> list[dict]:
-    """Rows of the embedded dataset, a local .jsonl file, or a hub dataset, normalised to messages.
+def load_chat_rows(dataset: str, split: str = "train", columns: ColumnMap | None = None) -> list[dict]:
+    """Rows of the embedded dataset, a local file or a hub dataset, normalised to messages.
 
-    A bad row is named as a text editor shows it: ``data.jsonl line 4`` (blank lines count), and
-    ``org/data[train] row 4`` (counting from 1) for embedded and hub datasets.
+    ``columns`` (``loralab.data.column_map``) maps a row's own columns to a conversation; without it the
+    rows must be in a chat format. A bad row is named as a person finds it: ``data.jsonl line 4`` (blank
+    lines count), ``reviews.csv row 5 (the header is row 1)``, ``org/data[train] row 4`` (counting from 1).
     """
-    if is_embedded(dataset):
-        source, raw = f"{dataset}[{split}]", list(enumerate(embedded_rows(dataset, split), 1))
-        unit = "row"
-    elif dataset.endswith(".jsonl"):
-        source, raw, unit = dataset, read_numbered_jsonl(dataset), "line"
-    elif dataset.lower().endswith(LOCAL_DATA_SUFFIXES) or os.path.isfile(dataset):
-        raise DatasetError(f"dataset {dataset!r} names a local file that is not JSON Lines: loralab reads .jsonl files "
-                           f"with one JSON object per line, each like one of: {EXPECTED_FORMATS}. Convert it "
-                           "and name it .jsonl.")
-    else:
-        from datasets import load_dataset
+    from loralab.data.column_map import refuse_unmapped
+    from loralab.data.row_sources import read_source
 
-        rows = load_dataset(dataset, split=split, **token_kwargs())
-        source, raw, unit = f"{dataset}[{split}]", list(enumerate(rows, 1)), "row"
-    if not raw:
-        raise DatasetError(f"{source} has no rows.")
-    return [normalise_row(row, f"{source} {unit} {number}") for number, row in raw]
+    found = read_source(dataset, split, embedded_rows)
+    if not found.rows:
+        raise DatasetError(f"{found.name} has no rows.")
+    if columns is not None:
+        if found.columns is not None:
+            columns.check_columns(found.columns, found.name)
+        return [columns.chat_row(row, found.where(number)) for number, row in found.rows]
+    if found.columns is not None:
+        refuse_unmapped(found.name, found.columns)
+    return [normalise_row(row, found.where(number)) for number, row in found.rows]
 
 
 def to_prompt_completion(rows: list[dict]):

@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from loralab.data.table_files import is_local_data_file
 from loralab.eval.scorers import parse_scorers
 from loralab.params.adapters_demo import validate_demo_params
 from loralab.params.contracts import NotebookContract, contract_of, parameters_cell
@@ -64,7 +65,7 @@ def validate_run_params(params: dict[str, Any], source: str = "params") -> RunCo
 
     The data check is the notebook's own (``prepare_run_data``: every row of a local file, the held-out
     split, the scorers on its first row); it runs here only when the data is on this machine (embedded
-    datasets, .jsonl files), so a bad row stops before the kernel starts. Hub datasets are checked by the
+    datasets, local files), so a bad row stops before the kernel starts. Hub datasets are checked by the
     notebook before the model loads.
     """
     cfg = validate_params_for_this_machine(params, source=source)
@@ -116,7 +117,8 @@ def paths_from_here(params: dict[str, Any], notebook_dir: Path) -> dict[str, Any
         if not isinstance(value, str) or not value or Path(value).is_absolute() or is_embedded(value):
             continue
         here, there = Path(value).expanduser(), notebook_dir / value
-        looks_like_path = here.suffix == ".jsonl" or value.startswith((".", "~")) or os.sep in value and here.exists()
+        looks_like_path = (is_local_data_file(value) or value.startswith((".", "~"))
+                           or os.sep in value and here.exists())
         if here.exists() or (looks_like_path and not there.exists()):
             fixed[name] = str(here.resolve())
     return fixed
