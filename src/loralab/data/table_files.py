@@ -107,6 +107,14 @@ def csv_header(path: Path, delimiter: str) -> list[str]:
     return header
 
 
+def has_data_rows(path: Path, delimiter: str) -> bool:
+    """True when a CSV/TSV file holds a non-blank row after its header (reads up to that row only)."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        rows = csv.reader(handle, delimiter=delimiter)
+        next(rows, None)
+        return any(any(cell.strip() for cell in row) for row in rows)
+
+
 def _blank(row: dict[str, Any]) -> bool:
     return all(value is None or value == "" for value in row.values())
 
@@ -127,6 +135,8 @@ def read_table(name: str) -> Table:
 
     if builder == "csv":  # every column as text: the cells a spreadsheet shows, not numbers pandas guessed
         header = csv_header(path, options.get("delimiter", ","))
+        if not has_data_rows(path, options.get("delimiter", ",")):
+            return Table(name, header, [])  # datasets refuses a header alone ("corresponds to no data")
         options = {**options, "features": datasets.Features({column: datasets.Value("string") for column in header})}
 
     progress_was_on, verbosity = datasets.utils.logging.is_progress_bar_enabled(), datasets.logging.get_verbosity()

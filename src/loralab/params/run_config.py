@@ -156,6 +156,14 @@ class RunConfig(BaseModel):
             raise ValueError("a list of target modules needs at least one non-empty module name")
         return value
 
+    @field_validator("prompt_template", "system_prompt", mode="before")
+    @classmethod
+    def _template_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):  # prompt_template: {text} in a YAML file is a mapping, not text
+            raise ValueError("YAML read the braces as a mapping: quote the text, e.g. prompt_template: 'Classify "
+                             "this review: {text}'")
+        return value
+
     @field_validator("retention_tasks", mode="before")
     @classmethod
     def _task_list(cls, value: Any) -> Any:

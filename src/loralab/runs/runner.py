@@ -49,7 +49,7 @@ from loralab.params.preference_config import PreferenceConfig, validate_preferen
 from loralab.params.run_config import RunConfig
 from loralab.params.runtime_check import validate_params_for_this_machine
 from loralab.params.schema import unknown_name, validate_against
-from loralab.params.yaml_reader import load_params_yaml, read_params_file, yaml_problem
+from loralab.params.yaml_reader import param_value, read_params_file, yaml_problem
 from loralab.runs.check import PreparedRun, data_checked_here, print_check_report
 from loralab.runs.record import find_unfinished_run, hold_run_lock, write_run_record
 from loralab.runs.shipped import find_params_file, notebook_argument, shipped_notebooks, working_folder
@@ -401,7 +401,7 @@ def _checked_or_run(args: argparse.Namespace, argv: list[str]) -> Path | None:
     for name, value in args.param:
         try:
             # YAML without 1.1's booleans (2e-4 is a number); an empty value stays the empty text
-            overrides[name] = load_params_yaml(value) if value.strip() else value
+            overrides[name] = param_value(name, value)  # '' stays text; templates as written
         except yaml.YAMLError as error:
             raise ParamsError(f"-p {name}: {value!r} is not a YAML value{yaml_problem(error)}; quote text "
                               "values, e.g. -p name \"'text'\"") from None
