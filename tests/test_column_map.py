@@ -80,10 +80,10 @@ def test_a_template_yaml_read_as_a_mapping_is_refused_saying_to_quote_it(tmp_pat
 
 
 @pytest.mark.parametrize("params, expected", [
-    (dict(prompt_template="{text}"), "set answer_column"),
-    (dict(answer_column="label"), "need prompt_template"),
-    (dict(system_prompt="Be brief."), "system_prompt goes before every row mapped by prompt_template"),
-    (dict(prompt_template="{text} {label}", answer_column="label"), "the prompt would hold the answer"),
+    ({"prompt_template": "{text}"}, "set answer_column"),
+    ({"answer_column": "label"}, "need prompt_template"),
+    ({"system_prompt": "Be brief."}, "system_prompt goes before every row mapped by prompt_template"),
+    ({"prompt_template": "{text} {label}", "answer_column": "label"}, "the prompt would hold the answer"),
 ])
 def test_an_incomplete_column_map_is_refused_in_one_line(params, expected):
     with pytest.raises(ParamsError, match=expected) as error:
@@ -166,9 +166,9 @@ def test_the_three_chat_formats_in_a_csv_or_parquet_file_need_no_map(tmp_path):
      "reviews.csv row 4 (the header is row 1): the column prompt_template names (text) is empty"),
     ('text,label\n"two\nlines",positive\nBad,  \n', MAP, "reviews.csv row 3 (the header is row 1)"),
     ("text,label\n", MAP, "reviews.csv has no rows"),
-    (REVIEWS, None, "reviews.csv has the columns text, label and no messages, conversations or instruction/output "
-                    "column(s): set prompt_template (the user turn, e.g. 'Classify this review: {text}') and "
-                    "answer_column"),
+    (REVIEWS, None, ("reviews.csv has the columns text, label and no messages, conversations or instruction/output "
+                     "column(s): set prompt_template (the user turn, e.g. 'Classify this review: {text}') and "
+                     "answer_column")),
     ("text,text\na,b\n", MAP, "the column name 'text' is there twice"),
     ("text,\na,b\n", MAP, "column 2 has no name"),
 ])

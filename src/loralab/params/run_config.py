@@ -160,8 +160,9 @@ class RunConfig(BaseModel):
     @classmethod
     def _template_text(cls, value: Any) -> Any:
         if isinstance(value, dict):  # prompt_template: {text} in a YAML file is a mapping, not text
-            raise ValueError("YAML read the braces as a mapping: quote the text, e.g. prompt_template: 'Classify "
-                             "this review: {text}'")
+            raise ValueError(  # noqa: TRY004  pydantic reports a ValueError as the field's one line
+                "YAML read the braces as a mapping: quote the text, e.g. prompt_template: 'Classify this review: "
+                "{text}'")
         return value
 
     @field_validator("retention_tasks", mode="before")
