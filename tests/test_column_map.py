@@ -277,3 +277,14 @@ def test_check_refuses_a_bad_column_map_in_one_line(no_kernel, tmp_path, capsys,
     out = capsys.readouterr().out
     assert code == 2 and out.startswith("error: ") and len(out.strip().splitlines()) == 1, out
     assert expected in out and "Traceback" not in out
+
+
+def test_p_keeps_a_template_as_written_and_other_values_as_yaml():
+    from loralab.params.yaml_reader import param_value
+
+    assert param_value("prompt_template", "Classify this review: {text}") == "Classify this review: {text}"
+    assert param_value("prompt_template", "{text}") == "{text}"
+    assert param_value("prompt_template", "'Q: {text}'") == "Q: {text}"  # quoted YAML text: the quotes go
+    assert param_value("system_prompt", "Be brief: one line.") == "Be brief: one line."
+    assert param_value("eval_scorers", "[contains, chrf]") == ["contains", "chrf"]
+    assert param_value("prompt_template", "") == ""
