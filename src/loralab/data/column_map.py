@@ -21,7 +21,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from loralab.data.chat_rows import DatasetError
+from loralab.data.errors import DatasetError
 from loralab.params.prompt_template import cell_text, fill_template, template_columns
 
 CHAT_COLUMNS = (("messages",), ("conversations",), ("instruction", "output"))

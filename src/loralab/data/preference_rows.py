@@ -20,7 +20,7 @@ with ``prompt_template``, ``chosen_column`` and ``rejected_column`` (``loralab.d
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from loralab.data.chat_rows import (
     ROLES,
@@ -28,10 +28,9 @@ from loralab.data.chat_rows import (
     _short,
     _text_content,
 )
+from loralab.data.column_map import ColumnMap, refuse_unmapped
 from loralab.data.concise_answers import concise_answer_pairs
-
-if TYPE_CHECKING:
-    from loralab.data.column_map import ColumnMap
+from loralab.data.row_sources import read_source
 
 METHODS = ("dpo", "orpo", "kto")
 PAIRED_METHODS = ("dpo", "orpo")
@@ -220,9 +219,6 @@ def load_preference_rows(dataset: str, split: str, method: str, columns: ColumnM
     finds it: ``prefs.jsonl line 4`` (blank lines count), ``prefs.csv row 5 (the header is row 1)``,
     ``org/data[train] row 4`` (counting from 1).
     """
-    from loralab.data.column_map import refuse_unmapped
-    from loralab.data.row_sources import read_source
-
     if method not in METHODS:
         raise DatasetError(f"method must be one of {', '.join(METHODS)}, not {method!r}.")
     found = read_source(dataset, split, embedded_preference_rows)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from loralab.data.chat_rows import read_numbered_jsonl
+from loralab.data.jsonl_files import read_numbered_jsonl
 from loralab.data.table_files import is_local_data_file, read_table
 from loralab.model.hub_token import token_kwargs
 from loralab.params.names import is_embedded

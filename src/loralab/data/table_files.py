@@ -8,7 +8,7 @@ Each row keeps the number a person finds it by: in a CSV or TSV file the header 
 data row is row 2, as a spreadsheet shows it; in Parquet, Arrow and JSON files rows count from 1.
 CSV cells are read as the text they hold (``007`` stays ``007``, ``NA`` stays ``NA``; an empty cell is
 ''), every column as text. An Excel workbook, a text or YAML file is refused in one line saying what to give instead. JSON
-Lines files (.jsonl) are read by ``loralab.data.chat_rows.read_numbered_jsonl``, which names lines.
+Lines files (.jsonl) are read by ``loralab.data.jsonl_files.read_numbered_jsonl``, which names lines.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loralab.data.chat_rows import DatasetError
+from loralab.data.errors import DatasetError
 
 # suffix -> (datasets' builder, its keyword arguments)
 _CSV = {"keep_default_na": False, "skip_blank_lines": False, "encoding": "utf-8-sig"}
