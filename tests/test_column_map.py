@@ -81,7 +81,7 @@ def test_a_template_yaml_read_as_a_mapping_is_refused_saying_to_quote_it(tmp_pat
 
 @pytest.mark.parametrize("params, expected", [
     ({"prompt_template": "{text}"}, "set answer_column"),
-    ({"answer_column": "label"}, "need prompt_template"),
+    ({"answer_column": "label"}, "answer_column maps a row.s column and needs prompt_template"),
     ({"system_prompt": "Be brief."}, "system_prompt goes before every row mapped by prompt_template"),
     ({"prompt_template": "{text} {label}", "answer_column": "label"}, "the prompt would hold the answer"),
 ])

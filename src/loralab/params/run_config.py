@@ -221,7 +221,8 @@ class RunConfig(BaseModel):
         given = [name for name, column in answers.items() if column]
         if not self.prompt_template:
             if given:
-                raise ValueError(f"{' and '.join(given)} map a row's columns and need prompt_template, the user turn "
+                verbs = "map a row's columns and need" if len(given) > 1 else "maps a row's column and needs"
+                raise ValueError(f"{' and '.join(given)} {verbs} prompt_template, the user turn "
                                  "built from them, e.g. 'Classify this review: {text}'; or write "
                                  f"{': '' and '.join(given)}: '' for a file in a chat format")
             if self.system_prompt:
