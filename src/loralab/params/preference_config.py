@@ -41,6 +41,9 @@ class PreferenceConfig(RunConfig):
     eval_dataset: str = Field(PREFERENCE_DATASET, description="held-out pairs: embedded/concise-answers (its eval "
                               "split shares no prompt with train), a local file or a hub dataset id (mapped as "
                               "dataset is)")
+    prompt_template: str = Field("", description="map your columns: the prompt built from a row's columns, e.g. "
+                                 "'Answer in one sentence: {question}' ('': the rows hold prompt/chosen/rejected or "
+                                 "prompt/completion/label)")
     chosen_column: str = Field("", description="with prompt_template: the column holding the preferred reply")
     rejected_column: str = Field("", description="with prompt_template: the column holding the worse reply")
     eval_scorers: list[str] | None = Field(
