@@ -133,3 +133,9 @@ def test_a_broken_reward_is_refused_before_any_training_step(folder):
     run = folder / "runs" / "broken"
     assert not (run / "completions.jsonl").exists() and not (run / "metrics.json").exists()
     assert not (run / "checkpoints").exists(), "refused before the trainer was built"
+
+
+def test_metrics_keys_documented(learned):
+    pages = (REPO / "docs" / "run-folder.md").read_text() + (REPO / "docs" / "grpo.md").read_text()
+    undocumented = [key for key in learned["metrics"] if f"`{key}`" not in pages]
+    assert not undocumented, f"docs/run-folder.md and docs/grpo.md do not document metrics keys {undocumented}"

@@ -107,7 +107,8 @@ def check_reward_output(name: str, value, expected: int) -> list[float]:
     return [float(v) if v is not None else math.nan for v in values]
 
 
-def sample_completion(model, tokenizer, prompt: list[dict], max_new_tokens: int, seed: int = 0) -> str:
+def sample_completion(model, tokenizer, prompt: list[dict], max_new_tokens: int, seed: int = 0,
+                      temperature: float = 1.0) -> str:
     """One sampled completion of ``prompt`` (as training samples them), for the pre-flight."""
     import torch
 
@@ -120,7 +121,7 @@ def sample_completion(model, tokenizer, prompt: list[dict], max_new_tokens: int,
         torch.manual_seed(seed)
         with torch.no_grad():
             out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=True,
-                                 pad_token_id=tokenizer.pad_token_id)
+                                 temperature=temperature, pad_token_id=tokenizer.pad_token_id)
         return tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)
     finally:
         for_training(model)
