@@ -188,3 +188,12 @@ def test_loralab_run_check_refuses_a_bad_reward_before_the_kernel(tmp_path, caps
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and out[0].startswith("error: ") and "unknown scorer 'contians'" in out[0], out
     assert "'contains'" in out[0]
+
+
+def test_loralab_run_05_finds_its_smoke_params_and_checks_them(capsys):
+    from loralab.cli import main
+
+    assert main(["run", "05", "-f", "smoke.yaml", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "params/05_grpo/smoke.yaml" in out and "checked 05_grpo.ipynb" in out
+    assert "rewards ['regex:^The answer is [^.!?]+[.!?]$', 'contains'] parsed" in out
