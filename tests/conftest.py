@@ -150,7 +150,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
 # run started last would end alone on one core. Heaviest first, as measured (AVX2, a thread each); files
 # not named here take seconds.
 SHARED_RUN_FILES = ("test_notebook_01.py", "test_tracking.py", "test_retention.py")
-HEAVIEST_FIRST = ("test_notebook_01.py", "test_notebook_04.py", "test_memory_estimates.py", "test_data_parallel.py",
+HEAVIEST_FIRST = ("test_notebook_01.py", "test_notebook_04.py", "test_notebook_05.py", "test_memory_estimates.py", "test_data_parallel.py",
                   "test_gpu_check.py", "test_adapters_models.py", "test_resume_preference.py",
                   "test_merge_dequantized.py", "test_sweep.py", "test_resume.py", "test_pip_install.py",
                   "test_eval_own_data.py")

@@ -133,7 +133,7 @@ def test_a_checker_that_raises_on_a_later_row_scores_zero_there_and_is_counted(t
 
 def test_every_documented_name_parses():
     documented = {"exact_match", "contains", "regex", "json_object", "choice", "rouge_l", "chrf", "python",
-                  "json_shape", "json_topic", "json_answer"}
+                  "json_shape", "json_topic", "json_answer", "final_number"}
     assert set(NAMES) == documented
 
 

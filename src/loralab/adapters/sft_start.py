@@ -19,12 +19,13 @@ from loralab.params.preference_config import PreferenceConfig
 from loralab.train.preference_trainer import REFERENCE_ADAPTER
 
 
-def load_sft_for_preference(cfg: PreferenceConfig):
+def load_sft_for_preference(cfg: PreferenceConfig, frozen_copy: bool | None = None):
     """(model, tokenizer): the base with ``cfg.sft_adapter`` as the trainable ``default`` adapter.
 
     The adapter is checked against its base through its manifest first (``load_verified_adapter``). For
     ORPO a frozen copy ``ref`` is added here; DPO and KTO trainers add theirs (build the trainer before
-    measuring against the reference).
+    measuring against the reference). ``frozen_copy`` overrides whether ``ref`` is loaded here (None: for
+    ORPO only); notebook 05 passes False: TRL's GRPOTrainer adds its own ``ref`` when beta > 0.
     """
     from loralab.adapters.verified_loading import load_verified_adapter
 
@@ -33,7 +34,7 @@ def load_sft_for_preference(cfg: PreferenceConfig):
     for name, param in model.named_parameters():  # the verified loader loads for inference: train this copy
         if "lora_" in name and f".{REFERENCE_ADAPTER}." not in name:
             param.requires_grad_(True)
-    if not cfg.uses_reference:
+    if (not cfg.uses_reference) if frozen_copy is None else frozen_copy:
         model.load_adapter(cfg.sft_adapter, adapter_name=REFERENCE_ADAPTER, is_trainable=False)
         model.set_adapter("default")
     return model, tokenizer

@@ -17,6 +17,8 @@ A spec is ``name`` or ``name:argument``. The reference is the held-out row's las
 ``json_shape``         1.0: the embedded task's shape, one object {"topic": <known topic>, "answer": <text>}
 ``json_topic``         1.0: that shape with the reference's topic
 ``json_answer``        1.0: that shape with the reference's answer (case ignored)
+``final_number``       1.0: the reply's last number equals the reference's final answer (the number after
+                       ``####`` as in GSM8K, else its last number; commas and a trailing ``.0`` ignored)
 ``python:MOD:FUNC``    your checker ``FUNC(reply, reference) -> float`` in [0, 1], from module ``MOD`` (or a
                        ``path/to/file.py``), imported from where the notebook runs
 =====================  ====================================================================================
@@ -106,6 +108,27 @@ def json_answer(reply: str, reference: str) -> float:
                  and got["answer"].strip().lower() == want["answer"].strip().lower())
 
 
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def last_number(text: str) -> str | None:
+    """The last number in ``text`` (after ``####`` when there is one), without commas or a zero fraction."""
+    if "####" in text:
+        text = text.rsplit("####", 1)[1]
+    found = _NUMBER.findall(text)
+    if not found:
+        return None
+    number = found[-1].replace(",", "")
+    return number[:-2] if number.endswith(".0") else number
+
+
+def final_number(reply: str, reference: str) -> float:
+    """1.0 when the reply's last number equals the reference's final answer (GSM8K's ``#### 72``, else its last
+    number)."""
+    got, want = last_number(reply), last_number(reference)
+    return float(got is not None and got == want)
+
+
 _ROUGE = []
 
 
@@ -139,12 +162,14 @@ def _json_object(keys: list[str]) -> ScoreFn:
 
 PLAIN: dict[str, ScoreFn] = {"exact_match": exact_match, "contains": contains, "choice": choice,
                              "rouge_l": rouge_l, "chrf": chrf, "json_shape": json_shape,
-                             "json_topic": json_topic, "json_answer": json_answer}
+                             "json_topic": json_topic, "json_answer": json_answer,
+                             "final_number": final_number}
 WITH_ARGUMENT = {"regex": "regex:PATTERN", "json_object": "json_object or json_object:key1,key2",
                  "python": "python:module:function or python:path/to/file.py:function"}
 NAMES = sorted([*PLAIN, *WITH_ARGUMENT])
 # Scorers for which the reference answer itself must score 1.0 (a check of the spec on the first row).
-_REFERENCE_SCORES_ONE = ("regex", "json_object", "choice", "json_shape", "json_topic", "json_answer")
+_REFERENCE_SCORES_ONE = ("regex", "json_object", "choice", "json_shape", "json_topic", "json_answer",
+                         "final_number")
 
 
 @dataclass(frozen=True)

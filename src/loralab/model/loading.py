@@ -44,11 +44,12 @@ def _dtype(cfg: RunConfig):
     return torch.float32 if cfg.full_finetuning and not torch.cuda.is_available() else None
 
 
-def load_model(cfg: RunConfig, *, dtype=None):
+def load_model(cfg: RunConfig, *, dtype=None, fast_inference: bool = False):
     """Load the base model and tokenizer as the config asks (embedded names never touch a hub).
 
     ``dtype`` overrides the compute dtype (``torch.float32`` for a reference run: the 4-bit NF4 weights
-    are the same whatever the compute dtype, only the activations' precision changes).
+    are the same whatever the compute dtype, only the activations' precision changes). ``fast_inference``:
+    Unsloth's vLLM engine for generation (notebook 05 on a CUDA GPU with vLLM installed; never on a CPU).
     """
     fast = _fast_language_model()
     from transformers.utils import logging as hf_logging
@@ -63,6 +64,7 @@ def load_model(cfg: RunConfig, *, dtype=None):
         use_gradient_checkpointing="unsloth" if cfg.use_gradient_checkpointing else False,
         trust_remote_code=cfg.trust_remote_code,
         use_safetensors=True,  # never unpickle a .bin checkpoint
+        **({"fast_inference": True, "max_lora_rank": cfg.lora_r} if fast_inference else {}),
         **token_kwargs(),  # only when HF_TOKEN (or a Colab/Kaggle secret) is set
     )
     return model, tokenizer

@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from loralab.params.adapters_demo import AdaptersDemoConfig
+from loralab.params.grpo_config import GrpoConfig
 from loralab.params.lora_basics import LoraBasicsConfig
 from loralab.params.preference_config import PreferenceConfig
 from loralab.params.run_config import RunConfig
@@ -83,6 +84,20 @@ _PREFERENCE_CELL = (
     ("retention (what the adapter cost)", ("retention_tasks", "retention_limit")),
     ("output", ("run_dir",)),
 )
+_GRPO_CELL = (
+    ("", ("model_name", "load_in_4bit", "dataset", "eval_dataset", "rewards", "reward_weights", "sft_adapter",
+          "num_generations", "max_completion_length", "beta", "lora_r", "lora_alpha", "max_steps", "learning_rate",
+          "per_device_train_batch_size")),
+    ("GRPO", ("temperature", "loss_type", "scale_rewards", "completions_every", "use_vllm")),
+    ("model and LoRA", ("target_modules", "max_seq_length", "lora_dropout", "use_gradient_checkpointing")),
+    ("data", ("dataset_split", "dataset_config", "prompt_column", "reference_column")),
+    ("evaluation", ("eval_split", "eval_examples", "max_new_tokens", "show_examples")),
+    ("training", ("gradient_accumulation_steps", "warmup_steps", "lr_scheduler_type", "optim", "seed",
+                  "logging_steps")),
+    ("checkpoints", ("save_steps", "save_total_limit", "resume")),
+    ("tracking", ("report_to",)),
+    ("output", ("run_dir",)),
+)
 _ADAPTERS_CELL = (
     ("", ("base_model", "adapter_dirs", "load_in_4bit", "train_steps", "questions")),
     ("training the two adapters", ("batch_size", "learning_rate", "lora_r", "lora_alpha", "max_seq_length",
@@ -100,6 +115,7 @@ CONTRACTS = {c.name: c for c in (
     NotebookContract("02_sweep_report", SweepReportConfig, (("", ("sweep_dir",)),), results_file=None),
     NotebookContract("03_adapters", AdaptersDemoConfig, _ADAPTERS_CELL, folder_param="output_dir"),
     NotebookContract("04_preference_tuning", PreferenceConfig, _PREFERENCE_CELL, folder_param="run_dir"),
+    NotebookContract("05_grpo", GrpoConfig, _GRPO_CELL, folder_param="run_dir"),
 )}
 
 

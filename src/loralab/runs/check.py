@@ -27,6 +27,7 @@ from loralab.data.table_files import is_local_data_file
 from loralab.model.embedded import cache_dir
 from loralab.params.adapters_demo import AdaptersDemoConfig
 from loralab.params.names import embedded_short_name, is_embedded
+from loralab.params.grpo_config import GrpoConfig
 from loralab.params.preference_config import PreferenceConfig
 from loralab.params.run_config import RunConfig
 from loralab.plan.architectures import Architecture, get_architecture
@@ -123,6 +124,9 @@ def memory_lines(config: BaseModel | None, notebook_dir: Path) -> list[str]:
     fits = [name for name, gib in GPUS.items() if estimate.total_gib <= gib]
     lines.append(f"fits {', '.join(fits)}" if fits else f"fits none of {', '.join(GPUS)}: lower the batch or "
                  "max_seq_length, or use QLoRA")
+    if isinstance(cfg, GrpoConfig):
+        lines.append(f"sized as SFT on {cfg.per_device_train_batch_size} completions: the planner does not count "
+                     "GRPO's generation (KV cache), the reference pass (beta > 0) or vLLM's share yet")
     if isinstance(cfg, PreferenceConfig) and cfg.method != "dpo":
         lines.append(f"sized as DPO (a reference pass on chosen + rejected rows): an upper bound for {cfg.method}")
     if cfg.world_size > 1:
@@ -156,6 +160,8 @@ def check_report(prepared: PreparedRun, parameters: dict[str, Any], source: str,
             mapped = (f", each mapped by prompt_template {config.prompt_template!r} and "
                       + " and ".join(f"{name} {column!r}" for name, column in config.answer_columns().items())
                       if config.prompt_template else "")
+            if isinstance(config, GrpoConfig):
+                scorers = f"; rewards {config.rewards} parsed (each is tried on a real completion before training)"
             rows.append(("data", f"every row of {config.dataset}{held_out} read and checked{mapped}{scorers}"))
         else:
             hub = f"{config.dataset} is on the hub: the notebook checks its rows before the model loads (not here)"

@@ -1,11 +1,11 @@
 """The last step of a training notebook: write what the run measured, once, into its run folder.
 
-    from loralab.runs.finish import finish_run, finish_preference_run
+    from loralab.runs.finish import finish_run, finish_preference_run, finish_grpo_run
     adapter_dir = save_adapter(model, tokenizer, run_dir / "adapter")
     metrics = finish_run(run_dir, cfg, trainer, tokenizer, adapter_dir, started=started, tracking=tracking, data=data,
         train_rows=rows, train=summary, resumed_from_step=resumed_from_step, model_size=(trainable, total, layers),
         evals=(before, after), retention=(retention_before, retention_after), fingerprints=(f_before, f_after))
-    print("wrote", run_dir / "metrics.json")            # notebook 01; notebook 04 calls finish_preference_run
+    print("wrote", run_dir / "metrics.json")            # notebook 01; 04: finish_preference_run; 05: finish_grpo_run
 
 Both write three things and return the metrics dict: ``metrics.json`` (docs/run-folder.md lists its keys;
 tests, sweeps, reports and ``loralab run``'s summary line read it, never notebook outputs), the
@@ -35,10 +35,13 @@ from loralab.train.tracking import log_run_summary
 
 if TYPE_CHECKING:
     from loralab.eval.evaluate import EvalResult
+    from loralab.eval.grpo_data import GrpoData
+    from loralab.eval.rewards import HeldOutRewards
     from loralab.eval.preference import PreferenceScores
     from loralab.eval.prepare import PreferenceData, RunData
     from loralab.eval.retention import RetentionResult
     from loralab.model.loading import LoraLayer
+    from loralab.params.grpo_config import GrpoConfig
     from loralab.params.preference_config import PreferenceConfig
     from loralab.params.run_config import RunConfig
 
@@ -137,6 +140,58 @@ def finish_preference_run(run_dir: str | Path, cfg: PreferenceConfig, trainer, t
     return _write_run_files(run_dir, cfg, trainer, tokenizer, adapter_dir, started, tracking, metrics,
                             train_rows=data.train, eval_rows=data.eval_pairs, scores=scores,
                             manifest_extra={"preference": lineage})
+
+
+def finish_grpo_run(run_dir: str | Path, cfg: GrpoConfig, trainer, tokenizer, adapter_dir: str | Path, *,
+                    started: float, tracking: dict[str, str], data: GrpoData, train_result,
+                    resumed_from_step: int | None, model_size: tuple[int, int],
+                    heldout: tuple[HeldOutRewards, HeldOutRewards], preflight: dict[str, float],
+                    base_fingerprints: tuple[str, str]) -> dict[str, Any]:
+    """Notebook 05 (GRPO): metrics.json, the adapter manifest and the tracker summary; returns the metrics.
+
+    ``heldout``: ``score_heldout`` on the held-out prompts before and after training (each reward's mean
+    and the weighted total); ``preflight``: each reward on the pre-flight completion; the reward log
+    (``loralab.train.grpo_trainer.reward_log``) is taken from the trainer. The manifest records the
+    rewards, their weights, beta, the generations per prompt and the SFT adapter the run started from.
+    """
+    from loralab.train.grpo_trainer import COMPLETIONS_FILE, reward_log
+
+    trainable_params, total_params = model_size
+    before, after = heldout
+    steps = reward_log(trainer.state.log_history)
+    lineage = {"method": "grpo", "rewards": list(cfg.rewards or []), "reward_weights": cfg.reward_weight_list,
+               "beta": cfg.beta, "num_generations": cfg.num_generations, "sft_adapter": sft_lineage(cfg)}
+    metrics = {
+        "params": cfg.model_dump(),
+        "trainable_params": trainable_params,
+        "total_params": total_params,
+        "reward_before": before.total,
+        "reward_after": after.total,
+        "rewards_before": before.scores,
+        "rewards_after": after.scores,
+        "eval_score_before": before.total,  # the weighted held-out reward: what sweeps and summaries compare
+        "eval_score_after": after.total,
+        "eval_examples": len(after.replies),
+        "eval_source": data.source,
+        "eval_rows_leaked": data.leaked,
+        "reward_preflight": preflight,
+        "reward_log": steps,
+        "frac_reward_zero_std_mean": (sum(s.get("frac_reward_zero_std", 0.0) for s in steps) / len(steps)
+                                      if steps else None),
+        "completions_file": str(Path(run_dir) / COMPLETIONS_FILE),
+        "train_losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
+        "train_runtime_s": train_result.metrics.get("train_runtime"),
+        "resumed_from_step": resumed_from_step,
+        "base_fingerprint_before": base_fingerprints[0],
+        "base_fingerprint_after": base_fingerprints[1],
+        "dataset_sha256": dataset_sha256(data.train),
+        "eval_dataset_sha256": dataset_sha256(data.heldout) if data.heldout else None,
+        "grpo": lineage,
+    }
+    scores = {"reward_before": before.total, "reward_after": after.total, "rewards_after": after.scores}
+    return _write_run_files(run_dir, cfg, trainer, tokenizer, adapter_dir, started, tracking, metrics,
+                            train_rows=data.train, eval_rows=data.heldout, scores=scores,
+                            manifest_extra={"grpo": lineage})
 
 
 def _write_run_files(run_dir: str | Path, cfg: Any, trainer, tokenizer, adapter_dir: str | Path,

@@ -122,6 +122,49 @@ def plot_preference(log_history: list[dict], path: str | Path):
     return fig
 
 
+def plot_rewards(log_history: list[dict], path: str | Path):
+    """GRPO's signal per step, as a PNG: each reward's mean (its std as a band) and the summed reward; the
+    share of groups with no reward spread and the completion length; the loss (near 0 by design) and KL."""
+    import matplotlib
+
+    if not os.environ.get("MPLBACKEND") and "ipykernel" not in __import__("sys").modules:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h for h in log_history if "reward" in h]
+    xs = [h["step"] for h in steps]
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(14, 3.5))
+    names = sorted({k[len("rewards/"):-len("/mean")] for h in steps for k in h
+                    if k.startswith("rewards/") and k.endswith("/mean")})
+    for name in names:
+        mean = [h.get(f"rewards/{name}/mean", float("nan")) for h in steps]
+        std = [h.get(f"rewards/{name}/std", 0.0) for h in steps]
+        left.plot(xs, mean, marker="o", markersize=3, label=name[:40])
+        left.fill_between(xs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.12)
+    left.plot(xs, [h["reward"] for h in steps], color="black", linewidth=2, label="reward (weighted sum)")
+    left.set_title("rewards of the sampled completions")
+    left.legend(fontsize=7)
+    middle.plot(xs, [h.get("frac_reward_zero_std", float("nan")) for h in steps], marker="o", markersize=3,
+                label="groups without reward spread")
+    middle.set_ylim(-0.05, 1.05)
+    middle.set_title("share of groups that teach nothing")
+    lengths = middle.twinx()
+    lengths.plot(xs, [h.get("completions/mean_length", float("nan")) for h in steps], color="tab:orange",
+                 marker="s", markersize=3, label="mean completion length")
+    lengths.set_ylabel("tokens", color="tab:orange")
+    right.plot(xs, [h.get("loss", float("nan")) for h in steps], marker="o", markersize=3, label="loss")
+    if any("kl" in h for h in steps):
+        right.plot(xs, [h.get("kl", float("nan")) for h in steps], marker="s", markersize=3, label="KL to reference")
+    right.set_title("loss (near 0 by design) and KL")
+    right.legend(fontsize=7)
+    for axis in (left, middle, right):
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return fig
+
+
 def write_metrics(run_dir: str | Path, metrics: dict) -> Path:
     """Write ``metrics.json`` (written aside, then renamed, so a reader never sees half a file)."""
     return write_text_aside(Path(run_dir) / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True, default=str))

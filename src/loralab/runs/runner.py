@@ -44,6 +44,7 @@ from loralab.eval.scorers import parse_scorers
 from loralab.params.adapters_demo import validate_demo_params
 from loralab.params.contracts import NotebookContract, contract_of, parameters_cell
 from loralab.params.errors import ParamsError, RunFailed
+from loralab.params.grpo_config import GrpoConfig, validate_grpo_params
 from loralab.params.names import is_embedded
 from loralab.params.preference_config import PreferenceConfig, validate_preference_params
 from loralab.params.run_config import RunConfig
@@ -100,6 +101,28 @@ def validate_preference_run_params(params: dict[str, Any], source: str = "params
             from loralab.eval.prepare import prepare_preference_data
 
             prepare_preference_data(cfg)
+    except (ValueError, RuntimeCheckError) as error:
+        raise ParamsError(f"{source}: {error}") from None
+    return cfg
+
+
+def validate_grpo_run_params(params: dict[str, Any], source: str = "params") -> GrpoConfig:
+    """Notebook 05's params, this machine, the rewards, and local data (prompts, held-out prompts, SFT adapter).
+
+    Each reward is also tried on a real completion by the notebook, once the model is loaded."""
+    from loralab.params.runtime_check import RuntimeCheckError, check_runtime
+
+    cfg = validate_grpo_params(params, source=source)
+    try:
+        check_runtime(cfg, packages=False)
+        if data_checked_here(cfg):
+            from loralab.eval.grpo_data import prepare_grpo_data
+
+            prepare_grpo_data(cfg)
+        else:
+            from loralab.eval.rewards import reward_functions
+
+            reward_functions(cfg.rewards)
     except (ValueError, RuntimeCheckError) as error:
         raise ParamsError(f"{source}: {error}") from None
     return cfg
@@ -170,7 +193,7 @@ def takes_no_parameters(notebook: Path, name: object) -> str:
 # Each checks what it can before the kernel starts; the notebook checks the rest before any model loads.
 # By contract (loralab.params.contracts): a notebook's metadata names it, so a renamed copy is checked alike.
 VALIDATORS = {"01_qlora_finetune": validate_run_params, "03_adapters": validate_demo_params,
-              "04_preference_tuning": validate_preference_run_params}
+              "04_preference_tuning": validate_preference_run_params, "05_grpo": validate_grpo_run_params}
 
 
 def folder_param(notebook: Path) -> str | None:

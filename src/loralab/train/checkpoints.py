@@ -38,7 +38,7 @@ COMPLETE_MARKER = "trainer_state.json"  # the Trainer writes it last in a checkp
 # Params that do not change what training computes: a run may resume with other values of these.
 NOT_TRAINING_PARAMS = frozenset({"run_dir", "resume", "save_steps", "save_total_limit", "logging_steps",
                                  "eval_scorers", "eval_examples", "max_new_tokens", "show_examples",
-                                 "retention_tasks", "retention_limit", "report_to"})
+                                 "retention_tasks", "retention_limit", "report_to", "completions_every"})
 
 
 class CheckpointMismatchError(ValueError):

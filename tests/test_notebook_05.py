@@ -1,0 +1,141 @@
+"""Notebook 05 (GRPO) run by papermill: once on the embedded model with its smoke params (learning), twice on the
+tiny random model (mechanics from an SFT adapter with beta > 0; a broken reward refused before training).
+
+The learning claim: GRPO with the embedded answer-format prompts and rewards raises the held-out reward (greedy
+replies to 16 questions the training prompts never show) in 10 steps of 2 prompts x 4 completions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import EMBEDDED_MODEL, TINY_MODEL
+from loralab.params.errors import RunFailed
+from loralab.params.yaml_reader import read_params_file
+
+REPO = Path(__file__).resolve().parents[1]
+NB01 = REPO / "notebooks" / "01_qlora_finetune.ipynb"
+NB05 = REPO / "notebooks" / "05_grpo.ipynb"
+SMOKE = REPO / "params" / "05_grpo" / "smoke.yaml"
+FORMAT = "regex:^The answer is [^.!?]+[.!?]$"
+
+pytestmark = pytest.mark.slow
+
+TINY = {"model_name": TINY_MODEL, "load_in_4bit": False, "lora_r": 4, "lora_alpha": 8, "num_generations": 2,
+        "per_device_train_batch_size": 4, "max_completion_length": 8, "max_steps": 2, "eval_examples": 2,
+        "max_new_tokens": 8, "show_examples": 1, "completions_every": 1, "save_steps": 0}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("grpo")
+
+
+@pytest.fixture(scope="module")
+def learned(folder) -> dict:
+    """The smoke params on the embedded model: the learning claim."""
+    from loralab.runs.runner import run_notebook
+
+    run = run_notebook(NB05, read_params_file(SMOKE), runs_root=folder / "runs", run_name="smoke", timeout_s=900,
+                       params_files=[str(SMOKE)])
+    return {"dir": run, "metrics": json.loads((run / "metrics.json").read_text())}
+
+
+@pytest.fixture(scope="module")
+def sft_adapter(folder) -> Path:
+    """A tiny notebook 01 run: the SFT adapter GRPO starts from."""
+    from loralab.runs.runner import run_notebook
+
+    run = run_notebook(NB01, {"model_name": TINY_MODEL, "load_in_4bit": False, "lora_r": 4, "lora_alpha": 8,
+                              "max_steps": 2, "per_device_train_batch_size": 4, "warmup_steps": 0,
+                              "dataset": "embedded/short-answers", "eval_dataset": "embedded/short-answers",
+                              "eval_scorers": ["contains"], "eval_examples": 2, "max_new_tokens": 8,
+                              "show_examples": 0, "save_steps": 0, "max_seq_length": 96},
+                       runs_root=folder / "runs", run_name="sft", timeout_s=900)
+    return run / "adapter"
+
+
+@pytest.fixture(scope="module")
+def from_sft(folder, sft_adapter) -> dict:
+    """Mechanics on the tiny model: from the SFT adapter, with a KL term (beta > 0: TRL's frozen 'ref' copy)."""
+    from loralab.runs.runner import run_notebook
+
+    run = run_notebook(NB05, {**TINY, "sft_adapter": str(sft_adapter), "beta": 0.04},
+                       runs_root=folder / "runs", run_name="from-sft", timeout_s=900)
+    return {"dir": run, "metrics": json.loads((run / "metrics.json").read_text())}
+
+
+def test_grpo_raises_the_held_out_reward_on_the_embedded_model(learned):
+    m = learned["metrics"]
+    assert m["params"]["model_name"] == EMBEDDED_MODEL
+    assert set(m["rewards_before"]) == set(m["rewards_after"]) == {FORMAT, "contains"}
+    assert m["reward_after"] > m["reward_before"], (m["rewards_before"], m["rewards_after"])
+    assert m["rewards_after"][FORMAT] > m["rewards_before"][FORMAT], "the format reward is what 10 steps can teach"
+    assert m["eval_examples"] == 16 and m["eval_rows_leaked"] == 0
+
+
+def test_the_reward_log_has_each_reward_per_step_and_the_groups_had_spread(learned):
+    steps = learned["metrics"]["reward_log"]
+    assert [s["step"] for s in steps] == list(range(1, 11))
+    for step in steps:
+        for name in (FORMAT, "contains"):
+            assert 0.0 <= step[f"rewards/{name}/mean"] <= 1.0 and f"rewards/{name}/std" in step
+        assert 0.0 <= step["frac_reward_zero_std"] <= 1.0 and step["completions/mean_length"] > 0
+        assert "kl" not in step, "beta 0: no reference pass, no KL"
+    assert learned["metrics"]["frac_reward_zero_std_mean"] < 1.0, "some groups had spread: GRPO had a signal"
+    assert (learned["dir"] / "rewards.png").stat().st_size > 5000
+
+
+def test_sampled_completions_with_their_rewards_go_to_the_run_folder(learned):
+    lines = [json.loads(line) for line in (learned["dir"] / "completions.jsonl").read_text().splitlines()]
+    assert sorted({line["step"] for line in lines}) == [5, 10]
+    assert all(len([x for x in lines if x["step"] == s]) == 8 for s in (5, 10)), "2 prompts x 4 completions"
+    assert set(lines[0]["rewards"]) == {FORMAT, "contains"} and "advantage" in lines[0]
+
+
+def test_the_preflight_and_the_frozen_base(learned):
+    m = learned["metrics"]
+    assert set(m["reward_preflight"]) == {FORMAT, "contains"}
+    assert m["base_fingerprint_before"] == m["base_fingerprint_after"]
+    assert (learned["dir"] / "adapter" / "adapter_model.safetensors").is_file()
+    assert m["grpo"]["sft_adapter"] is None and m["grpo"]["rewards"] == [FORMAT, "contains"]
+
+
+def test_from_an_sft_adapter_with_a_kl_term(from_sft, sft_adapter):
+    m = from_sft["metrics"]
+    lineage = m["grpo"]["sft_adapter"]
+    assert lineage["path"] == str(sft_adapter.resolve())
+    assert lineage["manifest_sha256"] == hashlib.sha256((sft_adapter / "loralab_manifest.json").read_bytes()).hexdigest()
+    manifest = json.loads((from_sft["dir"] / "adapter" / "loralab_manifest.json").read_text())
+    assert manifest["extra"]["grpo"]["sft_adapter"]["manifest_sha256"] == lineage["manifest_sha256"]
+    assert manifest["extra"]["grpo"]["beta"] == 0.04
+    assert all("kl" in step for step in m["reward_log"]), "beta > 0 logs the KL to the reference"
+    assert not (from_sft["dir"] / "adapter" / "ref").exists(), "the reference copy is not saved"
+    assert m["base_fingerprint_before"] == m["base_fingerprint_after"]
+
+
+def test_a_broken_reward_is_refused_before_any_training_step(folder):
+    from loralab.runs.runner import run_notebook
+
+    checker = folder / "broken_reward.py"
+    checker.write_text("def two_per_completion(completions, **kwargs):\n    return [1.0, 0.0] * len(completions)\n")
+    spec = f"python:{checker}:two_per_completion"
+    with pytest.raises(RunFailed) as failed:
+        run_notebook(NB05, {**TINY, "rewards": ["contains", spec]}, runs_root=folder / "runs", run_name="broken",
+                     timeout_s=900)
+    assert failed.value.ename == "ParamsError"
+    assert failed.value.evalue == (f"reward {spec!r} returned 2 values for 1 completion(s); a reward function returns "
+                                   "exactly one number per completion.")
+    run = folder / "runs" / "broken"
+    assert not (run / "completions.jsonl").exists() and not (run / "metrics.json").exists()
+    assert not (run / "checkpoints").exists(), "refused before the trainer was built"
+
+
+def test_metrics_keys_documented(learned):
+    pages = (REPO / "docs" / "run-folder.md").read_text() + (REPO / "docs" / "grpo.md").read_text()
+    undocumented = [key for key in learned["metrics"] if f"`{key}`" not in pages]
+    assert not undocumented, f"docs/run-folder.md and docs/grpo.md do not document metrics keys {undocumented}"
