@@ -41,7 +41,8 @@ def test_defaults_are_the_embedded_task_with_its_rewards():
     ({"packing": "packed"}, "packing"),
     ({"eval_steps": 5}, "eval_steps: 0"),
     ({"retention_tasks": ["arc_easy"]}, "retention_tasks: []"),
-    ({"prompt_template": "Solve: {question}", "answer_column": "answer"}, "use prompt_column and reference_column"),
+    ({"dataset": "maths.csv", "eval_dataset": "", "rewards": ["contains"], "prompt_template": "Solve: {question}",
+      "answer_column": "answer"}, "use prompt_column and reference_column"),
     ({"eval_dataset": "embedded/json-answers"}, "another embedded set"),
     ({"beta": -1}, "beta"),
     ({"num_generatoins": 4}, "num_generations"),
@@ -159,6 +160,16 @@ def test_own_prompt_rows_and_their_mistakes(tmp_path):
                    "answer": "#### 4"}, "the other columns reach python: rewards as TRL passes them"
     with pytest.raises(DatasetError, match="no reference column 'solution'"):
         normalise_prompt_row({"prompt": "hi"}, "row 1", reference_column="solution")
+
+
+def test_prompt_rows_from_a_csv_with_its_own_columns(tmp_path):
+    path = tmp_path / "maths.csv"
+    path.write_text("problem,solution\nWhat is 2 plus 2?,4\n")
+    rows = load_prompt_rows(str(path), prompt_column="problem", reference_column="solution")
+    assert rows[0]["prompt"] == [{"role": "user", "content": "What is 2 plus 2?"}] and rows[0]["reference"] == "4"
+    path.write_text("problem,solution\nWhat is 2 plus 2?,4\n,7\n")
+    with pytest.raises(DatasetError, match=r"maths.csv row 3 \(the header is row 1\)"):
+        load_prompt_rows(str(path), prompt_column="problem", reference_column="solution")
 
 
 def test_notebook_05_has_its_contract():

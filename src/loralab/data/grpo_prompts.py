@@ -12,21 +12,21 @@ sentence that starts with "The answer is". The embedded 135M model follows it so
 completions of one prompt differ in reward (the signal GRPO learns from). The reference is the bare
 answer (``contains`` checks it inside the reply).
 
-Other sources: a .jsonl file or a hub dataset whose rows hold a prompt (text or chat messages; the
+Other sources: a .jsonl, CSV, TSV, Parquet, JSON or Arrow file or a hub dataset whose rows hold a prompt (text or chat messages; the
 column ``prompt``, ``question`` or ``messages``, or ``prompt_column``) and optionally a reference
 answer (``reference``, ``answer`` or ``solution``, or ``reference_column``). Every column is kept, so a
 ``python:`` reward function receives them as keyword arguments, as TRL passes them. A row without a
-prompt is refused naming it (``data.jsonl line 4``).
+prompt is refused naming it (``data.jsonl line 4``, ``maths.csv row 3 (the header is row 1)``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
-from loralab.data.chat_rows import LOCAL_DATA_SUFFIXES, DatasetError, _short, read_numbered_jsonl
+from loralab.data.chat_rows import DatasetError, _short, read_numbered_jsonl
 from loralab.data.json_answers import data_file
+from loralab.data.table_files import is_local_data_file, read_table
 from loralab.model.hub_token import token_kwargs
 from loralab.params.names import is_embedded
 
@@ -98,17 +98,24 @@ def load_prompt_rows(dataset: str, split: str = "train", prompt_column: str = ""
         return answer_format_rows(split)
     if dataset.endswith(".jsonl"):
         source, raw, unit = dataset, read_numbered_jsonl(dataset), "line"
-    elif dataset.lower().endswith(LOCAL_DATA_SUFFIXES) or os.path.isfile(dataset):
-        raise DatasetError(f"dataset {dataset!r} names a local file that is not JSON Lines: write one JSON object per "
-                           f"line, e.g. {EXAMPLE_ROW}, and name it .jsonl.")
+    elif is_local_data_file(dataset):  # CSV, TSV, Parquet, JSON, Arrow: rows named as a spreadsheet shows them
+        table = read_table(dataset)
+        raw = [(table.where(number), row) for number, row in table.rows]
+        return _prompt_rows(raw, f"{dataset} has no rows.", prompt_column, reference_column)
     else:
         from datasets import load_dataset
 
         rows = load_dataset(dataset, config_name or None, split=split, **token_kwargs())
         source, raw, unit = f"{dataset}[{split}]", list(enumerate(rows, 1)), "row"
+    return _prompt_rows([(f"{source} {unit} {n}", row) for n, row in raw], f"{source} has no rows.", prompt_column,
+                        reference_column)
+
+
+def _prompt_rows(raw: list[tuple[str, Any]], empty: str, prompt_column: str, reference_column: str) -> list[dict]:
+    """Each (where, row) as a prompt row; DatasetError when there is none."""
     if not raw:
-        raise DatasetError(f"{source} has no rows.")
-    return [normalise_prompt_row(row, f"{source} {unit} {n}", prompt_column, reference_column) for n, row in raw]
+        raise DatasetError(empty)
+    return [normalise_prompt_row(row, where, prompt_column, reference_column) for where, row in raw]
 
 
 def scored_rows(rows: list[dict]) -> list[dict]:
