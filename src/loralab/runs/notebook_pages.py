@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -95,14 +96,12 @@ def render_page(notebook: Path, runs_root: Path, pages_dir: Path = PAGES_DIR) ->
     from loralab.runs.runner import run_notebook
 
     params, source = smoke_params(notebook)
-    if notebook.stem == "02_sweep_report":
-        from loralab.sweeps.sweep import plan_sweep, run_sweep
-
-        plan = plan_sweep(SMOKE_SWEEP, sweeps_root=runs_root / "sweeps")
-        outcome = run_sweep(plan, timeout_s=1800)
-        if outcome.failed:
-            raise RuntimeError(f"the smoke sweep for {notebook.name}'s page failed: {outcome.failed}")
-        params, source = {"sweep_dir": str(plan.sweep_dir)}, f"the sweep {SMOKE_SWEEP.relative_to(REPO)}"
+    if notebook.stem == "02_sweep_report":  # the sweep through its command (loralab.sweeps is a later stage)
+        sweeps_root = runs_root / "sweeps"
+        subprocess.run([sys.executable, "-m", "loralab.cli", "sweep", str(SMOKE_SWEEP), "--sweeps-root",
+                        str(sweeps_root)], check=True)
+        params = {"sweep_dir": str(sweeps_root / SMOKE_SWEEP.stem)}
+        source = f"the sweep {SMOKE_SWEEP.relative_to(REPO)}"
     started = time.monotonic()
     run_dir = run_notebook(notebook, params, runs_root=runs_root, run_name=notebook.stem, timeout_s=1800,
                            source=source)
