@@ -71,7 +71,10 @@ def load_model(cfg: RunConfig, *, dtype=None):
 def attach_lora(model, cfg: RunConfig):
     """Wrap the model with LoRA adapters on ``cfg.target_module_list`` (a PEFT model comes back).
 
-    With ``full_finetuning`` the model is returned unchanged: every weight trains.
+    With ``full_finetuning`` the model is returned unchanged: every weight trains. The variant knobs
+    (``use_rslora``, ``use_dora``, ``init_lora_weights``) go to PEFT's ``LoraConfig`` through Unsloth;
+    PiSSA and OLoRA rewrite the base weights here (``loralab.export.merge`` saves the adapter converted
+    back to the original base).
     """
     if cfg.full_finetuning:
         return model
@@ -85,6 +88,9 @@ def attach_lora(model, cfg: RunConfig):
         bias="none",
         use_gradient_checkpointing="unsloth" if cfg.use_gradient_checkpointing else False,
         random_state=cfg.seed,
+        use_rslora=cfg.use_rslora,
+        init_lora_weights=cfg.init_lora_weights,
+        **({"use_dora": True} if cfg.use_dora else {}),  # Unsloth passes it on to PEFT's LoraConfig
     )
 
 
@@ -100,16 +106,20 @@ def for_training(model) -> None:
 
 @dataclass(frozen=True)
 class LoraLayer:
-    """One adapted linear layer: W is d x k (out x in); LoRA adds B (d x r) @ A (r x k)."""
+    """One adapted linear layer: W is d x k (out x in); LoRA adds B (d x r) @ A (r x k).
+
+    DoRA adds one magnitude per output row: ``magnitude`` is d then (0 for the other variants).
+    """
 
     name: str
     d: int
     k: int
     r: int
+    magnitude: int = 0
 
     @property
     def params(self) -> int:
-        return self.r * (self.d + self.k)
+        return self.r * (self.d + self.k) + self.magnitude
 
 
 def lora_layer_table(model) -> list[LoraLayer]:
@@ -121,7 +131,9 @@ def lora_layer_table(model) -> list[LoraLayer]:
             continue
         a = lora_a["default"].weight  # r x k
         b = module.lora_B["default"].weight  # d x r
-        rows.append(LoraLayer(name=name, d=b.shape[0], k=a.shape[1], r=a.shape[0]))
+        magnitudes = getattr(module, "lora_magnitude_vector", None) or {}
+        magnitude = magnitudes["default"].weight.numel() if "default" in magnitudes else 0  # DoRA: d
+        rows.append(LoraLayer(name=name, d=b.shape[0], k=a.shape[1], r=a.shape[0], magnitude=magnitude))
     return rows
 
 
