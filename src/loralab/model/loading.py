@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from loralab.model.embedded import resolve_model_path
 from loralab.model.hub_token import token_kwargs
-from loralab.params.run_config import RunConfig
+from loralab.params.run_config import RunConfig, changes_base
 
 
 def _fast_language_model():
@@ -79,7 +79,7 @@ def attach_lora(model, cfg: RunConfig):
     if cfg.full_finetuning:
         return model
     fast = _fast_language_model()
-    return fast.get_peft_model(
+    model = fast.get_peft_model(
         model,
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
@@ -92,6 +92,25 @@ def attach_lora(model, cfg: RunConfig):
         init_lora_weights=cfg.init_lora_weights,
         **({"use_dora": True} if cfg.use_dora else {}),  # Unsloth passes it on to PEFT's LoraConfig
     )
+    if changes_base(cfg.init_lora_weights):
+        keep_initial_adapter(model)
+    return model
+
+
+INITIAL_ADAPTER_ATTR = "_loralab_initial_adapter"
+
+
+def keep_initial_adapter(model) -> None:
+    """Keep a copy of a PiSSA/OLoRA adapter as initialised (A0, B0), before any training step.
+
+    Those inits move the adapter's start out of the base (W = W_res + B0 @ A0). ``save_adapter`` hands
+    the copy to PEFT's ``save_pretrained(path_initial_model_for_weight_conversion=...)``, which saves
+    [A | A0], [B | -B0] (rank 2r, alpha doubled): a plain LoRA adapter for the ORIGINAL base.
+    """
+    from peft import get_peft_model_state_dict
+
+    state = get_peft_model_state_dict(model)
+    setattr(model, INITIAL_ADAPTER_ATTR, {name: tensor.detach().clone().cpu() for name, tensor in state.items()})
 
 
 def for_inference(model) -> None:

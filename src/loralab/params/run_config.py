@@ -222,6 +222,10 @@ class RunConfig(BaseModel):
             raise ValueError(f"init_lora_weights: {self.init_lora_weights} takes the adapter out of the base weights "
                              "(it rewrites them), which a 4-bit base cannot hold: set load_in_4bit: false, or "
                              "init_lora_weights: true")
+        if self.use_dora and changes_base(self.init_lora_weights):
+            raise ValueError(f"use_dora with init_lora_weights: {self.init_lora_weights}: the adapter is saved converted "
+                             "for the original base (PEFT's PiSSA/OLoRA conversion), which drops DoRA's magnitudes: "
+                             "choose one of them")
         if self.loraplus_lr_ratio is not None and self.parallel_strategy == "fsdp":
             raise ValueError("loraplus_lr_ratio groups the adapter's weights by name, which FSDP's flattened shards "
                              "hide: write parallel_strategy: ddp, or loraplus_lr_ratio: null")
