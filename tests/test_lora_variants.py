@@ -146,3 +146,14 @@ def test_plan_cli_takes_dora(capsys):
     assert main(["embedded/smollm2-135m-instruct", "--gpu-gb", "16", "--r", "8", "--dora", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["dora"] is True and out["methods"]["qlora"]["trainable_params"] == 2_597_760  # PEFT's count at r=8 (DESIGN.md)
+
+
+def test_variants_sweep_validates_offline():
+    from pathlib import Path
+
+    from loralab.sweeps.sweep import plan_sweep
+
+    plan = plan_sweep(Path(__file__).parents[1] / "params" / "sweeps" / "variants.yaml", sweeps_root="/nonexistent")
+    names = [validate_params(run.params).lora_variant for run in plan.runs]
+    assert names == ["LoRA", "rsLoRA", "DoRA", "LoRA (PiSSA init, 4 iterations)", "LoRA + LoRA+ x16"]
+    assert all(run.params["load_in_4bit"] is False for run in plan.runs)  # PiSSA needs the 16-bit base
