@@ -129,7 +129,7 @@ def test_planner_counts_and_memory_for_dora():
     names = [term.name for term in dora.terms]
     assert "DoRA weights (LoRA + magnitudes)" in names and "DoRA weight-norm buffer" in names
     s = setup_for("hf", method="lora", batch=1, seq=128, r=8, dora=True)
-    assert dora_activation_bytes(arch, s) == 2 * 4 * out_rows  # two fp32 d_out outputs per adapted layer
+    assert dora_activation_bytes(arch, s) == (2 + 4) * out_rows  # a bf16 base and an fp32 LoRA output, d_out each
     assert layer_activation_bytes(arch, s) - layer_activation_bytes(arch, setup_for(
         "hf", method="lora", batch=1, seq=128, r=8)) == dora_activation_bytes(arch, s)
     planned = plan("llama-3.1-8b", gpu_gb=16, dora=True)

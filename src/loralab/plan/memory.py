@@ -26,7 +26,7 @@ forward, while the policy's activations are alive: phase R.
 
 DoRA (``dora=True``): the trained weights gain one magnitude per output row of each adapted layer
 (``loralab.plan.lora_math``), each block keeps two more d_out-wide outputs per adapted layer for the
-magnitude's gradient (``dora_activation_bytes``: PEFT's DoRA forward runs the base linear a second time),
+magnitude's gradient (the base output in the compute dtype, the LoRA output in the adapter dtype) (``dora_activation_bytes``: PEFT's DoRA forward runs the base linear a second time),
 and the row norms ||W + s B A|| need one layer's B A and W + s B A at a time (a static transient). An
 estimate read from PEFT's code, not a measurement; PEFT's own comparison measured DoRA ~17% slower.
 
@@ -278,12 +278,12 @@ def layer_activation_bytes(arch: Architecture, s: TrainingSetup) -> float:
 def dora_activation_bytes(arch: Architecture, s: TrainingSetup) -> float:
     """DoRA's extra bytes per token and block: PEFT's DoRA forward (``peft.tuners.lora.dora``) runs the base
     linear a second time and scales its output and the LoRA output by magnitude / ||W + s B A||; autograd
-    keeps both d_out-wide outputs for the magnitude's gradient (the weight norm itself is detached). So two
-    d_out values per adapted layer, in the wider of the compute and adapter dtypes. An estimate from the
-    code's structure, not a measurement: allocator reuse can make it smaller."""
+    keeps both d_out-wide outputs for the magnitude's gradient (the weight norm itself is detached): the base
+    output in the compute dtype, the LoRA output in the adapter dtype. An estimate from the code's structure,
+    not a measurement: allocator reuse can make it smaller."""
     shapes = arch.linear_shapes()
-    width = max(DTYPE_BYTES[s.compute_dtype], DTYPE_BYTES[s.trainable_dtype])
-    return float(sum(2 * width * shapes[m][1] for m in _trained_modules(arch, s)))
+    width = DTYPE_BYTES[s.compute_dtype] + DTYPE_BYTES[s.trainable_dtype]
+    return float(sum(width * shapes[m][1] for m in _trained_modules(arch, s)))
 
 
 def estimate_memory(
