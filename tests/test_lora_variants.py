@@ -157,3 +157,14 @@ def test_variants_sweep_validates_offline():
     names = [validate_params(run.params).lora_variant for run in plan.runs]
     assert names == ["LoRA", "rsLoRA", "DoRA", "LoRA (PiSSA init, 4 iterations)", "LoRA + LoRA+ x16"]
     assert all(run.params["load_in_4bit"] is False for run in plan.runs)  # PiSSA needs the 16-bit base
+
+
+def test_dora_on_a_4bit_base_is_refused_on_a_cpu_machine_only():
+    from loralab.params.runtime_check import RuntimeCheckError, check_dora_base
+
+    cfg = validate_params({"use_dora": True})  # load_in_4bit is the default
+    with pytest.raises(RuntimeCheckError, match="write load_in_4bit: false for DoRA"):
+        check_dora_base(cfg, on_gpu=False)
+    check_dora_base(cfg, on_gpu=True)
+    check_dora_base(validate_params({"use_dora": True, "load_in_4bit": False}), on_gpu=False)
+    check_dora_base(validate_params({}), on_gpu=False)
