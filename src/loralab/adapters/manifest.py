@@ -253,7 +253,8 @@ def variant_record(cfg: RunConfig) -> dict[str, Any] | None:
         "init_lora_weights": cfg.init_lora_weights,
         "loraplus_lr_ratio": cfg.loraplus_lr_ratio,
         "trained_r": cfg.lora_r,
-        "saved_as": ("plain LoRA for the original base (PEFT's PiSSA/OLoRA conversion: rank 2r, alpha x2)"
+        "saved_as": ("plain LoRA for the original base (PEFT's PiSSA/OLoRA conversion: rank 2r, alpha x2, x sqrt(2) "
+                     "with rsLoRA)"
                      if converted else "as trained"),
         "converted_to_lora": converted,
     }

@@ -104,7 +104,7 @@ def save_adapter(model, tokenizer, path: str | Path) -> Path:
 
     A 4-bit base is noted in the model card (``note_4bit_base``). A PiSSA or OLoRA adapter (trained on a
     base from which its start was subtracted) is saved converted to plain LoRA for the ORIGINAL base, as
-    PEFT documents (``path_initial_model_for_weight_conversion``: [A | A0], [B | -B0], rank 2r, alpha x2),
+    PEFT documents (``path_initial_model_for_weight_conversion``: [A | A0], [B | -B0], rank 2r, alpha x2; x sqrt(2) with rsLoRA),
     so base + adapter loads like any LoRA adapter and merges into the base weights on disk.
     """
     quantization = base_quantization_config(model)

@@ -105,7 +105,7 @@ def keep_initial_adapter(model) -> None:
 
     Those inits move the adapter's start out of the base (W = W_res + B0 @ A0). ``save_adapter`` hands
     the copy to PEFT's ``save_pretrained(path_initial_model_for_weight_conversion=...)``, which saves
-    [A | A0], [B | -B0] (rank 2r, alpha doubled): a plain LoRA adapter for the ORIGINAL base.
+    [A | A0], [B | -B0] (rank 2r, alpha doubled; x sqrt(2) with rsLoRA): a plain LoRA adapter for the ORIGINAL base.
     """
     from peft import get_peft_model_state_dict
 
