@@ -29,7 +29,8 @@ NOT_IN_04 = {"trust_remote_code", "full_finetuning", "overlong_rows", "eval_frac
              "parallel_strategy", "master_addr", "master_port", "answer_column"}
 
 # Notebook 05's schema is notebook 01's plus GRPO's knobs: the held-out prompts are scored with its rewards.
-NOT_IN_05 = NOT_IN_04 | {"eval_scorers", "retention_tasks", "retention_limit", "prompt_template", "system_prompt"}
+NOT_IN_05 = NOT_IN_04 | {"eval_scorers", "retention_tasks", "retention_limit", "prompt_template", "system_prompt",
+                         "use_rslora", "use_dora", "init_lora_weights", "loraplus_lr_ratio"}
 
 
 def _cell(notebook: Path) -> str:

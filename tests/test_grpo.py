@@ -41,6 +41,8 @@ def test_defaults_are_the_embedded_task_with_its_rewards():
     ({"packing": "packed"}, "packing"),
     ({"eval_steps": 5}, "eval_steps: 0"),
     ({"retention_tasks": ["arc_easy"]}, "retention_tasks: []"),
+    ({"use_dora": True}, "notebook 05 trains a plain LoRA adapter"),
+    ({"loraplus_lr_ratio": 16}, "remove loraplus_lr_ratio"),
     ({"dataset": "maths.csv", "eval_dataset": "", "rewards": ["contains"], "prompt_template": "Solve: {question}",
       "answer_column": "answer"}, "use prompt_column and reference_column"),
     ({"eval_dataset": "embedded/json-answers"}, "another embedded set"),

@@ -144,3 +144,24 @@ def test_local_folder_with_config_json(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "llama"}')
     with pytest.raises(ValueError, match="hidden_size"):
         get_architecture(str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["llama-3.1-8b", "qwen2.5-7b", "gemma-2-2b", "phi-3.5-mini", "smollm2-135m"])
+@pytest.mark.parametrize("targets", ["all-linear", "attention"])
+def test_dora_count_equals_peft_on_meta_models(name, targets):
+    """DoRA adds one magnitude per output row of each adapted layer; PEFT's own count on a weightless model."""
+    import torch
+    import transformers
+    from peft import LoraConfig, get_peft_model
+
+    arch = get_architecture(name)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(_hf_config(arch))
+    modules = "all-linear" if targets == "all-linear" else list(arch.attention_modules())
+    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=modules, use_dora=True))
+    assert peft_model.get_nb_trainable_parameters()[0] == trainable_params(arch, 8, targets, dora=True)
+    assert trainable_params(arch, 8, targets, dora=True) > trainable_params(arch, 8, targets)
+
+
+def test_rslora_scale():
+    assert alpha_scale(32, 64, rslora=True) == 4.0 and alpha_scale(32, 64) == 0.5

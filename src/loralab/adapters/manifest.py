@@ -58,7 +58,7 @@ from typing import Any
 from loralab.atomic_file import write_text_aside
 from loralab.model.embedded import cache_dir, resolve_model_path
 from loralab.params.names import is_embedded
-from loralab.params.run_config import RunConfig
+from loralab.params.run_config import RunConfig, changes_base
 
 MANIFEST_NAME = "loralab_manifest.json"
 # 2: "adapter_files" holds every file of the adapter folder (1: only adapter_model*).
@@ -231,9 +231,32 @@ def lora_summary(adapter_dir: str | Path) -> dict[str, Any]:
         "scale_formula": "alpha/sqrt(r)" if rslora else "alpha/r",
         "target_modules": sorted(targets) if isinstance(targets, list) else targets,
         "lora_dropout": config.get("lora_dropout"),
+        "use_rslora": rslora,
+        "use_dora": bool(config.get("use_dora", False)),
+        "init_lora_weights": config.get("init_lora_weights", True),
         "bias": config.get("bias"),
         "peft_type": config.get("peft_type"),
         "base_model_name_or_path": config.get("base_model_name_or_path"),
+    }
+
+
+def variant_record(cfg: RunConfig) -> dict[str, Any] | None:
+    """The LoRA variant as trained: its name and knobs, and whether the saved adapter was converted to plain
+    LoRA for the original base (PiSSA/OLoRA: ``saved_as``), so merge and export know what they hold."""
+    if cfg.full_finetuning:
+        return None
+    converted = changes_base(cfg.init_lora_weights)
+    return {
+        "name": cfg.lora_variant,
+        "use_rslora": cfg.use_rslora,
+        "use_dora": cfg.use_dora,
+        "init_lora_weights": cfg.init_lora_weights,
+        "loraplus_lr_ratio": cfg.loraplus_lr_ratio,
+        "trained_r": cfg.lora_r,
+        "saved_as": ("plain LoRA for the original base (PEFT's PiSSA/OLoRA conversion: rank 2r, alpha x2, x sqrt(2) "
+                     "with rsLoRA)"
+                     if converted else "as trained"),
+        "converted_to_lora": converted,
     }
 
 
@@ -276,6 +299,7 @@ def build_manifest(adapter_dir: str | Path, cfg: RunConfig, tokenizer=None, data
         "training_chat_template_sha256": _text_sha256(template) if isinstance(template, str) else None,
         # a full fine-tuning run saves the whole model: no LoRA config to summarise
         "lora": lora_summary(adapter_dir) if (Path(adapter_dir) / "adapter_config.json").is_file() else None,
+        "variant": variant_record(cfg),
         "training": cfg.model_dump(),
         "dataset": {
             "name": cfg.dataset,
@@ -364,7 +388,7 @@ def write_merged_manifest(folder: str | Path, adapter_dir: str | Path, adapter_m
     """Write ``loralab_manifest.json`` into a merged model folder: where it came from, how it was merged, parity.
 
     ``kind`` is ``"merged-model"``; ``base``, ``base_quantization`` (what the adapter was trained on),
-    ``lora``, ``training`` and ``dataset`` are the adapter's; ``merge`` holds ``merge_into`` and the probe
+    ``lora``, ``variant``, ``training`` and ``dataset`` are the adapter's; ``merge`` holds ``merge_into`` and the probe
     differences, ``parity`` the held-out comparison with the model as trained (``loralab.export.parity``),
     ``model_files`` the SHA-256 of every file of the folder.
     """
@@ -390,6 +414,7 @@ def write_merged_manifest(folder: str | Path, adapter_dir: str | Path, adapter_m
         "merge": merge,
         "parity": parity,
         "lora": source.get("lora"),
+        "variant": source.get("variant"),
         "training": source.get("training"),
         "dataset": source.get("dataset"),
         "eval": source.get("eval", {}),

@@ -24,6 +24,7 @@ next save. loralab's own record is ``base_quantization`` in ``loralab_manifest.j
 
 from __future__ import annotations
 
+import shutil
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -78,14 +79,43 @@ def note_4bit_base(adapter_dir: str | Path, quantization: dict[str, Any], base_n
     return path
 
 
+def initial_adapter_folder(model, folder: Path) -> Path | None:
+    """Write the PiSSA/OLoRA adapter as initialised (kept by ``attach_lora``) to ``folder`` for PEFT's
+    conversion, with ``init_lora_weights: true`` as PEFT asks; None for any other adapter."""
+    import copy
+
+    from safetensors.torch import save_file
+
+    from loralab.model.loading import INITIAL_ADAPTER_ATTR
+
+    state = getattr(model, INITIAL_ADAPTER_ATTR, None)
+    if not state:
+        return None
+    config = copy.deepcopy(model.peft_config["default"])
+    config.init_lora_weights = True  # else PEFT would subtract the principal part from the base again
+    folder.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(str(folder))
+    save_file({name: tensor.contiguous() for name, tensor in state.items()}, str(folder / "adapter_model.safetensors"))
+    return folder
+
+
 def save_adapter(model, tokenizer, path: str | Path) -> Path:
     """Save the LoRA adapter (PEFT format, safetensors) and the tokenizer to ``path``.
 
-    A 4-bit base is noted in the model card (``note_4bit_base``).
+    A 4-bit base is noted in the model card (``note_4bit_base``). A PiSSA or OLoRA adapter (trained on a
+    base from which its start was subtracted) is saved converted to plain LoRA for the ORIGINAL base, as
+    PEFT documents (``path_initial_model_for_weight_conversion``: [A | A0], [B | -B0], rank 2r, alpha x2; x sqrt(2) with rsLoRA),
+    so base + adapter loads like any LoRA adapter and merges into the base weights on disk.
     """
     quantization = base_quantization_config(model)
     with folder_written_aside(path) as staging:
-        model.save_pretrained(staging, safe_serialization=True)
+        initial = initial_adapter_folder(model, staging.parent / f".{staging.name}.initial" / "initial")
+        try:
+            model.save_pretrained(staging, safe_serialization=True,
+                                  **({"path_initial_model_for_weight_conversion": str(initial)} if initial else {}))
+        finally:
+            if initial is not None:
+                shutil.rmtree(initial.parent, ignore_errors=True)
         tokenizer.save_pretrained(staging)
         if quantization is not None and (staging / "adapter_config.json").is_file():
             base_name = getattr(getattr(model, "config", None), "_name_or_path", "") or "the base model"

@@ -115,6 +115,40 @@ def _reference_for(merged, tokenizer, parity: bool) -> tuple[Path, ParityReferen
     return path, reference, manifest
 
 
+def gguf_lora_refusal(adapter_config: dict[str, Any]) -> str | None:
+    """Why llama.cpp cannot apply this adapter as a GGUF LoRA (None: it can).
+
+    llama.cpp's ``convert_lora_to_gguf.py`` writes A, B and ``lora_alpha``, and llama.cpp scales the update
+    by alpha/r: DoRA's magnitude vectors have no place there, and an rsLoRA adapter (alpha/sqrt(r)) would be
+    applied at the wrong scale. A PiSSA/OLoRA adapter is saved converted to plain LoRA (``save_adapter``) and
+    is fine; one that was not converted needs its residual base, which no GGUF file holds.
+    """
+    init = str(adapter_config.get("init_lora_weights", True)).lower()
+    reason = ("DoRA (its magnitude vectors)" if adapter_config.get("use_dora") else
+              "rsLoRA (scale alpha/sqrt(r); llama.cpp scales a LoRA by alpha/r)" if adapter_config.get("use_rslora") else
+              f"{init} (not converted to plain LoRA: it needs its residual base)"
+              if init.startswith(("pissa", "olora")) else None)
+    if reason is None:
+        return None
+    return (f"llama.cpp cannot apply a {reason} adapter as a GGUF LoRA: export with lora=False; the merged "
+            "model's GGUF files (F16, Q8_0, ...) hold the whole update")
+
+
+def check_gguf_lora_variant(adapter_dir: str | Path) -> None:
+    """Raise ValueError (one line, the merged-model GGUF offered instead) for a variant llama.cpp cannot apply."""
+    refusal = gguf_lora_refusal(json.loads((Path(adapter_dir) / "adapter_config.json").read_text()))
+    if refusal:
+        raise ValueError(f"{adapter_dir}: {refusal}.")
+
+
+def _merged_from(merged_dir: Path) -> str | None:
+    """The adapter folder a merged folder's manifest names (None without one)."""
+    manifest_file = merged_dir / "loralab_manifest.json"
+    if not manifest_file.is_file():
+        return None
+    return (json.loads(manifest_file.read_text()).get("merged_from") or {}).get("adapter_dir")
+
+
 def export_for_llama_cpp(merged, out_dir: str | Path, out_types: tuple[str, ...] = DEFAULT_TYPES, lora: bool = False,
                          adapter_dir: str | Path | None = None, modelfile: bool = True, parity: bool = True,
                          strict: bool = False, score: Callable[[Any, Any], dict[str, float]] | None = None,
@@ -143,6 +177,10 @@ def export_for_llama_cpp(merged, out_dir: str | Path, out_types: tuple[str, ...]
 
         raise GGUFExportError(f"{merged_dir} is not a merged model folder (config.json and tokenizer files); pass the "
                               "MergeResult or the folder merge_adapter wrote.")
+    if lora:  # before llama.cpp or any model: a variant it cannot apply is refused in one line
+        named = adapter_dir or _merged_from(merged_dir)
+        if named and (Path(named) / "adapter_config.json").is_file():
+            check_gguf_lora_variant(named)
     from loralab.export.llama_cpp_setup import llama_cpp_tools
 
     llama_cpp_tools()  # LlamaCppMissing (one line: what to run) before any tokenizer or model loads
@@ -154,6 +192,8 @@ def export_for_llama_cpp(merged, out_dir: str | Path, out_types: tuple[str, ...]
     adapter_dir = Path(adapter_dir) if adapter_dir else Path((manifest.get("merged_from") or {}).get("adapter_dir", ""))
     if lora and not (adapter_dir / "adapter_config.json").is_file():
         raise ValueError("lora=True needs the adapter folder (adapter_dir=...).")
+    if lora:
+        check_gguf_lora_variant(adapter_dir)
     staging = out_dir.with_name(f".{out_dir.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

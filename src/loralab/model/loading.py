@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from loralab.model.embedded import resolve_model_path
 from loralab.model.hub_token import token_kwargs
-from loralab.params.run_config import RunConfig
+from loralab.params.run_config import RunConfig, changes_base
 
 
 def _fast_language_model():
@@ -73,12 +73,15 @@ def load_model(cfg: RunConfig, *, dtype=None, fast_inference: bool = False):
 def attach_lora(model, cfg: RunConfig):
     """Wrap the model with LoRA adapters on ``cfg.target_module_list`` (a PEFT model comes back).
 
-    With ``full_finetuning`` the model is returned unchanged: every weight trains.
+    With ``full_finetuning`` the model is returned unchanged: every weight trains. The variant knobs
+    (``use_rslora``, ``use_dora``, ``init_lora_weights``) go to PEFT's ``LoraConfig`` through Unsloth;
+    PiSSA and OLoRA rewrite the base weights here (``loralab.export.merge`` saves the adapter converted
+    back to the original base).
     """
     if cfg.full_finetuning:
         return model
     fast = _fast_language_model()
-    return fast.get_peft_model(
+    model = fast.get_peft_model(
         model,
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
@@ -87,7 +90,29 @@ def attach_lora(model, cfg: RunConfig):
         bias="none",
         use_gradient_checkpointing="unsloth" if cfg.use_gradient_checkpointing else False,
         random_state=cfg.seed,
+        use_rslora=cfg.use_rslora,
+        init_lora_weights=cfg.init_lora_weights,
+        **({"use_dora": True} if cfg.use_dora else {}),  # Unsloth passes it on to PEFT's LoraConfig
     )
+    if changes_base(cfg.init_lora_weights):
+        keep_initial_adapter(model)
+    return model
+
+
+INITIAL_ADAPTER_ATTR = "_loralab_initial_adapter"
+
+
+def keep_initial_adapter(model) -> None:
+    """Keep a copy of a PiSSA/OLoRA adapter as initialised (A0, B0), before any training step.
+
+    Those inits move the adapter's start out of the base (W = W_res + B0 @ A0). ``save_adapter`` hands
+    the copy to PEFT's ``save_pretrained(path_initial_model_for_weight_conversion=...)``, which saves
+    [A | A0], [B | -B0] (rank 2r, alpha doubled; x sqrt(2) with rsLoRA): a plain LoRA adapter for the ORIGINAL base.
+    """
+    from peft import get_peft_model_state_dict
+
+    state = get_peft_model_state_dict(model)
+    setattr(model, INITIAL_ADAPTER_ATTR, {name: tensor.detach().clone().cpu() for name, tensor in state.items()})
 
 
 def for_inference(model) -> None:
@@ -102,16 +127,20 @@ def for_training(model) -> None:
 
 @dataclass(frozen=True)
 class LoraLayer:
-    """One adapted linear layer: W is d x k (out x in); LoRA adds B (d x r) @ A (r x k)."""
+    """One adapted linear layer: W is d x k (out x in); LoRA adds B (d x r) @ A (r x k).
+
+    DoRA adds one magnitude per output row: ``magnitude`` is d then (0 for the other variants).
+    """
 
     name: str
     d: int
     k: int
     r: int
+    magnitude: int = 0
 
     @property
     def params(self) -> int:
-        return self.r * (self.d + self.k)
+        return self.r * (self.d + self.k) + self.magnitude
 
 
 def lora_layer_table(model) -> list[LoraLayer]:
@@ -123,7 +152,9 @@ def lora_layer_table(model) -> list[LoraLayer]:
             continue
         a = lora_a["default"].weight  # r x k
         b = module.lora_B["default"].weight  # d x r
-        rows.append(LoraLayer(name=name, d=b.shape[0], k=a.shape[1], r=a.shape[0]))
+        magnitudes = getattr(module, "lora_magnitude_vector", None) or {}
+        magnitude = magnitudes["default"].weight.numel() if "default" in magnitudes else 0  # DoRA: d
+        rows.append(LoraLayer(name=name, d=b.shape[0], k=a.shape[1], r=a.shape[0], magnitude=magnitude))
     return rows
 
 

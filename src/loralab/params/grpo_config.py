@@ -96,6 +96,12 @@ class GrpoConfig(RunConfig):
         if self.eval_steps or self.early_stopping_patience:
             raise ValueError("notebook 05 scores held-out prompts before and after training (no held-out loss "
                              "during training): set eval_steps: 0 and early_stopping_patience: 0")
+        variant = [name for name, on in (("use_rslora", self.use_rslora), ("use_dora", self.use_dora),
+                                         ("init_lora_weights", self.init_lora_weights is not True),
+                                         ("loraplus_lr_ratio", self.loraplus_lr_ratio is not None)) if on]
+        if variant:
+            raise ValueError(f"{variant[0]}: notebook 05 trains a plain LoRA adapter; the LoRA variants are "
+                             f"notebooks 01 and 04's (docs/lora-variants.md): remove {', '.join(variant)}")
         mapped = [name for name in ("prompt_template", "answer_column", "system_prompt") if getattr(self, name)]
         if mapped:
             raise ValueError(f"{mapped[0]} is notebooks 01 and 04's column map; notebook 05 reads a prompt column "

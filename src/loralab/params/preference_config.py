@@ -79,6 +79,11 @@ class PreferenceConfig(RunConfig):
         if self.method != "dpo" and self.loss_type != "sigmoid":
             raise ValueError(f"loss_type is DPO's; method {self.method} has its own loss: remove loss_type or "
                              "write method: dpo")
+        fixed = [name for name, on in (("use_rslora", self.use_rslora), ("use_dora", self.use_dora),
+                                       ("init_lora_weights", self.init_lora_weights is not True)) if on]
+        if self.sft_adapter and fixed:
+            raise ValueError(f"{', '.join(fixed)} {'shapes' if len(fixed) == 1 else 'shape'} a new adapter, and sft_adapter brings its own (its "
+                             "adapter_config.json decides the variant): remove " + ", ".join(fixed))
         if self.world_size > 1:
             raise ValueError("notebook 04 trains in one process: write num_processes: 1 and num_nodes: 1 (several "
                              "devices are for notebook 01)")

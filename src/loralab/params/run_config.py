@@ -13,7 +13,9 @@ are numbers; text that is not a number is refused. Params files are read with
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -67,6 +69,16 @@ class RunConfig(BaseModel):
     )
     use_gradient_checkpointing: bool = Field(False, description="recompute activations to save memory (slower; "
                                              "for long rows or a large model on a GPU)")
+    # LoRA variants (docs/lora-variants.md); the defaults are plain LoRA
+    use_rslora: bool = Field(False, description="rsLoRA: scale the update by alpha/sqrt(r) instead of alpha/r, so a "
+                             "larger r no longer weakens it")
+    use_dora: bool = Field(False, description="DoRA: train a magnitude per output row next to the LoRA direction "
+                           "(d more weights per layer; slower)")
+    init_lora_weights: bool | str = Field(
+        True, description="how A and B start: true (B zero, PEFT's default), gaussian, pissa, pissa_niter_<N>, "
+                          "olora (pissa and olora start from the weight's principal directions: 16-bit base only)")
+    loraplus_lr_ratio: float | None = Field(None, ge=1, le=1000, description="LoRA+: B (and DoRA's magnitude) "
+                                            "learns this many times faster than A, e.g. 16; None: one rate")
     # data
     dataset: str = Field(EMBEDDED_DATASET, description="embedded/json-answers, embedded/short-answers, a local "
                          "file (.jsonl, .csv, .tsv, .parquet, .json, .arrow) or a hub dataset id")
@@ -165,6 +177,11 @@ class RunConfig(BaseModel):
                 "{text}'")
         return value
 
+    @field_validator("init_lora_weights")
+    @classmethod
+    def _known_init(cls, value: bool | str) -> bool | str:
+        return check_init_lora_weights(value)
+
     @field_validator("retention_tasks", mode="before")
     @classmethod
     def _task_list(cls, value: Any) -> Any:
@@ -200,6 +217,7 @@ class RunConfig(BaseModel):
         if self.full_finetuning and self.load_in_4bit:
             raise ValueError("full_finetuning trains every weight and cannot use a 4-bit base: "
                              "set load_in_4bit: false")
+        self._consistent_variant()
         if self.num_nodes > 1 and not self.master_port:
             raise ValueError(f"num_nodes: {self.num_nodes} machines meet on master_addr:master_port, and master_port "
                              "is 0 (a free port, which the other machines cannot know): set master_port, e.g. 29500")
@@ -249,6 +267,25 @@ class RunConfig(BaseModel):
                 raise ValueError(f"{name} is the embedded {value!r}, whose rows are chat rows already, and "
                                  "prompt_template maps a file's columns: give your file (or hub dataset) as "
                                  f"{name}, or prompt_template: ''")
+
+    def _consistent_variant(self) -> None:
+        variant = [name for name, on in (("use_rslora", self.use_rslora), ("use_dora", self.use_dora),
+                                         ("init_lora_weights", self.init_lora_weights is not True),
+                                         ("loraplus_lr_ratio", self.loraplus_lr_ratio is not None)) if on]
+        if self.full_finetuning and variant:
+            raise ValueError(f"{', '.join(variant)} {'shapes' if len(variant) == 1 else 'shape'} a LoRA adapter, and full_finetuning trains every weight "
+                             "without one: set full_finetuning: false, or remove " + ", ".join(variant))
+        if self.load_in_4bit and changes_base(self.init_lora_weights):
+            raise ValueError(f"init_lora_weights: {self.init_lora_weights} takes the adapter out of the base weights "
+                             "(it rewrites them), which a 4-bit base cannot hold: set load_in_4bit: false, or "
+                             "init_lora_weights: true")
+        if self.use_dora and changes_base(self.init_lora_weights):
+            raise ValueError(f"use_dora with init_lora_weights: {self.init_lora_weights}: the adapter is saved converted "
+                             "for the original base (PEFT's PiSSA/OLoRA conversion), which drops DoRA's magnitudes: "
+                             "choose one of them")
+        if self.loraplus_lr_ratio is not None and self.parallel_strategy == "fsdp":
+            raise ValueError("loraplus_lr_ratio groups the adapter's weights by name, which FSDP's flattened shards "
+                             "hide: write parallel_strategy: ddp, or loraplus_lr_ratio: null")
 
     def _consistent_eval(self) -> None:
         if self.eval_scorers is None:  # the trained task's own scorers; for other data held-out loss alone
@@ -311,8 +348,72 @@ class RunConfig(BaseModel):
 
     @property
     def lora_scale(self) -> float:
-        """alpha / r: the factor on every LoRA update B @ A."""
-        return self.lora_alpha / self.lora_r
+        """The factor on every LoRA update B @ A: alpha / r, or alpha / sqrt(r) with rsLoRA."""
+        return lora_scale(self.lora_alpha, self.lora_r, self.use_rslora)
+
+    @property
+    def adapter_line(self) -> str:
+        """The adapter in one line: variant, r, alpha and the effective scale, e.g. "rsLoRA: r=64, alpha=32,
+        scale alpha/sqrt(r) = 4"."""
+        return f"{self.lora_variant}: r={self.lora_r}, alpha={self.lora_alpha:g}, " + scale_formula(
+            self.lora_alpha, self.lora_r, self.use_rslora)
+
+    @property
+    def lora_variant(self) -> str:
+        """The adapter's variant in words: "LoRA", "rsLoRA + DoRA", "LoRA (PiSSA init) + LoRA+ x16", ..."""
+        return variant_name(self.use_rslora, self.use_dora, self.init_lora_weights, self.loraplus_lr_ratio)
+
+
+# init_lora_weights values that work through Unsloth's get_peft_model and PEFT 0.21 without more inputs
+# (eva and corda need data passes, loftq a LoftQConfig, mica / lora_ga / orthogonal are left out).
+PLAIN_INITS = (True, "gaussian")
+RESIDUAL_INITS_NAMES = ("pissa", "olora")  # and pissa_niter_<N>: they move the principal part out of W
+INIT_NAMES = {True: "", "gaussian": "Gaussian init", "pissa": "PiSSA init", "olora": "OLoRA init"}
+
+
+def check_init_lora_weights(value: bool | str) -> bool | str:
+    """The value if PEFT and Unsloth's path take it; ValueError with the choices otherwise."""
+    if value is True or value in ("gaussian", *RESIDUAL_INITS_NAMES):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"pissa_niter_[1-9][0-9]*", value):
+        return value
+    if value is False:
+        raise ValueError("false starts B non-zero, so the untrained adapter already changes "
+                         "the model (PEFT's testing aid): write true")
+    raise ValueError(f"write true, gaussian, pissa, pissa_niter_<N> (e.g. pissa_niter_4) or "
+                     f"olora, not {value!r}")
+
+
+def changes_base(init_lora_weights: bool | str) -> bool:
+    """True for PiSSA and OLoRA: they subtract the adapter's start from the base weights (a residual base)."""
+    return isinstance(init_lora_weights, str) and init_lora_weights.split("_niter_")[0] in RESIDUAL_INITS_NAMES
+
+
+def lora_scale(alpha: float, r: int, use_rslora: bool = False) -> float:
+    """alpha / r (LoRA) or alpha / sqrt(r) (rsLoRA): PEFT's ``scaling``."""
+    return alpha / math.sqrt(r) if use_rslora else alpha / r
+
+
+def scale_formula(alpha: float, r: int, use_rslora: bool = False) -> str:
+    """The scale with its formula: "scale alpha/r = 32/16 = 2" or "scale alpha/sqrt(r) = 32/sqrt(64) = 4"."""
+    value = lora_scale(alpha, r, use_rslora)
+    if use_rslora:
+        return f"scale alpha/sqrt(r) = {alpha:g}/sqrt({r}) = {value:.4g}"
+    return f"scale alpha/r = {alpha:g}/{r} = {value:.4g}"
+
+
+def variant_name(use_rslora: bool, use_dora: bool, init_lora_weights: bool | str,
+                 loraplus_lr_ratio: float | None) -> str:
+    """A short name for the variant: "LoRA", "rsLoRA", "DoRA", "LoRA (PiSSA init)", "LoRA + LoRA+ x16"."""
+    name = ("rs" if use_rslora else "") + ("DoRA" if use_dora else "LoRA")
+    init = str(init_lora_weights)
+    label = INIT_NAMES.get(init_lora_weights, "") if init_lora_weights in INIT_NAMES else (
+        f"PiSSA init, {init.split('_niter_')[1]} iterations" if init.startswith("pissa_niter_") else init)
+    if label:
+        name += f" ({label})"
+    if loraplus_lr_ratio is not None:
+        name += f" + LoRA+ x{loraplus_lr_ratio:g}"
+    return name
 
 
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")

@@ -79,7 +79,7 @@ def _yaml_trap(key: str, value: Any, annotation: Any) -> list[str]:
         return [f"{key}: write true or false, not {value!r}{why}."]
     if isinstance(value, bool) and annotation in (int, float):
         return [f"{key}: expected a number, not the boolean {value}."]
-    if isinstance(value, bool) and annotation is not bool and "str" in str(annotation):
+    if isinstance(value, bool) and "str" in str(annotation) and "bool" not in str(annotation):
         return [(f"{key}: expected text but got the boolean {value}: YAML 1.1 readers (e.g. plain papermill -f) "
                  f"turn yes/no/on/off into booleans; quote the value, e.g. {key}: \"no\".")]
     return []

@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="LoRA alpha (default 2*r)",
     )
     p.add_argument("--targets", choices=("all-linear", "attention"), default="all-linear")
+    p.add_argument("--dora", action="store_true",
+                   help="DoRA adapters: one magnitude per output row more per layer, and DoRA's extra activations")
     p.add_argument("--no-gradient-checkpointing", action="store_true", help="keep every block's activations")
     p.add_argument(
         "--stack",
@@ -163,6 +165,7 @@ def render(result: Plan) -> None:
     console.print(
         f"[bold]{result.model}[/] on {where}: batch {result.batch} x seq "
         f"{result.seq}, r={result.r}, alpha={result.alpha:g}, targets={result.targets}, stack={result.stack}"
+        + (", DoRA" if result.dora else "")
     )
     console.print(_summary(result))
     shown = result.decision if result.decision != "none" else "qlora"
@@ -242,6 +245,7 @@ def main(argv: list[str]) -> int:
         objective=args.objective,
         gpus=args.gpus,
         strategy=args.strategy,
+        dora=args.dora,
     )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

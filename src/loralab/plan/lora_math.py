@@ -3,6 +3,11 @@
     from loralab.plan.lora_math import lora_params, trainable_params
     lora_params(4096, 4096, 16)                                  # 131072  (A is r x k, B is d x r)
     trainable_params("llama-3.1-8b", r=16, targets="all-linear") # 41943040, what PEFT reports
+    trainable_params("llama-3.1-8b", r=16, dora=True)             # + d_out per adapted layer: 43319296
+
+DoRA (``use_dora``) trains one magnitude per output row of every adapted layer on top of A and B:
+d more weights per d x k layer (PEFT's ``lora_magnitude_vector``). rsLoRA, PiSSA/OLoRA init and LoRA+
+change no count: they change the scale, the start and the learning rates.
 
 ``targets`` is ``"all-linear"`` (every block linear: q, k, v, o, gate, up, down; PEFT's
 ``target_modules="all-linear"`` leaves lm_head out) or ``"attention"`` (q, k, v, o only), or an
@@ -24,6 +29,11 @@ def lora_params(d: int, k: int, r: int) -> int:
         if int(value) != value or value < 1:
             raise ValueError(f"{label} must be a positive whole number, got {value!r}.")
     return int(r) * (int(d) + int(k))
+
+
+def dora_params(d: int, k: int, r: int) -> int:
+    """Trainable parameters DoRA adds to one d x k weight: LoRA's r * (d + k) plus one magnitude per output row."""
+    return lora_params(d, k, r) + int(d)
 
 
 def full_params(d: int, k: int) -> int:
@@ -55,24 +65,26 @@ def target_modules(model: str | Architecture, targets: str | Sequence[str] = "al
     return tuple(targets)
 
 
-def trainable_params(model: str | Architecture, r: int, targets: str | Sequence[str] = "all-linear") -> int:
-    """Exact LoRA trainable parameter count for a whole model (equals PEFT's get_nb_trainable_parameters)."""
+def trainable_params(model: str | Architecture, r: int, targets: str | Sequence[str] = "all-linear",
+                     dora: bool = False) -> int:
+    """Exact LoRA (or DoRA) trainable parameter count for a whole model (equals PEFT's get_nb_trainable_parameters)."""
     arch = _as_arch(model)
     shapes = arch.linear_shapes()
-    per_layer = sum(lora_params(shapes[m][1], shapes[m][0], r) for m in target_modules(arch, targets))
+    count = dora_params if dora else lora_params
+    per_layer = sum(count(shapes[m][1], shapes[m][0], r) for m in target_modules(arch, targets))
     return arch.layers * per_layer
 
 
 def trainable_fraction(
-    model: str | Architecture, r: int, targets: str | Sequence[str] = "all-linear"
+    model: str | Architecture, r: int, targets: str | Sequence[str] = "all-linear", dora: bool = False
 ) -> float:
     """Trainable LoRA parameters as a fraction of the base model's parameters."""
     arch = _as_arch(model)
-    return trainable_params(arch, r, targets) / arch.param_count()
+    return trainable_params(arch, r, targets, dora) / arch.param_count()
 
 
-def alpha_scale(alpha: float, r: int) -> float:
-    """The factor PEFT multiplies the adapter output by: alpha / r."""
+def alpha_scale(alpha: float, r: int, rslora: bool = False) -> float:
+    """The factor PEFT multiplies the adapter output by: alpha / r, or alpha / sqrt(r) with rsLoRA."""
     if r < 1:
         raise ValueError(f"r must be at least 1, got {r}.")
-    return float(alpha) / float(r)
+    return float(alpha) / (float(r) ** 0.5 if rslora else float(r))

@@ -24,6 +24,12 @@ and TRL's own fused log-prob head replaces the stack's loss: tiles of at most 40
 in the compute dtype, never the whole logits tensor. The reference forward runs after the policy
 forward, while the policy's activations are alive: phase R.
 
+DoRA (``dora=True``): the trained weights gain one magnitude per output row of each adapted layer
+(``loralab.plan.lora_math``), each block keeps two more d_out-wide outputs per adapted layer for the
+magnitude's gradient (the base output in the compute dtype, the LoRA output in the adapter dtype) (``dora_activation_bytes``: PEFT's DoRA forward runs the base linear a second time),
+and the row norms ||W + s B A|| need one layer's B A and W + s B A at a time (a static transient). An
+estimate read from PEFT's code, not a measurement; PEFT's own comparison measured DoRA ~17% slower.
+
 Activations are counted op by op for a Llama-style block in eager PyTorch with SDPA/flash attention
 (no seq^2 term). ``stack`` presets match the code paths: ``"unsloth"`` (Unsloth on a GPU: fused
 cross-entropy, checkpoints offloaded to CPU RAM), ``"hf"`` (transformers + PEFT: fp32 adapters that
@@ -87,6 +93,7 @@ class TrainingSetup:
     adapter_casts_input: bool = False  # PEFT casts each adapter's input to the adapter dtype (a copy)
     runtime_overhead_gb: float = 0.8  # CUDA context, kernels, allocator slack (0 on CPU)
     objective: Objective = "sft"  # "dpo": chosen + rejected rows, a reference adapter and reference pass
+    dora: bool = False  # DoRA: d magnitudes per adapted layer, and its forward keeps two more d-wide outputs
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -263,7 +270,20 @@ def layer_activation_bytes(arch: Architecture, s: TrainingSetup) -> float:
             total += n * t * width if (s.adapter_casts_input and t != c and s.method != "full") else c * width
     if s.method != "full":
         total += len(trained) * max(c, t) * s.r  # x @ A^T, kept for B's gradient
+        if s.dora:
+            total += dora_activation_bytes(arch, s)
     return float(total)
+
+
+def dora_activation_bytes(arch: Architecture, s: TrainingSetup) -> float:
+    """DoRA's extra bytes per token and block: PEFT's DoRA forward (``peft.tuners.lora.dora``) runs the base
+    linear a second time and scales its output and the LoRA output by magnitude / ||W + s B A||; autograd
+    keeps both d_out-wide outputs for the magnitude's gradient (the weight norm itself is detached): the base
+    output in the compute dtype, the LoRA output in the adapter dtype. An estimate from the code's structure,
+    not a measurement: allocator reuse can make it smaller."""
+    shapes = arch.linear_shapes()
+    width = DTYPE_BYTES[s.compute_dtype] + DTYPE_BYTES[s.trainable_dtype]
+    return float(sum(width * shapes[m][1] for m in _trained_modules(arch, s)))
 
 
 def estimate_memory(
@@ -334,15 +354,24 @@ def estimate_memory(
                 sharded=True,
             )
         )
-        n_train = trainable_params(arch, s.r, s.targets)
+        n_train = trainable_params(arch, s.r, s.targets, dora=s.dora)
         terms.append(
             Term(
-                "LoRA weights",
+                "DoRA weights (LoRA + magnitudes)" if s.dora else "LoRA weights",
                 n_train * t,
                 f"{n_train / 1e6:.1f}M params x {t} B ({s.trainable_dtype})",
                 sharded=True,
             )
         )
+        if s.dora:
+            biggest = max(a * b for a, b in arch.linear_shapes().values())
+            terms.append(
+                Term(
+                    "DoRA weight-norm buffer",
+                    2 * t * biggest,
+                    "||W + s B A|| per row: B A and W + s B A of one layer at a time, in the adapter dtype",
+                )
+            )
         if s.objective == "dpo":
             terms.append(
                 Term(

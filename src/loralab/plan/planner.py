@@ -81,6 +81,7 @@ class Plan:
     param_counts: dict[str, tuple[int, int]] = field(default_factory=dict)
     gpus: int = 1  # devices training together; every memory number is per device
     strategy: str = "ddp"  # "ddp" (a full copy per device) or "fsdp" (fully sharded)
+    dora: bool = False  # DoRA adapters (LoRA + one magnitude per output row)
 
     def to_dict(self) -> dict:
         return {
@@ -92,6 +93,7 @@ class Plan:
             "seq": self.seq,
             "r": self.r,
             "alpha": self.alpha,
+            "dora": self.dora,
             "targets": self.targets,
             "stack": self.stack,
             "decision": self.decision,
@@ -352,12 +354,14 @@ def plan(
     objective: str = "sft",
     gpus: int = 1,
     strategy: str = "ddp",
+    dora: bool = False,
 ) -> Plan:
     """Plan full FT / 16-bit LoRA / QLoRA for ``model`` on ``gpus`` GPUs with ``gpu_gb`` GiB each.
 
     ``objective="dpo"`` plans preference tuning: ``batch`` pairs (chosen + rejected) per step, with TRL's
     reference adapter and reference pass (``loralab.plan.memory``). ``strategy`` is ``"ddp"`` or
-    ``"fsdp"`` (``loralab.plan.devices``); ``batch`` is per device.
+    ``"fsdp"`` (``loralab.plan.devices``); ``batch`` is per device. ``dora=True`` plans DoRA adapters:
+    d more trainable weights per adapted layer and DoRA's extra activations (``loralab.plan.memory``).
     """
     check_layout(gpus, strategy)
     layout = Layout(int(gpus), strategy)  # type: ignore[arg-type]
@@ -388,6 +392,7 @@ def plan(
         "targets": targets,
         "gradient_checkpointing": gc_mode,
         "objective": objective,
+        "dora": bool(dora),
     }
     fits = {m: _fit(arch, m, gpu_gb, stack, layout, **fields) for m in METHODS}
     decision, reason = _decide(fits, gpu_gb, layout, batch, seq, lora_falls_short)
@@ -417,16 +422,18 @@ def plan(
         decision=decision,
         reason=reason,
         advice=tuple(advice),
-        param_counts=_param_counts(arch, r, targets),
+        param_counts=_param_counts(arch, r, targets, bool(dora)),
+        dora=bool(dora),
         gpus=layout.gpus,
         strategy=layout.strategy,
     )
 
 
-def _param_counts(arch: Architecture, r: int, targets: str) -> dict[str, tuple[int, int]]:
-    """(trainable, total) per method: full FT trains every weight; LoRA adds r(d+k) per adapted matrix."""
+def _param_counts(arch: Architecture, r: int, targets: str, dora: bool = False) -> dict[str, tuple[int, int]]:
+    """(trainable, total) per method: full FT trains every weight; LoRA adds r(d+k) per adapted matrix (DoRA
+    r(d+k) + d)."""
     base = arch.param_count()
-    adapter = trainable_params(arch, r, targets)
+    adapter = trainable_params(arch, r, targets, dora)
     return {"full": (base, base), "lora": (adapter, base + adapter), "qlora": (adapter, base + adapter)}
 
 

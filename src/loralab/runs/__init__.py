@@ -10,8 +10,8 @@ from loralab.runs.folder import (
            write_metrics,
 )
 from loralab.runs.record import code_version
-from loralab.runs.report import layer_math_table
+from loralab.runs.report import adapter_summary, layer_math_table
 from loralab.runs.runner import run_notebook
 
-__all__ = ["code_version", "finish_preference_run", "finish_run", "layer_math_table", "new_run_dir", "peak_memory_gb",
+__all__ = ["adapter_summary", "code_version", "finish_preference_run", "finish_run", "layer_math_table", "new_run_dir", "peak_memory_gb",
            "plot_loss", "plot_preference", "run_notebook", "train_summary", "write_metrics"]

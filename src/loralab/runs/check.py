@@ -114,13 +114,14 @@ def memory_lines(config: BaseModel | None, notebook_dir: Path) -> list[str]:
         estimate = estimate_memory(arch, setup_for(
             "unsloth", method=method, batch=cfg.per_device_train_batch_size, seq=cfg.max_seq_length, r=cfg.lora_r,
             targets=targets, gradient_checkpointing="offload" if cfg.use_gradient_checkpointing else "none",
-            objective=objective))
+            objective=objective, dora=cfg.use_dora and not cfg.full_finetuning))
     except ValueError as error:
         return [f"no estimate: {' '.join(str(error).split())}"]
     what = "pairs" if objective == "dpo" else "rows"
     lines = [(f"~{estimate.total_gib:.1f} GiB peak per GPU: {_METHODS[method]} of {cfg.model_name} "
               f"({_count(arch.param_count())} weights), {cfg.per_device_train_batch_size} {what} x "
-              f"{cfg.max_seq_length} tokens, r={cfg.lora_r} on {cfg.target_modules}, Unsloth on a CUDA GPU")]
+              f"{cfg.max_seq_length} tokens, r={cfg.lora_r}{' DoRA' if cfg.use_dora else ''} on {cfg.target_modules}, "
+              "Unsloth on a CUDA GPU")]
     fits = [name for name, gib in GPUS.items() if estimate.total_gib <= gib]
     lines.append(f"fits {', '.join(fits)}" if fits else f"fits none of {', '.join(GPUS)}: lower the batch or "
                  "max_seq_length, or use QLoRA")
@@ -133,7 +134,7 @@ def memory_lines(config: BaseModel | None, notebook_dir: Path) -> list[str]:
         lines.append(f"per process with a full copy of the model; {cfg.parallel_strategy} over {cfg.world_size} "
                      f"processes: loralab plan MODEL --gpus {cfg.world_size} --strategy {cfg.parallel_strategy}")
     extra = (" --objective dpo" if objective == "dpo" else "") + (" --targets attention" if targets == "attention"
-                                                                   else "")
+                                                                   else "") + (" --dora" if cfg.use_dora else "")
     lines.append(f"where it goes: loralab plan {_plan_name(cfg.model_name, arch)} --gpu-gb N --seq {cfg.max_seq_length} "
                  f"--batch {cfg.per_device_train_batch_size} --r {cfg.lora_r}{extra}")
     return lines

@@ -8,7 +8,8 @@
 Loss is computed on the completion (the assistant's answer) only, in training and on the held-out
 rows alike: ``heldout_loss`` runs the trainer's own evaluation loop (loss only, no logits kept), and
 with ``cfg.eval_steps`` the trainer measures it every N steps (``eval_loss`` in the log history);
-``cfg.early_stopping_patience`` adds transformers' ``EarlyStoppingCallback`` on that loss. Logging goes to the trainer's
+``cfg.early_stopping_patience`` adds transformers' ``EarlyStoppingCallback`` on that loss;
+``cfg.loraplus_lr_ratio`` swaps in PEFT's LoRA+ optimizer (``loralab.train.loraplus``). Logging goes to the trainer's
 ``state.log_history`` (read by ``loralab.runs.folder``), never to tqdm bars or online trackers.
 Every ``cfg.save_steps`` steps a checkpoint is written aside and renamed into ``output_dir``
 (``loralab.train.checkpoints``), so a killed run resumes from the newest complete one.
@@ -23,6 +24,7 @@ from pathlib import Path
 from loralab.model.row_attention import use_row_attention
 from loralab.params.run_config import RunConfig
 from loralab.train.checkpoints import AtomicCheckpoints, ResumeAsTrained
+from loralab.train.loraplus import LoraPlusOptimizer
 from loralab.train.packing import PaddingFreeTruncation, check_rows_kept_apart, keep_packing, packing_args
 from loralab.train.progress import progress_callbacks, progress_mode
 
@@ -107,8 +109,10 @@ def build_trainer(model, tokenizer, train_dataset, cfg: RunConfig, output_dir: s
     keep_packing(args, cfg)  # Unsloth's CPU backend turns packing off in SFTConfig; measured safe above
     callbacks = [EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else []
     callbacks += progress_callbacks()
-    trainer_class = type("LoralabSFTTrainer", (AtomicCheckpoints, ResumeAsTrained, PaddingFreeTruncation, SFTTrainer),
-                         {"truncate_rows_to": cfg.max_seq_length if cfg.packing == "padding_free" else None})
+    trainer_class = type("LoralabSFTTrainer",
+                         (AtomicCheckpoints, ResumeAsTrained, LoraPlusOptimizer, PaddingFreeTruncation, SFTTrainer),
+                         {"truncate_rows_to": cfg.max_seq_length if cfg.packing == "padding_free" else None,
+                          "loraplus_lr_ratio": cfg.loraplus_lr_ratio})
     trainer = trainer_class(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                             processing_class=tokenizer, callbacks=callbacks)
     trainer.run_params = cfg.model_dump()  # recorded in each checkpoint; a resume with other params is refused
