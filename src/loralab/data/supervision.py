@@ -26,6 +26,7 @@ are counted (``overlong_rows: truncate`` keeps them on purpose).
 
 from __future__ import annotations
 
+import functools
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +134,7 @@ class SupervisionReport:
     tokens: list[RowTokens]
     dropped: list[int] = field(default_factory=list)  # rows with no answer token left (indices, from 0)
     without_end: list[int] = field(default_factory=list)  # kept rows whose answer lost its end-of-turn token
+    unit: str = "row"  # "answer" for preference data: each chosen / rejected / KTO answer with its prompt
 
     @property
     def kept(self) -> list[RowTokens]:
@@ -171,24 +173,24 @@ class SupervisionReport:
         shares = (f" (per row: min {m['supervised_share_row_min']:.0%}, median {m['supervised_share_row_median']:.0%})"
                   if self.row_shares else "")
         text = (f"the loss is computed on {m['supervised_tokens']:,} answer tokens, {self.share:.0%} of the "
-                f"{m['tokens']:,} tokens of {m['rows']} rows{shares}; ")
+                f"{m['tokens']:,} tokens of {m['rows']} {self.unit}s{shares}; ")
         if self.without_end:
             text += (f"{len(self.without_end)} answer(s) lose their end-of-turn token {self.end_of_turn!r} to "
-                     f"max_seq_length={self.max_seq_length} (rows {_rows(self.without_end)}), so their end is not learned")
+                     f"max_seq_length={self.max_seq_length} ({self.unit}s {_rows(self.without_end)}), so their end is not learned")
         else:
             text += f"every answer ends with the end-of-turn token {self.end_of_turn!r}"
         if self.dropped:
-            text += (f"; dropped {len(self.dropped)} row(s) with no answer token left after max_seq_length="
-                     f"{self.max_seq_length} (rows {_rows(self.dropped)})")
+            text += (f"; dropped {len(self.dropped)} {self.unit}(s) with no answer token left after max_seq_length="
+                     f"{self.max_seq_length} ({self.unit}s {_rows(self.dropped)})")
         return text + "."
 
 
-def supervision_report(rows: list[dict], tokenizer, max_seq_length: int | None) -> SupervisionReport:
+def supervision_report(rows: list[dict], tokenizer, max_seq_length: int | None, unit: str = "row") -> SupervisionReport:
     """Count the supervised tokens of ``rows`` (chat rows) as the trainer will see them; refuses nothing."""
     eot = end_of_turn_token(tokenizer)
     eot_id = tokenizer.convert_tokens_to_ids(eot) if eot is not None else None
     tokens = [row_tokens(row["messages"], tokenizer, max_seq_length) for row in rows]
-    report = SupervisionReport(max_seq_length, eot, tokens)
+    report = SupervisionReport(max_seq_length, eot, tokens, unit=unit)
     report.dropped = [i for i, row in enumerate(tokens) if row.supervised == 0]
     dropped = set(report.dropped)
     report.without_end = [i for i, row in enumerate(tokens) if i not in dropped and not ends_with(row, eot_id, tokenizer)]
@@ -249,8 +251,45 @@ def local_tokenizer_folder(model_name: str) -> Path | None:
 def load_local_tokenizer(model_name: str):
     """The tokenizer of ``model_name`` from this machine (no weights, no network), or None (see above)."""
     folder = local_tokenizer_folder(model_name)
-    if folder is None:
-        return None
+    return None if folder is None else _tokenizer_from(str(folder.resolve()))
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer_from(folder: str):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(folder))
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def check_run_supervision(cfg, rows: list[dict]) -> SupervisionReport | None:
+    """``loralab run``'s check before the kernel: the rows fitted to ``max_seq_length`` as the notebook fits them
+    (``overlong_rows``), then :func:`check_supervision` with the model's tokenizer. None when the tokenizer is
+    not on this machine (a hub model: the notebook checks with the loaded tokenizer before training)."""
+    tokenizer = load_local_tokenizer(cfg.model_name)
+    if tokenizer is None:
+        return None
+    from loralab.data.row_lengths import fit_rows_to_length
+
+    fitted, _ = fit_rows_to_length(rows, tokenizer, cfg.max_seq_length, cfg.overlong_rows)
+    return check_supervision(fitted, tokenizer, cfg.max_seq_length)[1]
+
+
+def preference_answers(rows: list[dict]) -> list[dict]:
+    """Each answer of preference rows (chosen and rejected, or KTO's completion) as a chat row with its prompt."""
+    keys = ("completion",) if rows and "completion" in rows[0] else ("chosen", "rejected")
+    return [{"messages": row["prompt"] + row[key]} for row in rows for key in keys]
+
+
+def check_preference_supervision(cfg, rows: list[dict], tokenizer=None) -> SupervisionReport | None:
+    """Notebook 04: every chosen / rejected (KTO: completion) answer with its prompt, cut at ``max_seq_length`` as
+    TRL's DPO collator cuts it (the prompt first, then the answer): SupervisionError when every answer is cut away,
+    the template has no end-of-turn token, or no answer keeps it. Nothing is dropped here: TRL drops a pair whose
+    prompt alone fills ``max_seq_length``. ``tokenizer``: the loaded one (None: the local one, else None back)."""
+    tokenizer = tokenizer if tokenizer is not None else load_local_tokenizer(cfg.model_name)
+    if tokenizer is None:
+        return None
+    report = supervision_report(preference_answers(rows), tokenizer, cfg.max_seq_length, unit="answer")
+    problem = refusal(report, tokenizer)
+    if problem:
+        raise SupervisionError(problem)
+    return report
