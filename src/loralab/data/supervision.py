@@ -11,7 +11,7 @@ where the two token lists diverge (``trl.data_utils.common_prefix_length``), the
 from the right. loralab's three batch layouts all cut there: ``none`` and ``padding_free`` through TRL's
 truncation, ``packed`` through best-fit-decreasing packing, which truncates an over-long row to the same
 length (``loralab.train.packing``). Only the tokenizer is needed: no model weights (``loralab run --check``
-runs it too). ``tests/test_supervision.py`` checks the result against the trainer's own tokenized dataset.
+runs it too, with ``loralab.data.template_tokenizer``: no torch). ``tests/test_supervision.py`` checks the result against the trainer's own tokenized dataset.
 
 Three ways a run would learn nothing, or never learn to stop, are refused in one line (``SupervisionError``):
 
@@ -256,9 +256,15 @@ def load_local_tokenizer(model_name: str):
 
 @functools.lru_cache(maxsize=4)
 def _tokenizer_from(folder: str):
-    from transformers import AutoTokenizer
+    """The folder's tokenizer without torch where it can (``loralab.data.template_tokenizer``), else transformers'."""
+    from loralab.data.template_tokenizer import folder_tokenizer
 
-    return AutoTokenizer.from_pretrained(folder)
+    tokenizer = folder_tokenizer(folder)
+    if tokenizer is None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    return tokenizer
 
 
 def check_run_supervision(cfg, rows: list[dict]) -> SupervisionReport | None:
