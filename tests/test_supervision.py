@@ -15,8 +15,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import TINY_MODEL
 
+from conftest import TINY_MODEL
 from loralab.data.supervision import (
     SupervisionError,
     check_preference_supervision,
