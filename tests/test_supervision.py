@@ -127,6 +127,19 @@ def test_a_template_without_an_end_of_turn_token_is_refused_in_one_line(no_end_f
                               "'\\n' after it), so the model never learns to stop")
 
 
+def test_a_template_that_swallows_the_answer_is_refused(tokenizer, rows):
+    import copy
+
+    swallowing = copy.deepcopy(tokenizer)
+    swallowing.chat_template = tokenizer.chat_template.replace("{{'<|im_start|>' + message['role']",
+                                                               "{% if message['role'] != 'assistant' %}"
+                                                               "{{'<|im_start|>' + message['role']", 1).replace(
+        "'<|im_end|>' + '\n'}}", "'<|im_end|>' + '\n'}}{% endif %}", 1)
+    assert swallowing.chat_template != tokenizer.chat_template
+    with pytest.raises(SupervisionError, match="^no row has a single answer token to learn: the chat template"):
+        check_supervision(rows[:3], swallowing, 256)
+
+
 def test_the_torch_free_tokenizer_gives_the_ids_and_verdicts_of_transformers(tokenizer, tiny_folder, no_end_folder,
                                                                              rows):
     from transformers import AutoTokenizer
