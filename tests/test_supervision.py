@@ -209,8 +209,11 @@ def test_row_tokens_equal_the_sft_trainers_tokenized_rows(tmp_path, rows, packin
     from loralab.params.run_config import validate_params
     from loralab.train.trainer import build_trainer
 
+    from loralab.data.short_answers import short_answer_rows
+
     long_prompt = {"messages": [{"role": "user", "content": "word " * 100}, {"role": "assistant", "content": "ok"}]}
-    chosen = [*rows[:6], long_prompt, *rows[6:9]]
+    short = short_answer_rows("train")[:5]  # 46-48 tokens: whole at 48, where the JSON rows (52-57) lose their end
+    chosen = [*rows[:3], *short[:3], long_prompt, *rows[3:6], *short[3:]]
     cfg = validate_params({"model_name": TINY_MODEL, "max_seq_length": 48, "max_steps": 1, "packing": packing,
                            "per_device_train_batch_size": 2, "save_steps": 0, "eval_dataset": ""})
     model, tokenizer = load_model(cfg)
@@ -229,10 +232,10 @@ def test_row_tokens_equal_the_sft_trainers_tokenized_rows(tmp_path, rows, packin
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
-    """Notebook 01 through ``loralab run`` on the tiny model, 2 steps, max_seq_length 48 (some answers cut)."""
+    """Notebook 01 through ``loralab run`` on the tiny model, 2 steps, max_seq_length 54 (31 of 263 answers cut)."""
     from loralab.runs.runner import run_notebook
 
-    params = {"model_name": TINY_MODEL, "max_steps": 2, "max_seq_length": 48, "eval_examples": 2, "show_examples": 0,
+    params = {"model_name": TINY_MODEL, "max_steps": 2, "max_seq_length": 54, "eval_examples": 2, "show_examples": 0,
               "save_steps": 0, "per_device_train_batch_size": 4}
     return run_notebook(NB01, params, runs_root=tmp_path_factory.mktemp("supervision"), run_name="tiny", timeout_s=600)
 
@@ -245,10 +248,10 @@ def test_a_run_records_what_it_supervised_and_shows_it(tiny_run, tokenizer, rows
 
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     cfg = validate_params(metrics["params"])
-    fitted, _ = fit_rows_to_length(prepare_run_data(cfg).train, tokenizer, 48, "truncate")
-    _, expected = check_supervision(fitted, tokenizer, 48)
+    fitted, _ = fit_rows_to_length(prepare_run_data(cfg).train, tokenizer, 54, "truncate")
+    _, expected = check_supervision(fitted, tokenizer, 54)
     assert metrics["supervision"] == expected.metrics()
-    assert metrics["supervision"]["answers_without_end_of_turn"] > 0  # 48 tokens cut some answers' ends
+    assert metrics["supervision"]["answers_without_end_of_turn"] > 0  # 54 tokens cut some answers' ends
     manifest = json.loads((tiny_run / "adapter" / "loralab_manifest.json").read_text())
     assert manifest["training_end_of_turn_token"] == "<|im_end|>"
     notebook = json.loads((tiny_run / "01_qlora_finetune.ipynb").read_text())
