@@ -162,7 +162,7 @@ def test_preference_answers_are_checked_the_same_way(tokenizer):
     pairs = load_preference_rows("embedded/concise-answers", "train", "dpo")
     report = check_preference_supervision(SimpleNamespace(max_seq_length=160, model_name=TINY_MODEL), pairs, tokenizer)
     assert report.metrics()["rows"] == 2 * len(pairs) and report.unit == "answer"
-    assert "answers (per row" in report.message
+    assert "answers (per answer: min" in report.message
     with pytest.raises(SupervisionError, match="^every answer is cut away by max_seq_length=16"):
         check_preference_supervision(SimpleNamespace(max_seq_length=16, model_name=TINY_MODEL), pairs, tokenizer)
     kto = load_preference_rows("embedded/concise-answers", "train", "kto")

@@ -170,7 +170,7 @@ class SupervisionReport:
     @property
     def message(self) -> str:
         m = self.metrics()
-        shares = (f" (per row: min {m['supervised_share_row_min']:.0%}, median {m['supervised_share_row_median']:.0%})"
+        shares = (f" (per {self.unit}: min {m['supervised_share_row_min']:.0%}, median {m['supervised_share_row_median']:.0%})"
                   if self.row_shares else "")
         text = (f"the loss is computed on {m['supervised_tokens']:,} answer tokens, {self.share:.0%} of the "
                 f"{m['tokens']:,} tokens of {m['rows']} {self.unit}s{shares}; ")
