@@ -14,7 +14,7 @@ TORCH_SPEC ?= torch==2.13.0
 PARAMS    ?= params/01_qlora_finetune/default.yaml
 PIP       := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup setup-gguf run test test-fast lint bench docs clean-venv
+.PHONY: setup setup-gguf run test test-fast lint bench docs docs-notebooks clean-venv
 
 setup: $(STAMP)
 
@@ -63,6 +63,13 @@ lint: setup
 # fails the build. The parameters and command-line references are generated from the code while it builds.
 docs: setup
 	$(VENV)/bin/mkdocs build --strict
+
+# The notebook pages of the site (docs/notebooks/): each notebook run on its smoke params, outputs kept
+# (loralab.runs.notebook_pages; a test fails when a page's cells differ from its notebook's). All of
+# them take about 10 minutes on 2 CPU cores; `make docs-notebooks NOTEBOOKS="01 04"` renders some.
+NOTEBOOKS ?=
+docs-notebooks: setup-gguf
+	$(PY) -m loralab.runs.notebook_pages $(NOTEBOOKS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -188,10 +188,15 @@ def test_a_missing_dataset(refused):
     refused(run01("-p", "dataset", "nope.jsonl", *OWN), "nope.jsonl does not exist")
 
 
-@pytest.mark.parametrize("name", ["d.csv", "d.json", "d.parquet"])
-def test_a_dataset_that_is_not_json_lines(refused, tmp_path, name):
-    write(tmp_path, name, "a,b\n1,2\n")
-    refused(run01("-p", "dataset", name, *OWN), "not JSON Lines")
+@pytest.mark.parametrize("name, content, expected", [
+    ("d.csv", "a,b\n1,2\n", ("d.csv has the columns a, b", "set prompt_template", "and answer_column")),
+    ("d.json", "a,b\n1,2\n", ("d.json could not be read as JSON",)),
+    ("d.parquet", "a,b\n1,2\n", ("d.parquet could not be read as PARQUET",)),
+    ("d.xlsx", "PK", ("Excel workbook", "save it as CSV")),
+])
+def test_a_dataset_file_that_cannot_be_used_as_it_is(refused, tmp_path, name, content, expected):
+    write(tmp_path, name, content)
+    refused(run01("-p", "dataset", name, *OWN), *expected)
 
 
 def test_an_unknown_embedded_dataset(refused):

@@ -124,11 +124,10 @@ def test_text_parts_are_joined_into_text():
     assert normalise_row(row, "r")["messages"][0]["content"] == "Hi there"
 
 
-def test_files_that_are_not_json_lines_are_refused_before_any_download(tmp_path):
-    array = tmp_path / "rows.json"
+def test_jsonl_files_keep_their_line_numbered_errors_and_other_files_are_read(tmp_path):
+    array = tmp_path / "rows.json"  # a JSON array: read by the datasets library, Alpaca rows as they are
     array.write_text(json.dumps([{"instruction": "a", "output": "b"}]))
-    with pytest.raises(DatasetError, match=r"not JSON Lines.*one JSON object per line"):
-        load_chat_rows(str(array))
+    assert load_chat_rows(str(array))[0]["messages"][-1] == {"role": "assistant", "content": "b"}
     pretty = tmp_path / "pretty.jsonl"
     pretty.write_text('[\n  {"instruction": "a", "output": "b"}\n]\n')
     with pytest.raises(DatasetError, match=r"line 1.*one JSON array"):
@@ -139,10 +138,10 @@ def test_files_that_are_not_json_lines_are_refused_before_any_download(tmp_path)
         load_chat_rows(str(binary))
     with pytest.raises(DatasetError, match="does not exist"):
         load_chat_rows(str(tmp_path / "missing.jsonl"))
-    csv = tmp_path / "rows.csv"
-    csv.write_text("instruction,output\na,b\n")
-    with pytest.raises(DatasetError, match="not JSON Lines"):
-        load_chat_rows(str(csv))
+    csv = tmp_path / "rows.csv"  # Alpaca columns in a CSV: a chat format, no column map needed
+    csv.write_text("instruction,input,output\na,,b\n")
+    assert load_chat_rows(str(csv)) == [{"messages": [{"role": "user", "content": "a"},
+                                                      {"role": "assistant", "content": "b"}]}]
 
 
 def test_jsonl_lines_are_split_on_newlines_only(tmp_path):

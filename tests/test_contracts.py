@@ -25,7 +25,7 @@ NOTEBOOKS = REPO / "notebooks"
 # Notebook 04's schema is notebook 01's plus the preference knobs; these of 01's are not parameters of 04.
 NOT_IN_04 = {"trust_remote_code", "full_finetuning", "overlong_rows", "eval_fraction", "eval_steps",
              "early_stopping_patience", "weight_decay", "packing", "num_processes", "num_nodes",
-             "parallel_strategy", "master_addr", "master_port"}
+             "parallel_strategy", "master_addr", "master_port", "answer_column"}
 
 
 def _cell(notebook: Path) -> str:

@@ -81,6 +81,34 @@ def test_every_page_in_the_nav_exists_and_every_page_is_in_the_nav():
     assert notebooks <= set(nav), f"notebooks without a page: {notebooks - set(nav)}"
 
 
+@pytest.mark.parametrize("notebook", sorted((REPO / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_each_notebook_page_shows_the_notebook_as_shipped_with_the_outputs_of_a_run(notebook):
+    """docs/notebooks/ holds each notebook executed on its smoke params (make docs-notebooks); a page whose
+    cells differ from the notebook's, or that has no outputs or shows an error, is stale."""
+    from loralab.runs.notebook_pages import page_drift
+
+    problems = page_drift(notebook, DOCS / "notebooks" / notebook.name)
+    assert not problems, f"{problems}: run `make docs-notebooks NOTEBOOKS={notebook.stem[:2]}` to render the page again"
+    page = (DOCS / "notebooks" / notebook.name).read_text()
+    for machine_path in (str(REPO), str(Path.home())):
+        assert machine_path not in page, f"{notebook.name}'s page shows this machine's path {machine_path}"
+
+
+def test_a_changed_notebook_makes_its_page_stale(tmp_path):
+    import json
+
+    from loralab.runs.notebook_pages import page_drift
+
+    shipped = REPO / "notebooks" / "01_qlora_finetune.ipynb"
+    page = DOCS / "notebooks" / shipped.name
+    assert page_drift(shipped, page) == []
+    changed = json.loads(shipped.read_text())
+    changed["cells"][-1]["source"] = ["print('a new last cell')"]
+    (tmp_path / shipped.name).write_text(json.dumps(changed))
+    assert "differs" in page_drift(tmp_path / shipped.name, page)[0]
+    assert page_drift(shipped, tmp_path / "missing.ipynb") == [f"{tmp_path / 'missing.ipynb'} is missing"]
+
+
 def _section(page: str, heading: str) -> str:
     """The text under ``## heading`` up to the next ``## `` heading."""
     start = page.index(f"## {heading}\n")

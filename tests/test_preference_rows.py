@@ -174,11 +174,10 @@ def test_a_line_that_is_not_json_is_named(tmp_path):
         load_preference_rows(path, "train", "dpo")
 
 
-def test_a_local_file_that_is_not_jsonl_is_refused(tmp_path):
-    path = tmp_path / "prefs.json"
+def test_a_local_file_that_is_not_jsonl_is_read(tmp_path):
+    path = tmp_path / "prefs.json"  # a JSON array, read by the datasets library
     path.write_text(json.dumps([PLAIN]))
-    with pytest.raises(DatasetError, match="not JSON Lines"):
-        load_preference_rows(str(path), "train", "dpo")
+    assert load_preference_rows(str(path), "train", "dpo")[0]["chosen"] == [{"role": "assistant", "content": GOOD}]
 
 
 def test_unknown_embedded_name_split_and_method_are_refused():

@@ -205,11 +205,10 @@ def test_loralab_run_refuses_before_the_kernel_in_one_line(no_end_folder, tmp_pa
 def test_row_tokens_equal_the_sft_trainers_tokenized_rows(tmp_path, rows, packing):
     """The trainer's own dataset (TRL 1.15 on Unsloth's CPU backend): ids, and the labels where the loss is."""
     from loralab.data.chat_rows import to_prompt_completion
+    from loralab.data.short_answers import short_answer_rows
     from loralab.model.loading import attach_lora, load_model
     from loralab.params.run_config import validate_params
     from loralab.train.trainer import build_trainer
-
-    from loralab.data.short_answers import short_answer_rows
 
     long_prompt = {"messages": [{"role": "user", "content": "word " * 100}, {"role": "assistant", "content": "ok"}]}
     short = short_answer_rows("train")[:5]  # 46-48 tokens: whole at 48, where the JSON rows (52-57) lose their end

@@ -5,7 +5,8 @@
 - ``reference/params.md``: every parameter of every notebook, from the schemas (``loralab.runs.reference_pages``)
 - ``reference/cli.md``: ``loralab --help`` and each ``loralab COMMAND --help``, from the parsers
 - ``index.md``: the README, its ``docs/`` links made relative to the site
-- ``notebooks/*.ipynb``: the committed notebooks (rendered by mkdocs-jupyter, not executed)
+The notebook pages are ``docs/notebooks/*.ipynb``: each notebook executed on its smoke params by
+``make docs-notebooks`` (``loralab.runs.notebook_pages``), rendered by mkdocs-jupyter with their outputs.
 
 loralab is imported from this checkout's ``src/`` (the reference pages need only pydantic, PyYAML and rich),
 so the site builds in a docs-only environment as well as in the project's venv.
@@ -37,8 +38,4 @@ def on_files(files: Files, config) -> Files:
     files.append(File.generated(config, "index.md", content=index_page()))
     files.append(File.generated(config, "reference/params.md", content=params_reference()))
     files.append(File.generated(config, "reference/cli.md", content=cli_reference(main, COMMANDS)))
-    for notebook in sorted((REPO / "notebooks").glob("*.ipynb")):
-        # a File read from the checkout (not File.generated): mkdocs-jupyter finds its source through src_dir
-        files.append(File(f"notebooks/{notebook.name}", src_dir=str(REPO), dest_dir=config["site_dir"],
-                          use_directory_urls=config["use_directory_urls"]))
     return files

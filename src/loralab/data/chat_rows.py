@@ -9,22 +9,29 @@ final answer only (``completion_only_loss``): the model learns to answer, not to
 Recognised row formats: ``messages`` (OpenAI style), ``conversations`` with ``from``/``value``
 (ShareGPT) and ``instruction``/``input``/``output`` (Alpaca); anything else is refused with an
 example of each. A row with no assistant answer, an empty answer, unknown roles or non-text content
-(images, audio) is refused naming its row; a local file must be JSON Lines (one object per line: a line
-that holds a JSON array or a bare value is refused saying so).
+(images, audio) is refused naming its row; a .jsonl file holds one object per line (a line that holds a
+JSON array or a bare value is refused saying so). Other local files (CSV, TSV, Parquet, JSON, Arrow) are
+read by ``loralab.data.table_files``, and any file's own columns are mapped to a conversation by
+``loralab.data.column_map`` (``prompt_template``, ``answer_column``).
 Rows longer than ``max_seq_length`` are counted and truncated or dropped by ``loralab.data.row_lengths``.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any
 
+from loralab.data.column_map import ColumnMap, refuse_unmapped
+from loralab.data.errors import DatasetError
+from loralab.data.errors import short_repr as _short
 from loralab.data.json_answers import data_file
+from loralab.data.jsonl_files import (  # noqa: F401  (read here by the rest of loralab and its tests)
+    numbered_rows_from_jsonl_text,
+    read_jsonl,
+    read_numbered_jsonl,
+    rows_from_jsonl_text,
+)
+from loralab.data.row_sources import read_source
 from loralab.data.short_answers import short_answer_rows
-from loralab.model.hub_token import token_kwargs
-from loralab.params.names import is_embedded
 from loralab.params.run_config import EMBEDDED_DATASET
 
 ROLES = ("system", "user", "assistant")
@@ -38,16 +45,6 @@ EXPECTED_FORMATS = (
     '{"instruction": "Say hello", "input": "", "output": "Hello"}'
 )
 EMBEDDED_SHORT_ANSWERS = "embedded/short-answers"
-LOCAL_DATA_SUFFIXES = (".json", ".csv", ".tsv", ".txt", ".parquet", ".arrow", ".xlsx", ".yaml", ".yml")
-
-
-class DatasetError(ValueError):
-    """A dataset row or file that cannot be used; the message names the row and what to fix."""
-
-
-def _short(value: Any, limit: int = 120) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "...(cut)"
 
 
 def _text_content(content: Any, where: str) -> str:
@@ -90,7 +87,8 @@ def normalise_row(row: dict, where: str) -> dict:
         messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": row["output"]}]
     else:
         raise DatasetError(f"{where}: unknown row format with keys {sorted(map(str, row))[:20]}. "
-                           f"Expected one of: {EXPECTED_FORMATS}.")
+                           f"Expected one of: {EXPECTED_FORMATS}; or map your keys with prompt_template "
+                           "and answer_column.")
     if not isinstance(messages, list) or not messages:
         raise DatasetError(f"{where}: 'messages' is missing or empty; give at least a user and an assistant turn.")
     clean = []
@@ -110,68 +108,6 @@ def normalise_row(row: dict, where: str) -> dict:
     return {"messages": clean}
 
 
-def rows_from_jsonl_text(text: str, source: str) -> list[Any]:
-    """The values of JSON Lines text; a line that is not JSON is reported with its number."""
-    return [value for _, value in numbered_rows_from_jsonl_text(text, source)]
-
-
-def numbered_rows_from_jsonl_text(text: str, source: str) -> list[tuple[int, Any]]:
-    """(line number as an editor shows it, value) for every non-blank line of JSON Lines text."""
-    rows = []
-    for number, line in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 may sit inside a JSON string
-        if not line.strip():
-            continue
-        try:
-            rows.append((number, json.loads(line)))
-        except (json.JSONDecodeError, RecursionError) as error:
-            hint = (" It looks like one JSON array or a pretty-printed object: write one object per line "
-                    "(e.g. python -c \"import json,sys; [print(json.dumps(r)) for r in json.load(sys.stdin)]\")."
-                    if number == 1 and line.strip() in ("[", "{") else "")
-            reason = error.msg if isinstance(error, json.JSONDecodeError) else "nested too deeply"
-            raise DatasetError(f"{source}, line {number}: not JSON ({reason}); the file must hold one JSON "
-                               f"object per line (JSON Lines).{hint}") from None
-    return rows
-
-
-def read_jsonl(path: str | Path) -> list[Any]:
-    """Rows of a JSON Lines file (UTF-8); DatasetError for a missing, binary or non-JSON-Lines file."""
-    return [value for _, value in read_numbered_jsonl(path)]
-
-
-def read_numbered_jsonl(path: str | Path) -> list[tuple[int, Any]]:
-    """(line number, row) of a JSON Lines file; the numbers are what a text editor shows."""
-    path = Path(path)
-    if not path.is_file():
-        where = "" if path.is_absolute() else f" (looked in {Path.cwd()}, where the notebook runs)"
-        raise DatasetError(f"dataset file {path} does not exist{where}; give the path of a .jsonl file "
-                           "(loralab run reads it from where you ran the command), or an absolute one.")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise DatasetError(f"{path} is not UTF-8 text (byte {error.start}); a dataset must be a UTF-8 JSON "
-                           "Lines file with one JSON object per line.") from None
-    rows = numbered_rows_from_jsonl_text(text, str(path))
-    for number, row in rows:
-        if not isinstance(row, dict):
-            raise DatasetError(f"{path} line {number}: {_not_an_object(row, path.name)}")
-    return rows
-
-
-_JSON_KINDS = {list: "a JSON array", str: "a JSON string", int: "a number", float: "a number", bool: "true or false",
-               type(None): "null"}
-
-
-def _not_an_object(row: Any, name: str) -> str:
-    """Why a JSON Lines row that is not an object cannot be a row, and what to do about it."""
-    kind = _JSON_KINDS.get(type(row), type(row).__name__)
-    if isinstance(row, list):
-        return (f"expected a JSON object, got {kind} of {len(row)} item{'s' * (len(row) != 1)}: a .jsonl file holds "
-                "one JSON object per line, so write each item on a line of its own, e.g. python -c \"import json,sys; "
-                f"[print(json.dumps(r)) for r in json.load(sys.stdin)]\" < {name} > rows.jsonl")
-    return (f"expected a JSON object, got {kind} ({_short(row, 60)}): a .jsonl file holds one JSON object per line; "
-            "write each row as one object ({...}) on its own line.")
-
-
 def embedded_rows(dataset: str, split: str) -> list[Any]:
     """Rows of a dataset shipped inside loralab (splits ``train`` and ``eval``)."""
     readers = {EMBEDDED_DATASET: lambda s: read_jsonl(data_file(s)), EMBEDDED_SHORT_ANSWERS: short_answer_rows}
@@ -183,29 +119,23 @@ def embedded_rows(dataset: str, split: str) -> list[Any]:
     return readers[dataset](split)
 
 
-def load_chat_rows(dataset: str, split: str = "train") -> list[dict]:
-    """Rows of the embedded dataset, a local .jsonl file, or a hub dataset, normalised to messages.
+def load_chat_rows(dataset: str, split: str = "train", columns: ColumnMap | None = None) -> list[dict]:
+    """Rows of the embedded dataset, a local file or a hub dataset, normalised to messages.
 
-    A bad row is named as a text editor shows it: ``data.jsonl line 4`` (blank lines count), and
-    ``org/data[train] row 4`` (counting from 1) for embedded and hub datasets.
+    ``columns`` (``loralab.data.column_map``) maps a row's own columns to a conversation; without it the
+    rows must be in a chat format. A bad row is named as a person finds it: ``data.jsonl line 4`` (blank
+    lines count), ``reviews.csv row 5 (the header is row 1)``, ``org/data[train] row 4`` (counting from 1).
     """
-    if is_embedded(dataset):
-        source, raw = f"{dataset}[{split}]", list(enumerate(embedded_rows(dataset, split), 1))
-        unit = "row"
-    elif dataset.endswith(".jsonl"):
-        source, raw, unit = dataset, read_numbered_jsonl(dataset), "line"
-    elif dataset.lower().endswith(LOCAL_DATA_SUFFIXES) or os.path.isfile(dataset):
-        raise DatasetError(f"dataset {dataset!r} names a local file that is not JSON Lines: loralab reads .jsonl files "
-                           f"with one JSON object per line, each like one of: {EXPECTED_FORMATS}. Convert it "
-                           "and name it .jsonl.")
-    else:
-        from datasets import load_dataset
-
-        rows = load_dataset(dataset, split=split, **token_kwargs())
-        source, raw, unit = f"{dataset}[{split}]", list(enumerate(rows, 1)), "row"
-    if not raw:
-        raise DatasetError(f"{source} has no rows.")
-    return [normalise_row(row, f"{source} {unit} {number}") for number, row in raw]
+    found = read_source(dataset, split, embedded_rows)
+    if not found.rows:
+        raise DatasetError(f"{found.name} has no rows.")
+    if columns is not None:
+        if found.columns is not None:
+            columns.check_columns(found.columns, found.name)
+        return [columns.chat_row(row, found.where(number)) for number, row in found.rows]
+    if found.columns is not None:
+        refuse_unmapped(found.name, found.columns)
+    return [normalise_row(row, found.where(number)) for number, row in found.rows]
 
 
 def to_prompt_completion(rows: list[dict]):

@@ -4,8 +4,8 @@
     splits = load_splits(cfg)         # splits.train, splits.eval (chat rows), splits.leaked, splits.note
     print(splits.note)                # "263 training rows, 69 held-out rows (embedded/json-answers[eval]) ..."
 
-The held-out rows come from ``eval_dataset`` (a .jsonl path, ``embedded/<name>``, or a hub dataset
-with ``eval_split``) or from ``eval_fraction`` of the training rows, picked with the run's seed
+The held-out rows come from ``eval_dataset`` (a local file, ``embedded/<name>``, or a hub dataset
+with ``eval_split``, its columns mapped as the training rows' are: ``loralab.data.column_map``) or from ``eval_fraction`` of the training rows, picked with the run's seed
 (the same params always hold out the same rows). Rows are compared by content (every turn's role
 and text, after normalisation): a held-out row that also appears among the training rows is
 removed from the held-out split and reported, so a score is never inflated by a row the model was
@@ -20,6 +20,8 @@ import random
 from dataclasses import dataclass, field
 
 from loralab.data.chat_rows import DatasetError, load_chat_rows
+from loralab.data.column_map import ColumnMap, column_map_of
+from loralab.data.table_files import is_local_data_file
 from loralab.params.names import is_embedded
 from loralab.params.run_config import RunConfig
 
@@ -83,11 +85,12 @@ def carve_fraction(rows: list[dict], fraction: float, seed: int) -> tuple[list[d
     return ([r for i, r in enumerate(rows) if i not in picked], [r for i, r in enumerate(rows) if i in picked])
 
 
-def load_eval_rows(eval_dataset: str, eval_split: str = "") -> list[dict]:
-    """Held-out rows of ``eval_dataset`` (its default held-out split when ``eval_split`` is '')."""
+def load_eval_rows(eval_dataset: str, eval_split: str = "", columns: ColumnMap | None = None) -> list[dict]:
+    """Held-out rows of ``eval_dataset`` (its default held-out split when ``eval_split`` is ''), mapped by
+    ``columns`` as the training rows are."""
     split = eval_split or default_eval_split(eval_dataset)
     try:
-        return load_chat_rows(eval_dataset, split)
+        return load_chat_rows(eval_dataset, split, columns)
     except ValueError as error:  # datasets: Unknown split "validation". Should be one of ['train', 'test'].
         if isinstance(error, DatasetError) or "split" not in str(error).lower():
             raise
@@ -97,13 +100,14 @@ def load_eval_rows(eval_dataset: str, eval_split: str = "") -> list[dict]:
 
 def load_splits(cfg: RunConfig, train_rows: list[dict] | None = None) -> Splits:
     """Training and held-out rows as the params choose them; ``train_rows`` skips loading the training set."""
-    train = train_rows if train_rows is not None else load_chat_rows(cfg.dataset, cfg.dataset_split)
+    columns = column_map_of(cfg)
+    train = train_rows if train_rows is not None else load_chat_rows(cfg.dataset, cfg.dataset_split, columns)
     if cfg.eval_fraction:
         train, held_out = carve_fraction(train, cfg.eval_fraction, cfg.seed)
         source = f"{cfg.eval_fraction:.0%} of the training rows, seed {cfg.seed}"
     elif cfg.eval_dataset:
-        held_out = load_eval_rows(cfg.eval_dataset, cfg.eval_split)
-        local_file = cfg.eval_dataset.endswith(".jsonl")  # a file is its own split
+        held_out = load_eval_rows(cfg.eval_dataset, cfg.eval_split, columns)
+        local_file = is_local_data_file(cfg.eval_dataset)  # a file is its own split
         source = cfg.eval_dataset if local_file else (
             f"{cfg.eval_dataset}[{cfg.eval_split or default_eval_split(cfg.eval_dataset)}]")
     else:

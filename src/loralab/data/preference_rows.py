@@ -13,25 +13,24 @@ KTO ``{"prompt", "completion", "label": true/false}``; KTO also takes paired row
 (chosen: label true, rejected: label false). A row with no prompt, an empty reply, the same reply chosen
 and rejected, a label that is not true/false, unknown roles or non-text content is refused naming its
 row (``data.jsonl line 4``, ``org/data[train] row 4``) with an example of the expected row.
-Sources: ``embedded/concise-answers`` (``loralab.data.concise_answers``), a .jsonl path, a hub dataset id.
+Sources: ``embedded/concise-answers`` (``loralab.data.concise_answers``), a local file (.jsonl, .csv, .tsv,
+.parquet, .json, .arrow: ``loralab.data.row_sources``), a hub dataset id; a file's own columns are mapped
+with ``prompt_template``, ``chosen_column`` and ``rejected_column`` (``loralab.data.column_map``).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from loralab.data.chat_rows import (
-    LOCAL_DATA_SUFFIXES,
     ROLES,
     DatasetError,
     _short,
     _text_content,
-    read_numbered_jsonl,
 )
+from loralab.data.column_map import ColumnMap, refuse_unmapped
 from loralab.data.concise_answers import concise_answer_pairs
-from loralab.model.hub_token import token_kwargs
-from loralab.params.names import is_embedded
+from loralab.data.row_sources import read_source
 
 METHODS = ("dpo", "orpo", "kto")
 PAIRED_METHODS = ("dpo", "orpo")
@@ -211,33 +210,29 @@ def embedded_preference_rows(dataset: str, split: str) -> list[dict]:
     return EMBEDDED_PREFERENCE_SETS[dataset](split)
 
 
-def load_preference_rows(dataset: str, split: str, method: str) -> list[dict]:
-    """Rows of the embedded set, a local .jsonl file, or a hub dataset, normalised for ``method``.
+def load_preference_rows(dataset: str, split: str, method: str, columns: ColumnMap | None = None) -> list[dict]:
+    """Rows of the embedded set, a local file, or a hub dataset, normalised for ``method``.
 
     ``method`` is ``dpo`` or ``orpo`` (rows ``{"prompt", "chosen", "rejected"}``) or ``kto`` (rows
-    ``{"prompt", "completion", "label"}``; a paired row gives two). A bad row is named as a text editor
-    shows it: ``prefs.jsonl line 4`` (blank lines count), ``org/data[train] row 4`` (counting from 1).
+    ``{"prompt", "completion", "label"}``; a paired row gives two). ``columns`` (``loralab.data.column_map``)
+    maps a row's own columns to a prompt and its chosen and rejected replies. A bad row is named as a person
+    finds it: ``prefs.jsonl line 4`` (blank lines count), ``prefs.csv row 5 (the header is row 1)``,
+    ``org/data[train] row 4`` (counting from 1).
     """
     if method not in METHODS:
         raise DatasetError(f"method must be one of {', '.join(METHODS)}, not {method!r}.")
-    if is_embedded(dataset):
-        source, raw = f"{dataset}[{split}]", list(enumerate(embedded_preference_rows(dataset, split), 1))
-        unit = "row"
-    elif dataset.endswith(".jsonl"):
-        source, raw, unit = dataset, read_numbered_jsonl(dataset), "line"
-    elif dataset.lower().endswith(LOCAL_DATA_SUFFIXES) or os.path.isfile(dataset):
-        raise DatasetError(f"dataset {dataset!r} names a local file that is not JSON Lines: loralab reads "
-                           ".jsonl files with one JSON object per line, each like one of: "
-                           f"{_expected(method)}. Convert it and name it .jsonl.")
-    else:
-        from datasets import load_dataset
-
-        rows = load_dataset(dataset, split=split, **token_kwargs())
-        source, raw, unit = f"{dataset}[{split}]", list(enumerate(rows, 1)), "row"
-    if not raw:
-        raise DatasetError(f"{source} has no rows; each row should look like one of: "
+    found = read_source(dataset, split, embedded_preference_rows)
+    if not found.rows:
+        raise DatasetError(f"{found.name} has no rows; each row should look like one of: "
                            f"{_expected(method)}.")
+    if columns is not None and found.columns is not None:
+        columns.check_columns(found.columns, found.name)
+    elif found.columns is not None:
+        refuse_unmapped(found.name, found.columns, preference=True)
     rows_out = []
-    for number, row in raw:
-        rows_out.extend(normalise_preference_row(row, f"{source} {unit} {number}", method))
+    for number, row in found.rows:
+        where = found.where(number)
+        if columns is not None:
+            row = columns.preference_row(row, where)
+        rows_out.extend(normalise_preference_row(row, where, method))
     return rows_out

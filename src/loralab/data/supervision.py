@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loralab.data.chat_rows import DatasetError
+from loralab.data.errors import DatasetError
 
 _PROBE_ANSWER = "Zq7 probe answer"
 

@@ -34,7 +34,7 @@ import yaml
 
 from loralab.params.errors import ParamsError
 from loralab.params.run_config import RunConfig
-from loralab.params.yaml_reader import load_params_yaml, read_params_file, yaml_problem
+from loralab.params.yaml_reader import param_value, read_params_file, yaml_problem
 
 EVAL_FILE = "eval.json"
 EXAMPLES_FILE = "eval_examples.jsonl"
@@ -211,7 +211,7 @@ def main(argv: list[str]) -> int:
     overrides = {}
     for name, value in args.param:
         try:
-            overrides[name] = load_params_yaml(value) if value.strip() else value  # '' stays text
+            overrides[name] = param_value(name, value)  # '' stays text; templates as written
         except yaml.YAMLError as error:
             raise ParamsError(f"-p {name}: {value!r} is not a YAML value{yaml_problem(error)}; quote text "
                               "values, e.g. -p name \"'text'\"") from None

@@ -35,10 +35,17 @@ class PreferenceConfig(RunConfig):
                            "... (TRL's list); only for method dpo")
     sft_adapter: str = Field("", description="start from this SFT adapter (runs/<run>/adapter from notebook 01, "
                              "checked against its base); '': start from the base model")
-    dataset: str = Field(PREFERENCE_DATASET, description="embedded/concise-answers, a .jsonl path or a hub dataset "
-                         "id with prompt/chosen/rejected (or KTO prompt/completion/label) rows")
+    dataset: str = Field(PREFERENCE_DATASET, description="embedded/concise-answers, a local file (.jsonl, .csv, "
+                         ".tsv, .parquet, .json, .arrow) or a hub dataset id with prompt/chosen/rejected (or KTO "
+                         "prompt/completion/label) rows, or other columns mapped by prompt_template")
     eval_dataset: str = Field(PREFERENCE_DATASET, description="held-out pairs: embedded/concise-answers (its eval "
-                              "split shares no prompt with train), a .jsonl path or a hub dataset id")
+                              "split shares no prompt with train), a local file or a hub dataset id (mapped as "
+                              "dataset is)")
+    prompt_template: str = Field("", description="map your columns: the prompt built from a row's columns, e.g. "
+                                 "'Answer in one sentence: {question}' ('': the rows hold prompt/chosen/rejected or "
+                                 "prompt/completion/label)")
+    chosen_column: str = Field("", description="with prompt_template: the column holding the preferred reply")
+    rejected_column: str = Field("", description="with prompt_template: the column holding the worse reply")
     eval_scorers: list[str] | None = Field(
         None, description="scorers of generated held-out replies against the chosen answer, as in notebook 01 "
                           "(None: the embedded task's own: one sentence 'The answer is X.' with the right X)")
@@ -55,8 +62,15 @@ class PreferenceConfig(RunConfig):
     packing: Literal["none", "padding_free", "packed"] = Field(
         "none", description="notebook 04 batches pairs padded (packing is for notebook 01's SFT)")
 
+    def answer_columns(self) -> dict[str, str]:
+        """Notebook 04 maps two answer columns: the chosen reply and the rejected one (KTO: good and bad)."""
+        return {"chosen_column": self.chosen_column, "rejected_column": self.rejected_column}
+
     @model_validator(mode="after")
     def _preference_consistent(self) -> PreferenceConfig:
+        if self.answer_column:
+            raise ValueError(f"answer_column ({self.answer_column!r}) is notebook 01's; notebook 04 maps a pair's "
+                             "replies with chosen_column and rejected_column")
         if self.full_finetuning:
             raise ValueError("notebook 04 trains a LoRA adapter: set full_finetuning: false")
         if self.loss_type not in DPO_LOSS_TYPES:

@@ -27,6 +27,7 @@ from loralab.params.names import (
     embedded_short_name,
     is_embedded,
 )
+from loralab.params.prompt_template import template_columns
 from loralab.params.schema import validate_against
 from loralab.params.yaml_reader import read_params_file
 
@@ -67,15 +68,22 @@ class RunConfig(BaseModel):
     use_gradient_checkpointing: bool = Field(False, description="recompute activations to save memory (slower; "
                                              "for long rows or a large model on a GPU)")
     # data
-    dataset: str = Field(EMBEDDED_DATASET, description="embedded/json-answers, embedded/short-answers, a .jsonl "
-                         "path or a hub dataset id")
+    dataset: str = Field(EMBEDDED_DATASET, description="embedded/json-answers, embedded/short-answers, a local "
+                         "file (.jsonl, .csv, .tsv, .parquet, .json, .arrow) or a hub dataset id")
     dataset_split: str = Field("train", description="split (or slice such as train[:2000]) of a hub dataset")
+    prompt_template: str = Field("", description="map your columns: the user turn built from a row's columns, e.g. "
+                                 "'Classify this review: {text}' ('': the rows are chat rows: messages, "
+                                 "conversations or instruction/output)")
+    answer_column: str = Field("", description="with prompt_template: the column holding the answer to learn, "
+                               "e.g. label")
+    system_prompt: str = Field("", description="with prompt_template: a system turn put before every row ('': none)")
     overlong_rows: Literal["truncate", "drop"] = Field(
         "truncate", description="rows longer than max_seq_length: truncate (cuts the answer's end) or drop them"
     )
     # evaluation: a held-out split, its loss, and scorers of generated replies (loralab.eval)
-    eval_dataset: str = Field(EMBEDDED_DATASET, description="held-out rows: embedded/<name>, a .jsonl path, a hub "
-                              "dataset id, or '' (none, or carve eval_fraction from the training rows)")
+    eval_dataset: str = Field(EMBEDDED_DATASET, description="held-out rows: embedded/<name>, a local file, a hub "
+                              "dataset id (mapped as dataset is), or '' (none, or carve eval_fraction from the "
+                              "training rows)")
     eval_split: str = Field("", description="split of eval_dataset, e.g. test or train[-200:] ('': eval for "
                             "embedded datasets, test for hub datasets)")
     eval_fraction: float = Field(0.0, ge=0, lt=1, description="share of the training rows held out (seeded) when "
@@ -148,6 +156,15 @@ class RunConfig(BaseModel):
             raise ValueError("a list of target modules needs at least one non-empty module name")
         return value
 
+    @field_validator("prompt_template", "system_prompt", mode="before")
+    @classmethod
+    def _template_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):  # prompt_template: {text} in a YAML file is a mapping, not text
+            raise ValueError(  # noqa: TRY004  pydantic reports a ValueError as the field's one line
+                "YAML read the braces as a mapping: quote the text, e.g. prompt_template: 'Classify this review: "
+                "{text}'")
+        return value
+
     @field_validator("retention_tasks", mode="before")
     @classmethod
     def _task_list(cls, value: Any) -> Any:
@@ -191,7 +208,47 @@ class RunConfig(BaseModel):
                              "and num_nodes are 1: set num_processes (e.g. 2, one per GPU), or parallel_strategy: "
                              "ddp")
         self._consistent_eval()
+        self._consistent_columns()
         return self
+
+    def answer_columns(self) -> dict[str, str]:
+        """The parameters that name answer columns, and their values: {"answer_column": ...} for notebook 01."""
+        return {"answer_column": self.answer_column}
+
+    def _consistent_columns(self) -> None:
+        """A column map is whole (template and answer columns), names columns, and maps a file, not embedded rows."""
+        answers = self.answer_columns()
+        given = [name for name, column in answers.items() if column]
+        if not self.prompt_template:
+            if given:
+                verbs = "map a row's columns and need" if len(given) > 1 else "maps a row's column and needs"
+                raise ValueError(f"{' and '.join(given)} {verbs} prompt_template, the user turn "
+                                 "built from them, e.g. 'Classify this review: {text}'; or write "
+                                 f"{': '' and '.join(given)}: '' for a file in a chat format")
+            if self.system_prompt:
+                raise ValueError("system_prompt goes before every row mapped by prompt_template, and there is no "
+                                 "column map (chat rows carry their own system turn): set prompt_template and "
+                                 f"{' and '.join(answers)}, or system_prompt: ''")
+            return
+        columns = template_columns(self.prompt_template)
+        missing = [name for name, column in answers.items() if not column.strip()]
+        if missing:
+            raise ValueError(f"prompt_template maps a row's columns to the prompt: set {' and '.join(missing)} to "
+                             f"the column{'s' * (len(missing) > 1)} holding the answer"
+                             f"{'s' * (len(missing) > 1)}, or prompt_template: '' for a file in a chat format")
+        for name, column in answers.items():
+            if column in columns:
+                raise ValueError(f"prompt_template names {{{column}}}, the {name}: the prompt would hold the "
+                                 "answer the model is to learn; leave it out of the template")
+        if len(set(answers.values())) < len(answers):
+            raise ValueError(f"{' and '.join(answers)} name the same column {self.answer_columns()}: the chosen "
+                             "and the rejected reply are two columns")
+        for name in ("dataset", "eval_dataset"):
+            value = getattr(self, name)
+            if is_embedded(value):
+                raise ValueError(f"{name} is the embedded {value!r}, whose rows are chat rows already, and "
+                                 "prompt_template maps a file's columns: give your file (or hub dataset) as "
+                                 f"{name}, or prompt_template: ''")
 
     def _consistent_eval(self) -> None:
         if self.eval_scorers is None:  # the trained task's own scorers; for other data held-out loss alone
@@ -215,7 +272,7 @@ class RunConfig(BaseModel):
         if is_embedded(self.eval_dataset) and self.eval_dataset != self.dataset:
             raise ValueError(f"eval_dataset is the embedded {self.eval_dataset!r} but dataset is {self.dataset!r}: "
                              "scores would measure the embedded task, not the one trained. Set eval_dataset to "
-                             f"{self.dataset!r} when it has a held-out split, or to your held-out .jsonl (or hub "
+                             f"{self.dataset!r} when it has a held-out split, or to your held-out file (or hub "
                              "dataset with eval_split)"
                              + (", or eval_dataset: '' with eval_fraction: 0.05" if type(self) is RunConfig else "")
                              + "; and choose eval_scorers for your data")

@@ -71,6 +71,25 @@ def load_params_yaml(text: str) -> Any:
         raise yaml.YAMLError(f"{type(error).__name__}: {error}") from None
 
 
+# Text that holds braces and colons ("Classify this review: {text}"), which YAML would read as a mapping:
+# a -p value of these parameters is taken as written unless it is quoted YAML text.
+TEXT_AS_WRITTEN = ("prompt_template", "system_prompt")
+
+
+def param_value(name: str, text: str) -> Any:
+    """A ``-p NAME VALUE`` value read as YAML (an empty value stays the empty text); the template parameters keep
+    what was written when YAML would not read it as text (``-p prompt_template "Classify this review: {text}"``)."""
+    if not text.strip():
+        return text
+    if name in TEXT_AS_WRITTEN:
+        try:
+            value = load_params_yaml(text)
+        except yaml.YAMLError:
+            return text
+        return value if isinstance(value, str) else text
+    return load_params_yaml(text)
+
+
 def yaml_problem(error: yaml.YAMLError) -> str:
     """' (line 2, column 1): expected ...': PyYAML's several-line message as one clause."""
     where = getattr(error, "problem_mark", None)

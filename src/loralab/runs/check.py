@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from loralab.data.table_files import is_local_data_file
 from loralab.model.embedded import cache_dir
 from loralab.params.adapters_demo import AdaptersDemoConfig
 from loralab.params.names import embedded_short_name, is_embedded
@@ -52,8 +53,9 @@ class PreparedRun:
 
 
 def is_local(name: str) -> bool:
-    """True for data or a model on this machine: embedded names, .jsonl paths, existing paths."""
-    return is_embedded(name) or name.endswith(".jsonl") or Path(name).expanduser().exists()
+    """True for data or a model on this machine: embedded names, data file paths (.jsonl, .csv, .parquet...),
+    existing paths."""
+    return is_embedded(name) or is_local_data_file(name) or Path(name).expanduser().exists()
 
 
 def data_checked_here(cfg: RunConfig) -> bool:
@@ -171,7 +173,10 @@ def check_report(prepared: PreparedRun, parameters: dict[str, Any], source: str,
                         else f", its held-out split ({config.eval_fraction:g} of the rows)" if config.eval_fraction
                         else "")
             scorers = f"; scorers {config.eval_scorers} tried on a held-out row" if config.eval_scorers else ""
-            rows.append(("data", f"every row of {config.dataset}{held_out} read and checked{scorers}"))
+            mapped = (f", each mapped by prompt_template {config.prompt_template!r} and "
+                      + " and ".join(f"{name} {column!r}" for name, column in config.answer_columns().items())
+                      if config.prompt_template else "")
+            rows.append(("data", f"every row of {config.dataset}{held_out} read and checked{mapped}{scorers}"))
             rows.append(("answers", supervision_line(config)))
         else:
             hub = f"{config.dataset} is on the hub: the notebook checks its rows before the model loads (not here)"

@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from loralab.data.table_files import is_local_data_file
 from loralab.eval.scorers import parse_scorers
 from loralab.params.adapters_demo import validate_demo_params
 from loralab.params.contracts import NotebookContract, contract_of, parameters_cell
@@ -48,7 +49,7 @@ from loralab.params.preference_config import PreferenceConfig, validate_preferen
 from loralab.params.run_config import RunConfig
 from loralab.params.runtime_check import validate_params_for_this_machine
 from loralab.params.schema import unknown_name, validate_against
-from loralab.params.yaml_reader import load_params_yaml, read_params_file, yaml_problem
+from loralab.params.yaml_reader import param_value, read_params_file, yaml_problem
 from loralab.runs.check import PreparedRun, data_checked_here, print_check_report
 from loralab.runs.record import find_unfinished_run, hold_run_lock, write_run_record
 from loralab.runs.shipped import find_params_file, notebook_argument, shipped_notebooks, working_folder
@@ -65,8 +66,8 @@ def validate_run_params(params: dict[str, Any], source: str = "params") -> RunCo
     The data check is the notebook's own (``prepare_run_data``: every row of a local file, the held-out
     split, the scorers on its first row; ``check_run_supervision``: answer tokens left after
     ``max_seq_length``, answers ending with the end-of-turn token, with the model's tokenizer when it is on
-    this machine); it runs here only when the data is on this machine (embedded datasets, .jsonl files),
-    so a bad row stops before the kernel starts. Hub datasets are checked by the
+    this machine); it runs here only when the data is on this machine (embedded datasets, local files), so
+    a bad row stops before the kernel starts. Hub datasets are checked by the
     notebook before the model loads.
     """
     cfg = validate_params_for_this_machine(params, source=source)
@@ -120,7 +121,8 @@ def paths_from_here(params: dict[str, Any], notebook_dir: Path) -> dict[str, Any
         if not isinstance(value, str) or not value or Path(value).is_absolute() or is_embedded(value):
             continue
         here, there = Path(value).expanduser(), notebook_dir / value
-        looks_like_path = here.suffix == ".jsonl" or value.startswith((".", "~")) or os.sep in value and here.exists()
+        looks_like_path = (is_local_data_file(value) or value.startswith((".", "~"))
+                           or os.sep in value and here.exists())
         if here.exists() or (looks_like_path and not there.exists()):
             fixed[name] = str(here.resolve())
     return fixed
@@ -403,7 +405,7 @@ def _checked_or_run(args: argparse.Namespace, argv: list[str]) -> Path | None:
     for name, value in args.param:
         try:
             # YAML without 1.1's booleans (2e-4 is a number); an empty value stays the empty text
-            overrides[name] = load_params_yaml(value) if value.strip() else value
+            overrides[name] = param_value(name, value)  # '' stays text; templates as written
         except yaml.YAMLError as error:
             raise ParamsError(f"-p {name}: {value!r} is not a YAML value{yaml_problem(error)}; quote text "
                               "values, e.g. -p name \"'text'\"") from None
