@@ -7,6 +7,7 @@ model's real tokenizer; the GGUF conversions themselves are in tests/test_merge_
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -164,3 +165,38 @@ def test_renderer_needs_go_and_says_so(monkeypatch, tmp_path, tokenizer):
     with pytest.raises(ollama.ModelfileError, match="make setup-gguf"):
         ollama.write_modelfile(tmp_path / "m.gguf", tokenizer)
     assert ollama.write_modelfile(tmp_path / "m.gguf", tokenizer, check=False).checked_conversations == 0
+
+
+def test_modelfile_refuses_stops_without_the_end_of_turn_token_training_supervised(tokenizer, tmp_path):
+    from loralab.export.ollama import ModelfileError, write_modelfile
+
+    with pytest.raises(ModelfileError) as refused:
+        write_modelfile(tmp_path / "m.gguf", tokenizer, check=False, trained_end_of_turn="<|eot_id|>")
+    assert str(refused.value).startswith("training taught the model to end each answer with '<|eot_id|>', but the "
+                                         "Modelfile would stop on ['<|im_end|>', '<|im_start|>']")
+    assert not (tmp_path / "Modelfile").exists()
+    check = write_modelfile(tmp_path / "m.gguf", tokenizer, check=False, trained_end_of_turn="<|im_end|>")
+    assert "<|im_end|>" in check.stops and (tmp_path / "Modelfile").is_file()
+
+
+def test_the_export_reads_the_trained_end_of_turn_token_and_checks_it_before_any_work(tokenizer, tmp_path):
+    """From the merged folder's manifest, else its adapter's; a Modelfile mismatch is refused, another eos warns."""
+    import copy
+
+    from loralab.export.gguf_export import check_export_stop, trained_end_of_turn
+    from loralab.export.ollama import ModelfileError
+
+    adapter, merged = tmp_path / "adapter", tmp_path / "merged"
+    adapter.mkdir()
+    merged.mkdir()
+    (adapter / "loralab_manifest.json").write_text(json.dumps({"base": {}, "training_end_of_turn_token": "<|im_end|>"}))
+    (merged / "loralab_manifest.json").write_text(json.dumps({"base": {}, "merged_from": {"adapter_dir": str(adapter)}}))
+    assert trained_end_of_turn(merged) == "<|im_end|>"
+    assert trained_end_of_turn(tmp_path / "nothing-here") is None
+    check_export_stop("<|im_end|>", tokenizer)  # the embedded model: eos and stops agree, nothing to say
+    with pytest.raises(ModelfileError, match="but the Modelfile would stop on"):
+        check_export_stop("<|eot_id|>", tokenizer)
+    other = copy.deepcopy(tokenizer)
+    other.eos_token = "<|endoftext|>"
+    with pytest.warns(UserWarning, match=re.escape("the GGUF's end-of-sequence token is '<|endoftext|>'")):
+        check_export_stop("<|im_end|>", other, modelfile=False)

@@ -8,9 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from loralab.data.grpo_prompts import INSTRUCTION, load_prompt_rows, normalise_prompt_row, scored_rows
 from loralab.data.chat_rows import DatasetError
-from loralab.eval.rewards import ScorerReward, check_reward_output, preflight_rewards, reward_functions, rewards_of
+from loralab.data.grpo_prompts import INSTRUCTION, load_prompt_rows, normalise_prompt_row, scored_rows
+from loralab.eval.rewards import (
+    ScorerReward,
+    check_reward_output,
+    preflight_rewards,
+    reward_functions,
+    rewards_of,
+)
 from loralab.eval.scorers import final_number
 from loralab.params.contracts import CONTRACTS, contract_of
 from loralab.params.errors import ParamsError

@@ -27,6 +27,9 @@ What the base fingerprint holds, and what it costs:
   ``chat_template`` entry of ``tokenizer_config.json``); ``None`` for a base without one.
 * ``revision``: the hub commit for a folder inside the Hugging Face cache (``.../snapshots/<sha>``).
 
+``training_end_of_turn_token`` is the token the chat template closes each answer with, which training
+supervised (``loralab.data.supervision``); the GGUF export and the Ollama Modelfile check that they stop on it.
+
 The manifest also records ``adapter_files``: the SHA-256 of every regular file of the adapter folder
 (path relative to the folder -> digest), the manifest itself excepted: the weights, but also
 ``adapter_config.json`` (an edited ``lora_alpha`` loads the adapter at another scale than it was
@@ -280,6 +283,15 @@ def adapter_folder_files(adapter_dir: str | Path) -> dict[str, str]:
     return {relative: file_sha256(folder / relative, use_cache=False) for relative in adapter_folder_paths(folder)}
 
 
+def _end_of_turn(tokenizer) -> str | None:
+    """The chat template's end-of-turn token, which training supervised at the end of every answer (or None)."""
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        return None
+    from loralab.data.supervision import end_of_turn_token
+
+    return end_of_turn_token(tokenizer)
+
+
 def build_manifest(adapter_dir: str | Path, cfg: RunConfig, tokenizer=None, dataset_rows: list[dict] | None = None,
                    eval_scores: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
                    eval_rows: list[dict] | None = None) -> dict[str, Any]:
@@ -297,6 +309,8 @@ def build_manifest(adapter_dir: str | Path, cfg: RunConfig, tokenizer=None, data
         "base": {k: v for k, v in asdict(base).items() if k not in ("path", "seconds")},
         "base_quantization": "nf4-4bit" if cfg.load_in_4bit and not cfg.full_finetuning else "16-bit",
         "training_chat_template_sha256": _text_sha256(template) if isinstance(template, str) else None,
+        # the token every supervised answer ended with (loralab.data.supervision); exports must stop on it
+        "training_end_of_turn_token": _end_of_turn(tokenizer),
         # a full fine-tuning run saves the whole model: no LoRA config to summarise
         "lora": lora_summary(adapter_dir) if (Path(adapter_dir) / "adapter_config.json").is_file() else None,
         "variant": variant_record(cfg),
@@ -405,6 +419,7 @@ def write_merged_manifest(folder: str | Path, adapter_dir: str | Path, adapter_m
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "base": base,
         "base_quantization": source.get("base_quantization", "16-bit"),
+        "training_end_of_turn_token": source.get("training_end_of_turn_token"),
         "merged_from": {
             "adapter_dir": str(adapter_dir.resolve()),
             "adapter_manifest_sha256": file_sha256(adapter_manifest_path, use_cache=False)

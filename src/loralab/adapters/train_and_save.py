@@ -59,6 +59,7 @@ def train_adapter(cfg: RunConfig, rows: list[dict], adapter_dir: str | Path, nam
     """
     from loralab.adapters.manifest import write_manifest
     from loralab.adapters.save import save_adapter, save_reference_logits
+    from loralab.data.supervision import check_supervision
     from loralab.model.loading import attach_lora, load_model
     from loralab.train.trainer import build_trainer
 
@@ -67,6 +68,7 @@ def train_adapter(cfg: RunConfig, rows: list[dict], adapter_dir: str | Path, nam
     model, tokenizer = load_model(cfg)
     model = attach_lora(model, cfg)
     messages = [{"messages": row["messages"]} for row in rows]
+    messages, _ = check_supervision(messages, tokenizer, cfg.max_seq_length)  # SupervisionError: nothing to learn
     trainer = build_trainer(model, tokenizer, to_prompt_completion(messages), cfg,
                             output_dir=adapter_dir.parent / f".trainer-{adapter_dir.name}")
     trainer.train()

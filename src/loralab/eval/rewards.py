@@ -99,11 +99,11 @@ def check_reward_output(name: str, value, expected: int) -> list[float]:
         raise ParamsError(f"reward {name!r} returned {len(values)} values for {expected} completion(s); a reward "
                           "function returns exactly one number per completion.")
     for item in values:
-        if item is not None and (isinstance(item, bool) or not isinstance(item, (int, float))
-                                 or math.isnan(float(item))):
-            if not (hasattr(item, "item") and isinstance(item.item(), (int, float))):  # a numpy / torch scalar
-                raise ParamsError(f"reward {name!r} returned {item!r} ({type(item).__name__}) for a completion; a "
-                                  "reward is a number (or None to skip the completion).")
+        not_a_number = isinstance(item, bool) or not isinstance(item, (int, float)) or math.isnan(float(item))
+        scalar = hasattr(item, "item") and isinstance(item.item(), (int, float))  # a numpy / torch scalar
+        if item is not None and not_a_number and not scalar:
+            raise ParamsError(f"reward {name!r} returned {item!r} ({type(item).__name__}) for a completion; a "
+                              "reward is a number (or None to skip the completion).")
     return [float(v) if v is not None else math.nan for v in values]
 
 

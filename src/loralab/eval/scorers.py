@@ -119,7 +119,7 @@ def last_number(text: str) -> str | None:
     if not found:
         return None
     number = found[-1].replace(",", "")
-    return number[:-2] if number.endswith(".0") else number
+    return number.removesuffix(".0")
 
 
 def final_number(reply: str, reference: str) -> float:

@@ -13,7 +13,10 @@ What it writes into ``out_dir`` (everything through llama.cpp's own tools, ``lor
 * with ``lora=True``: the adapter as a GGUF LoRA (``adapter.F16.gguf``) and the base it goes with
   (``base.F16.gguf``: for a QLoRA adapter the dequantized NF4 weights it was trained against), what
   llama.cpp's server runs as ``llama-server -m base.F16.gguf --lora adapter.F16.gguf``;
-* ``Modelfile`` for Ollama (``loralab.export.ollama``, its TEMPLATE checked against the chat template);
+* ``Modelfile`` for Ollama (``loralab.export.ollama``, its TEMPLATE checked against the chat template, its
+  stops against the end-of-turn token training supervised: the manifest's ``training_end_of_turn_token``;
+  a Modelfile that would not stop on it is refused before any conversion, a GGUF whose end-of-sequence
+  token is another one is warned about in one line);
 * ``loralab_manifest.json``: per file its size, SHA-256-free summary of tensor types, the parity report
   against the model as trained (``loralab.export.parity``, thresholds ``PARITY_THRESHOLDS["gguf-..."]``)
   and, with ``score`` (a function of a ``TokenModel`` and the tokenizer, such as
@@ -149,6 +152,37 @@ def _merged_from(merged_dir: Path) -> str | None:
     return (json.loads(manifest_file.read_text()).get("merged_from") or {}).get("adapter_dir")
 
 
+def trained_end_of_turn(merged_dir: str | Path) -> str | None:
+    """The end-of-turn token training supervised: the merged folder's manifest, else its adapter's (None: unknown)."""
+    from loralab.adapters.manifest import read_manifest
+
+    merged = read_manifest(merged_dir) or {}
+    if merged.get("training_end_of_turn_token"):
+        return merged["training_end_of_turn_token"]
+    adapter_dir = (merged.get("merged_from") or {}).get("adapter_dir")
+    adapter = read_manifest(adapter_dir) if adapter_dir and Path(adapter_dir).is_dir() else None
+    return (adapter or {}).get("training_end_of_turn_token")
+
+
+def check_export_stop(trained_end: str | None, tokenizer, modelfile: bool = True) -> None:
+    """Refuse (``ModelfileError``) a Modelfile that would not stop on the token training supervised; warn in one
+    line when the GGUF's end-of-sequence token (the tokenizer's eos, where llama.cpp stops) is another one."""
+    import warnings
+
+    if trained_end is None:
+        return
+    if modelfile:
+        from loralab.export.ollama import check_trained_stop, template_family
+
+        check_trained_stop(trained_end, template_family(tokenizer.chat_template).stops)
+    if tokenizer.eos_token != trained_end:
+        message = (f"training ended each answer with {trained_end!r}, but the GGUF's end-of-sequence token is "
+                   f"{tokenizer.eos_token!r}: llama.cpp may not stop after an answer unless it treats "
+                   f"{trained_end!r} as end of generation too; pass it as a stop string.")
+        warnings.warn(message, stacklevel=3)
+        print(f"WARNING: {message}")
+
+
 def export_for_llama_cpp(merged, out_dir: str | Path, out_types: tuple[str, ...] = DEFAULT_TYPES, lora: bool = False,
                          adapter_dir: str | Path | None = None, modelfile: bool = True, parity: bool = True,
                          strict: bool = False, score: Callable[[Any, Any], dict[str, float]] | None = None,
@@ -185,6 +219,8 @@ def export_for_llama_cpp(merged, out_dir: str | Path, out_types: tuple[str, ...]
 
     llama_cpp_tools()  # LlamaCppMissing (one line: what to run) before any tokenizer or model loads
     tokenizer = AutoTokenizer.from_pretrained(str(merged_dir))
+    trained_end = trained_end_of_turn(merged_dir)
+    check_export_stop(trained_end, tokenizer, modelfile)  # before any conversion: one line if they disagree
     merged_dir, reference, manifest = _reference_for(merged, tokenizer, parity)
     if parity and reference is None:
         raise ValueError(f"parity needs the model as trained: {merged_dir} names no adapter that is still there; "
@@ -235,7 +271,8 @@ def export_for_llama_cpp(merged, out_dir: str | Path, out_types: tuple[str, ...]
             have_go = go_command() is not None
             if not have_go:
                 print(f"Modelfile written without its TEMPLATE check: {GO_MISSING}.")
-            check = write_modelfile(first.path, tokenizer, staging / "Modelfile", check=have_go)
+            check = write_modelfile(first.path, tokenizer, staging / "Modelfile", check=have_go,
+                                    trained_end_of_turn=trained_end)
         record = {"kind": "gguf-export", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "merged_from": str(merged_dir.resolve()), "base_quantization": manifest.get("base_quantization"),
                   "merge_into": (manifest.get("merge") or {}).get("merge_into"),

@@ -12,7 +12,8 @@ this module knows the common families (``TEMPLATE_FAMILIES``: ChatML, Llama 3), 
 markers the chat template uses, and then *checks* it before writing anything:
 
 * every stop string is a single token of the tokenizer, and the tokenizer's end-of-sequence token is
-  one of them;
+  one of them; given the token training supervised at the end of each answer (the adapter manifest's
+  ``training_end_of_turn_token``, ``trained_end_of_turn=``), that one too;
 * for sample conversations (one turn, a system message, several turns, the task's own question), the
   prompt the TEMPLATE renders equals ``apply_chat_template(..., add_generation_prompt=True)``. The
   TEMPLATE is executed by Go's ``text/template`` itself (a 60-line Go program shipped with loralab,
@@ -182,10 +183,23 @@ def check_stops(tokenizer, stops: tuple[str, ...]) -> list[int]:
     return ids
 
 
+def check_trained_stop(trained_end_of_turn: str | None, stops: tuple[str, ...] | list[str]) -> None:
+    """``ModelfileError`` when the end-of-turn token training supervised is not among the stop strings.
+
+    ``trained_end_of_turn``: the adapter manifest's ``training_end_of_turn_token`` (None: not recorded, no check).
+    """
+    if trained_end_of_turn is not None and trained_end_of_turn not in stops:
+        raise ModelfileError(f"training taught the model to end each answer with {trained_end_of_turn!r}, but the "
+                             f"Modelfile would stop on {list(stops)}: Ollama would not stop where the model does. "
+                             "Export with the tokenizer (chat template) the adapter was trained with.")
+
+
 def build_modelfile(tokenizer, extra_conversations: list[list[dict[str, str]]] | None = None,
-                    check: bool = True) -> tuple[TemplateFamily, str | None, list[int], int]:
+                    check: bool = True, trained_end_of_turn: str | None = None,
+                    ) -> tuple[TemplateFamily, str | None, list[int], int]:
     """The family, SYSTEM line and stop ids for ``tokenizer``, checked (see the module docstring)."""
     family = template_family(tokenizer.chat_template)
+    check_trained_stop(trained_end_of_turn, family.stops)
     stop_ids = check_stops(tokenizer, family.stops)
     conversations = [list(c) for c in SAMPLE_CONVERSATIONS] + list(extra_conversations or [])
     expected = _hf_prompts(tokenizer, conversations)
@@ -211,11 +225,16 @@ def _quoted(text: str) -> str:
 
 def write_modelfile(gguf_path: str | Path, tokenizer, out_path: str | Path | None = None,
                     extra_conversations: list[list[dict[str, str]]] | None = None, check: bool = True,
-                    parameters: dict[str, float | int] | None = None) -> ModelfileCheck:
-    """Write ``Modelfile`` (default: next to ``gguf_path``) for Ollama; checked first (``check=False``: not)."""
+                    parameters: dict[str, float | int] | None = None,
+                    trained_end_of_turn: str | None = None) -> ModelfileCheck:
+    """Write ``Modelfile`` (default: next to ``gguf_path``) for Ollama; checked first (``check=False``: not).
+
+    ``trained_end_of_turn``: the token training supervised at the end of each answer (the adapter manifest's
+    ``training_end_of_turn_token``); refused unless it is one of the stop strings, whatever ``check`` says.
+    """
     gguf_path = Path(gguf_path)
     out_path = Path(out_path) if out_path else gguf_path.with_name("Modelfile")
-    family, system, stop_ids, checked = build_modelfile(tokenizer, extra_conversations, check)
+    family, system, stop_ids, checked = build_modelfile(tokenizer, extra_conversations, check, trained_end_of_turn)
     source = Path(gguf_path).resolve()
     relative = source.name if source.parent == out_path.resolve().parent else str(source)
     lines = [f"# Ollama Modelfile written by loralab for {gguf_path.name}: `ollama create NAME -f {out_path.name}`",

@@ -9,7 +9,8 @@ From Python (``loralab.runs.runner`` makes the checks; this module words them)::
     print(check_report(prepare_run("notebooks/01_qlora_finetune.ipynb", params), params, "my.yaml", "runs"))
 
 The checks are ``loralab run``'s own (``runner.prepare_run``: the same code path that runs before papermill
-is called); nothing here checks anything twice. The estimate is ``loralab.plan``'s (torch-free) for the
+is called); nothing here checks anything twice, except that the answers line counts the supervised
+tokens again to word them (``loralab.data.supervision``, tokenizer only). The estimate is ``loralab.plan``'s (torch-free) for the
 model and LoRA settings of the params: peak GPU memory when Unsloth trains on a CUDA GPU, and which common
 GPUs that fits. An embedded model is sized from its local config.json, a local folder from its own, a hub
 model only when loralab's architecture table knows its name (no network is used).
@@ -26,8 +27,8 @@ from pydantic import BaseModel
 from loralab.data.table_files import is_local_data_file
 from loralab.model.embedded import cache_dir
 from loralab.params.adapters_demo import AdaptersDemoConfig
-from loralab.params.names import embedded_short_name, is_embedded
 from loralab.params.grpo_config import GrpoConfig
+from loralab.params.names import embedded_short_name, is_embedded
 from loralab.params.preference_config import PreferenceConfig
 from loralab.params.run_config import RunConfig
 from loralab.plan.architectures import Architecture, get_architecture
@@ -140,6 +141,25 @@ def memory_lines(config: BaseModel | None, notebook_dir: Path) -> list[str]:
     return lines
 
 
+def supervision_line(cfg: RunConfig) -> str:
+    """What the training rows supervise, counted with the model's tokenizer (loralab.data.supervision), or why not.
+
+    The runner's checks refused the run already where there is nothing to learn; this words what they counted.
+    """
+    from loralab.data.supervision import check_run_supervision
+    from loralab.eval.prepare import prepare_preference_data, prepare_run_data
+
+    if isinstance(cfg, PreferenceConfig):
+        from loralab.data.supervision import check_preference_supervision
+
+        report = check_preference_supervision(cfg, prepare_preference_data(cfg).train)
+    else:
+        report = check_run_supervision(cfg, prepare_run_data(cfg).train)
+    if report is None:
+        return f"{cfg.model_name}'s tokenizer is not on this machine: the notebook counts them before training"
+    return report.message
+
+
 def check_report(prepared: PreparedRun, parameters: dict[str, Any], source: str, runs_root: str | Path) -> str:
     """What ``loralab run --check`` prints: what was checked, the memory estimate, and that nothing ran."""
     notebook, config = prepared.notebook, prepared.config
@@ -164,6 +184,8 @@ def check_report(prepared: PreparedRun, parameters: dict[str, Any], source: str,
             if isinstance(config, GrpoConfig):
                 scorers = f"; rewards {config.rewards} parsed (each is tried on a real completion before training)"
             rows.append(("data", f"every row of {config.dataset}{held_out} read and checked{mapped}{scorers}"))
+            if not isinstance(config, GrpoConfig):  # GRPO's completions are generated: no answers to supervise
+                rows.append(("answers", supervision_line(config)))
         else:
             hub = f"{config.dataset} is on the hub: the notebook checks its rows before the model loads (not here)"
             rows.append(("data", hub))

@@ -4,7 +4,8 @@
     adapter_dir = save_adapter(model, tokenizer, run_dir / "adapter")
     metrics = finish_run(run_dir, cfg, trainer, tokenizer, adapter_dir, started=started, tracking=tracking, data=data,
         train_rows=rows, train=summary, resumed_from_step=resumed_from_step, model_size=(trainable, total, layers),
-        evals=(before, after), retention=(retention_before, retention_after), fingerprints=(f_before, f_after))
+        evals=(before, after), retention=(retention_before, retention_after), fingerprints=(f_before, f_after),
+        supervision=supervision)
     print("wrote", run_dir / "metrics.json")            # notebook 01; 04: finish_preference_run; 05: finish_grpo_run
 
 Both write three things and return the metrics dict: ``metrics.json`` (docs/run-folder.md lists its keys;
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from loralab.adapters.manifest import dataset_sha256, write_manifest
 from loralab.adapters.sft_start import sft_lineage
+from loralab.data.supervision import SupervisionReport, supervision_report
 from loralab.eval.evaluate import eval_losses, eval_metrics
 from loralab.eval.preference import reference_unchanged
 from loralab.eval.retention import retention_metrics
@@ -36,10 +38,10 @@ from loralab.train.tracking import log_run_summary
 if TYPE_CHECKING:
     from loralab.eval.evaluate import EvalResult
     from loralab.eval.grpo_data import GrpoData
-    from loralab.eval.rewards import HeldOutRewards
     from loralab.eval.preference import PreferenceScores
     from loralab.eval.prepare import PreferenceData, RunData
     from loralab.eval.retention import RetentionResult
+    from loralab.eval.rewards import HeldOutRewards
     from loralab.model.loading import LoraLayer
     from loralab.params.grpo_config import GrpoConfig
     from loralab.params.preference_config import PreferenceConfig
@@ -55,11 +57,13 @@ def finish_run(run_dir: str | Path, cfg: RunConfig, trainer, tokenizer, adapter_
                train: dict[str, Any], resumed_from_step: int | None, model_size: tuple[int, int, list[LoraLayer]],
                evals: tuple[EvalResult, EvalResult],
                retention: tuple[RetentionResult | None, RetentionResult | None],
-               fingerprints: tuple[dict[str, str], dict[str, str]]) -> dict[str, Any]:
+               fingerprints: tuple[dict[str, str], dict[str, str]],
+               supervision: SupervisionReport | None = None) -> dict[str, Any]:
     """Notebook 01 (SFT): metrics.json, the adapter manifest and the tracker summary; returns the metrics.
 
     ``started``: ``time.time()`` when the run began (``wall_time_s`` counts from it); ``tracking``: what
     ``point_tracker_at`` returned; ``train_rows``: the training rows as trained (after length fitting);
+    ``supervision``: what ``check_supervision`` counted on them (None: counted here, without the dropped rows);
     ``train``: ``train_summary(...)``; ``model_size``: ``(trainable_params, total_params, layers)`` with
     ``layers = lora_layer_table(model)``, counted before training; ``evals``, ``retention``: the results
     before and after training; ``fingerprints``: ``{"base": ..., "lora": ...}`` (``weights_fingerprint``)
@@ -86,6 +90,7 @@ def finish_run(run_dir: str | Path, cfg: RunConfig, trainer, tokenizer, adapter_
         "lora_fingerprint_after": fingerprints_after["lora"],
         "hub_token_source": describe_token_source(),
         "dataset_sha256": dataset_sha256(train_rows),
+        "supervision": (supervision or supervision_report(train_rows, tokenizer, cfg.max_seq_length)).metrics(),
     }
     scores = {key: metrics[key] for key in SFT_MANIFEST_EVAL_KEYS if key in metrics}
     return _write_run_files(run_dir, cfg, trainer, tokenizer, adapter_dir, started, tracking, metrics,
@@ -99,7 +104,8 @@ def finish_preference_run(run_dir: str | Path, cfg: PreferenceConfig, trainer, t
                           preference: tuple[PreferenceScores, PreferenceScores],
                           evals: tuple[EvalResult, EvalResult],
                           retention: tuple[RetentionResult | None, RetentionResult | None],
-                          base_fingerprints: tuple[str, str]) -> dict[str, Any]:
+                          base_fingerprints: tuple[str, str],
+                          supervision: SupervisionReport | None = None) -> dict[str, Any]:
     """Notebook 04 (DPO, ORPO, KTO): metrics.json, the adapter manifest and the tracker summary.
 
     ``train_result``: what ``trainer.train()`` returned; ``model_size``: ``(trainable_params, total_params)``
@@ -107,7 +113,8 @@ def finish_preference_run(run_dir: str | Path, cfg: PreferenceConfig, trainer, t
     before and after training; ``evals``: the scored generations (``score_model``) before and after;
     ``base_fingerprints``: ``base_weights_fingerprint`` before and after training. The manifest records
     the method, beta and the SFT adapter the run started from (``sft_lineage``) next to the preference
-    accuracy; the metrics under ``preference`` too. Returns the metrics.
+    accuracy; the metrics under ``preference`` too. ``supervision``: ``check_preference_supervision``'s report
+    (metrics.json's ``supervision``, counted over the answers). Returns the metrics.
     """
     trainable_params, total_params = model_size
     before, after = preference
@@ -135,6 +142,7 @@ def finish_preference_run(run_dir: str | Path, cfg: PreferenceConfig, trainer, t
         "dataset_sha256": dataset_sha256(data.train),
         "eval_dataset_sha256": dataset_sha256(data.eval_pairs) if data.eval_pairs else None,
         "preference": lineage,
+        "supervision": supervision.metrics() if supervision is not None else None,
     }
     scores = {key: value for key, value in metrics.items() if key.startswith("preference_accuracy")}
     return _write_run_files(run_dir, cfg, trainer, tokenizer, adapter_dir, started, tracking, metrics,

@@ -65,8 +65,10 @@ def validate_run_params(params: dict[str, Any], source: str = "params") -> RunCo
     data files.
 
     The data check is the notebook's own (``prepare_run_data``: every row of a local file, the held-out
-    split, the scorers on its first row); it runs here only when the data is on this machine (embedded
-    datasets, local files), so a bad row stops before the kernel starts. Hub datasets are checked by the
+    split, the scorers on its first row; ``check_run_supervision``: answer tokens left after
+    ``max_seq_length``, answers ending with the end-of-turn token, with the model's tokenizer when it is on
+    this machine); it runs here only when the data is on this machine (embedded datasets, local files), so
+    a bad row stops before the kernel starts. Hub datasets are checked by the
     notebook before the model loads.
     """
     cfg = validate_params_for_this_machine(params, source=source)
@@ -77,9 +79,10 @@ def validate_run_params(params: dict[str, Any], source: str = "params") -> RunCo
 
             check_retention_tasks(cfg.retention_tasks)
         if data_checked_here(cfg):
+            from loralab.data.supervision import check_run_supervision
             from loralab.eval.prepare import prepare_run_data
 
-            prepare_run_data(cfg)
+            check_run_supervision(cfg, prepare_run_data(cfg).train)  # answer tokens left; end-of-turn kept
     except ValueError as error:  # ParamsError, DatasetError
         raise ParamsError(f"{source}: {error}") from None
     return cfg
@@ -98,9 +101,10 @@ def validate_preference_run_params(params: dict[str, Any], source: str = "params
 
             check_retention_tasks(cfg.retention_tasks)
         if data_checked_here(cfg):
+            from loralab.data.supervision import check_preference_supervision
             from loralab.eval.prepare import prepare_preference_data
 
-            prepare_preference_data(cfg)
+            check_preference_supervision(cfg, prepare_preference_data(cfg).train)  # answers cut away, end-of-turn
     except (ValueError, RuntimeCheckError) as error:
         raise ParamsError(f"{source}: {error}") from None
     return cfg

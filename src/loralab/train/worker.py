@@ -46,6 +46,7 @@ def run_worker(job_path: str | Path) -> None:
     from loralab.data.chat_rows import to_prompt_completion
     from loralab.data.heldout import load_splits
     from loralab.data.row_lengths import fit_rows_to_length
+    from loralab.data.supervision import check_supervision
     from loralab.model.loading import attach_lora, load_model
     from loralab.params.run_config import RunConfig
     from loralab.train.trainer import build_trainer
@@ -55,6 +56,7 @@ def run_worker(job_path: str | Path) -> None:
     model, tokenizer = load_model(cfg)
     model = attach_lora(model, cfg)
     rows, _ = fit_rows_to_length(load_splits(cfg).train, tokenizer, cfg.max_seq_length, cfg.overlong_rows)
+    rows, _ = check_supervision(rows, tokenizer, cfg.max_seq_length)  # the rows the notebook kept, in its order
     trainer = build_trainer(model, tokenizer, to_prompt_completion(rows), cfg, output_dir=job["checkpoints"])
     result = trainer.train(resume_from_checkpoint=job.get("checkpoint"))
     if trainer.is_world_process_zero() and job.get("result_dir"):
