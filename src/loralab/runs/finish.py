@@ -134,12 +134,7 @@ def finish_preference_run(run_dir: str | Path, cfg: PreferenceConfig, trainer, t
         "eval_scores_after": after_gen.scores,
         "eval_score_before": before_gen.primary,
         "eval_score_after": after_gen.primary,
-        "train_losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
-        "train_runtime_s": train_result.metrics.get("train_runtime"),
-        "resumed_from_step": resumed_from_step,
-        "base_fingerprint_before": base_fingerprints[0],
-        "base_fingerprint_after": base_fingerprints[1],
-        "dataset_sha256": dataset_sha256(data.train),
+        **_training_keys(trainer, train_result, resumed_from_step, base_fingerprints, data.train),
         "eval_dataset_sha256": dataset_sha256(data.eval_pairs) if data.eval_pairs else None,
         "preference": lineage,
         "supervision": supervision.metrics() if supervision is not None else None,
@@ -187,12 +182,7 @@ def finish_grpo_run(run_dir: str | Path, cfg: GrpoConfig, trainer, tokenizer, ad
         "frac_reward_zero_std_mean": (sum(s.get("frac_reward_zero_std", 0.0) for s in steps) / len(steps)
                                       if steps else None),
         "completions_file": str(Path(run_dir) / COMPLETIONS_FILE),
-        "train_losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
-        "train_runtime_s": train_result.metrics.get("train_runtime"),
-        "resumed_from_step": resumed_from_step,
-        "base_fingerprint_before": base_fingerprints[0],
-        "base_fingerprint_after": base_fingerprints[1],
-        "dataset_sha256": dataset_sha256(data.train),
+        **_training_keys(trainer, train_result, resumed_from_step, base_fingerprints, data.train),
         "eval_dataset_sha256": dataset_sha256(data.heldout) if data.heldout else None,
         "grpo": lineage,
     }
@@ -200,6 +190,19 @@ def finish_grpo_run(run_dir: str | Path, cfg: GrpoConfig, trainer, tokenizer, ad
     return _write_run_files(run_dir, cfg, trainer, tokenizer, adapter_dir, started, tracking, metrics,
                             train_rows=data.train, eval_rows=data.heldout, scores=scores,
                             manifest_extra={"grpo": lineage})
+
+
+def _training_keys(trainer, train_result, resumed_from_step: int | None, base_fingerprints: tuple[str, str],
+                   train_rows: list) -> dict[str, Any]:
+    """The metrics of how notebooks 04 and 05 trained: losses, runtime, resume, the frozen base, the data."""
+    return {
+        "train_losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
+        "train_runtime_s": train_result.metrics.get("train_runtime"),
+        "resumed_from_step": resumed_from_step,
+        "base_fingerprint_before": base_fingerprints[0],
+        "base_fingerprint_after": base_fingerprints[1],
+        "dataset_sha256": dataset_sha256(train_rows),
+    }
 
 
 def _write_run_files(run_dir: str | Path, cfg: Any, trainer, tokenizer, adapter_dir: str | Path,
