@@ -178,3 +178,10 @@ def test_the_site_builds_in_strict_mode(tmp_path):
     for contract in CONTRACTS.values():
         for field_name in contract.schema.model_fields:
             assert f"<code>{field_name}</code>" in params_html, field_name
+
+
+def test_make_docs_notebooks_refuses_an_unknown_notebook_in_one_line(capsys):
+    from loralab.runs.notebook_pages import main as render_pages
+
+    assert render_pages(["09"]) == 2
+    assert capsys.readouterr().err.startswith("error: no notebook '09'")

@@ -75,8 +75,8 @@ def attach_lora(model, cfg: RunConfig):
 
     With ``full_finetuning`` the model is returned unchanged: every weight trains. The variant knobs
     (``use_rslora``, ``use_dora``, ``init_lora_weights``) go to PEFT's ``LoraConfig`` through Unsloth;
-    PiSSA and OLoRA rewrite the base weights here (``loralab.export.merge`` saves the adapter converted
-    back to the original base).
+    PiSSA and OLoRA rewrite the base weights here (``loralab.adapters.save.save_adapter`` saves the adapter
+    converted back to the original base).
     """
     if cfg.full_finetuning:
         return model

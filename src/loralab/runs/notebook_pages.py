@@ -115,7 +115,11 @@ def render_page(notebook: Path, runs_root: Path, pages_dir: Path = PAGES_DIR) ->
 def main(argv: list[str]) -> int:
     from loralab.runs.shipped import find_notebook
 
-    notebooks = [find_notebook(name) for name in argv] or sorted(notebooks_dir().glob("*.ipynb"))
+    try:
+        notebooks = [find_notebook(name) for name in argv] or sorted(notebooks_dir().glob("*.ipynb"))
+    except ValueError as error:  # a name that is no shipped notebook: one line, as loralab's commands say it
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="loralab-pages-") as scratch:
         for notebook in notebooks:
             render_page(notebook, Path(scratch))
