@@ -217,3 +217,6 @@ def test_loralab_run_05_finds_its_smoke_params_and_checks_them(capsys):
     out = capsys.readouterr().out
     assert "params/05_grpo/smoke.yaml" in out and "checked 05_grpo.ipynb" in out
     assert "rewards ['regex:^The answer is [^.!?]+[.!?]$', 'contains'] parsed" in out
+    # the memory line is the planner's GRPO estimate: prompts x completions, the prompt's share of max_seq_length
+    assert "2 prompts x 4 completions of (240 + 16) tokens, plain generation" in out
+    assert "--objective grpo --generations 4 --completion-length 16" in out

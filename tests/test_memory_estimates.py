@@ -30,6 +30,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -505,3 +506,141 @@ def test_dpo_objective_reaches_planner_and_cli_and_is_refused_when_unknown():
     assert main(["llama-3.1-8b", "--gpu-gb", "24", "--objective", "dpo", "--json"]) == 0
     with pytest.raises(ValueError, match="--objective"):  # loralab.cli prints it as one error line
         main(["llama-3.1-8b", "--gpu-gb", "24", "--objective", "ppo"])
+
+
+# --- GRPO: notebook 05's smoke params, measured as the DPO probe measures -----------------------------------
+# Baseline after the imports and the prompt rows, before the model loads; the peak counter is reset when
+# training begins; then 2 steps of the smoke run (params/05_grpo/smoke.yaml: 16-bit embedded model, r=8,
+# 2 prompts x 4 completions of at most 16 tokens, beta 0) run, generation included. The prompts' and
+# completions' padded lengths are read from what TRL generated, and the estimate is made for them.
+
+_GRPO_PROBE = r"""
+import ctypes, gc, json, sys, tempfile
+import unsloth  # noqa: F401  (loralab's order: unsloth before transformers/trl/peft)
+import torch, transformers, peft, trl, datasets  # imported before the baseline on purpose
+from loralab.eval.grpo_data import prepare_grpo_data
+from loralab.model.loading import attach_lora, load_model
+from loralab.params.grpo_config import validate_grpo_params
+from loralab.params.yaml_reader import read_params_file
+from loralab.train.grpo_trainer import build_grpo_trainer
+libc = ctypes.CDLL("libc.so.6")
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+def settle():
+    gc.collect(); libc.malloc_trim(0)
+class PeakReset(transformers.TrainerCallback):  # reset VmHWM once training starts (after set-up)
+    def on_train_begin(self, args, state, control, **kw):
+        settle(); open("/proc/self/clear_refs", "w").write("5")
+cfg = validate_grpo_params({**read_params_file("params/05_grpo/smoke.yaml"), "max_steps": 2, "save_steps": 0})
+data = prepare_grpo_data(cfg)
+torch.manual_seed(0)
+settle(); baseline = status("VmRSS")
+model, tok = load_model(cfg)
+model = attach_lora(model, cfg)
+out = tempfile.mkdtemp()
+trainer = build_grpo_trainer(model, tok, data.train, data.rewards, cfg, output_dir=out, run_dir=out, vllm=False)
+trainer.add_callback(PeakReset())
+shapes = []
+generate = trainer._generate_and_score_completions
+def recorded(inputs):
+    batch = generate(inputs)
+    shapes.append([list(batch["prompt_ids"].shape), list(batch["completion_ids"].shape)])
+    return batch
+trainer._generate_and_score_completions = recorded
+trainer.train()
+print("RESULT " + json.dumps({"baseline": baseline, "peak": status("VmHWM"), "shapes": shapes,
+                              "r": cfg.lora_r, "generations": cfg.num_generations, "beta": cfg.beta,
+                              "bits": 4 if cfg.load_in_4bit else 16, "gc": bool(cfg.use_gradient_checkpointing),
+                              "trainer": [c.__name__ for c in type(trainer).__mro__]}), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def grpo_cpu_measurement() -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "65536",
+           "TOKENIZERS_PARALLELISM": "false", "UNSLOTH_CPU_BF16": "0"}
+    out = subprocess.run([sys.executable, "-c", _GRPO_PROBE], check=False, capture_output=True, text=True,
+                         env=env, timeout=900, cwd=Path(__file__).resolve().parents[1])
+    lines = [json.loads(ln[len("RESULT "):]) for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert out.returncode == 0 and len(lines) == 1, (out.stdout + out.stderr)[-3000:]
+    return {**lines[0], "measured_bytes": lines[0]["peak"] - lines[0]["baseline"]}
+
+
+def grpo_estimate_for(m: dict):
+    """The planner's estimate for what the probe ran: its rows, padded prompt and completion lengths."""
+    prompts, completions = [s[0] for s in m["shapes"]], [s[1] for s in m["shapes"]]
+    rows, prompt = max(p[0] for p in prompts), max(p[1] for p in prompts)
+    completion = max(c[1] for c in completions)
+    setup = replace(cpu_setup(m["bits"], prompt, m["gc"], rows // m["generations"], m["r"]), objective="grpo",
+                    generations=m["generations"], completion=completion, reference_pass=m["beta"] > 0)
+    return estimate_memory("embedded/smollm2-135m-instruct", setup)
+
+
+@pytest.mark.slow
+def test_grpo_estimate_matches_cpu_peak_memory_of_the_smoke_run(grpo_cpu_measurement):
+    m = grpo_cpu_measurement
+    assert len(m["shapes"]) == 2 and "GRPOTrainer" in m["trainer"]  # two steps, each generated its completions
+    est = grpo_estimate_for(m)
+    assert est.setup.rows == 8 and est.setup.completion <= 16  # the smoke params: 2 prompts x 4, <= 16 tokens
+    err = est.total_bytes / m["measured_bytes"] - 1
+    print(f"\nGRPO smoke: estimate {est.total_bytes / 1e6:.0f} MB, measured {m['measured_bytes'] / 1e6:.0f} MB "
+          f"({err:+.1%}); rows x tokens {est.setup.rows} x ({est.setup.seq} + {est.setup.completion})")
+    assert abs(err) <= TOLERANCE, f"GRPO estimate off by {err:+.1%} (more than 15%)"
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.04])
+def test_grpo_estimate_counts_completions_generation_and_the_reference_pass(beta):
+    model = "embedded/smollm2-135m-instruct"
+    grpo = replace(cpu_setup(16, 48, False, 2, 8), objective="grpo", generations=4, completion=16,
+                   reference_pass=beta > 0)
+    est = estimate_memory(model, grpo)
+    sft = estimate_memory(model, replace(grpo, objective="sft", batch=8, seq=64))  # the same 8 rows of 64 tokens
+    assert grpo.rows == 8 and grpo.tokens == 8 * (48 + 16) == sft.setup.tokens
+    for name in ("activations (all blocks)", "final norm", "LoRA weights", "optimizer states", "gradients"):
+        assert est.term(name) == pytest.approx(sft.term(name)), name
+    assert est.term("reference adapter (ref)") == 0  # TRL switches the adapter off: no copy of it
+    assert est.term("logits + loss") == 0 and est.term("log-prob head (TRL)") > 0
+    cache = 8 * 64 * 30 * 2 * 192 * 4  # rows x tokens x blocks x (keys, values) x kv width x fp32
+    assert est.term("generation (KV cache)") > cache
+    assert est.phases == (("A", "B", "R", "G") if beta else ("A", "B", "G"))
+    assert est.phase_bytes("G") == est.term("generation (KV cache)")  # nothing of training is alive then
+    if beta:  # before the policy's forward: only its own pass
+        assert est.phase_bytes("R") == est.term("reference forward") > 0
+    longer = estimate_memory(model, replace(grpo, completion=160))
+    assert longer.term("generation (KV cache)") > est.term("generation (KV cache)")
+    assert longer.total_bytes > est.total_bytes
+
+
+def test_grpo_with_vllm_counts_the_engines_share_and_no_generation_phase():
+    from loralab.plan.memory import VLLM_SHARE
+    from loralab.plan.planner import plan
+
+    p = plan("qwen2.5-1.5b", gpu_gb=15, batch=2, seq=256, objective="grpo", generations=8, completion=512, vllm=True)
+    est = p.fits["qlora"].estimate
+    shared = sum(t.bytes for t in est.terms if t.name.startswith(("base linear weights", "NF4", "embeddings")))
+    assert est.term("generation engine (vLLM)") == pytest.approx(VLLM_SHARE * 15 * GIB - shared)
+    assert "G" not in est.phases and est.setup.rows == 16 and est.setup.row_len == 768
+    plain = plan("qwen2.5-1.5b", gpu_gb=15, batch=2, seq=256, objective="grpo", generations=8, completion=512)
+    assert "G" in plain.fits["qlora"].estimate.phases
+    assert p.to_dict()["grpo"] == {"generations": 8, "completion": 512, "beta": 0.0, "vllm": True}
+
+
+def test_grpo_objective_reaches_the_cli_and_its_options_are_refused_elsewhere(capsys):
+    from loralab.plan.cli import UsageError, main
+    from loralab.plan.planner import plan
+
+    assert main(["embedded/smollm2-135m-instruct", "--gpu-gb", "16", "--objective", "grpo", "--batch", "2",
+                 "--generations", "4", "--seq", "48", "--completion-length", "16", "--beta", "0.04", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["objective"] == "grpo" and shown["grpo"]["generations"] == 4
+    assert any(t["name"] == "reference forward" for t in shown["methods"]["lora"]["breakdown"])
+    with pytest.raises(UsageError, match="--generations.*--objective grpo"):
+        main(["llama-3.1-8b", "--gpu-gb", "24", "--generations", "4"])
+    with pytest.raises(UsageError, match="--beta"):
+        main(["llama-3.1-8b", "--gpu-gb", "24", "--objective", "grpo", "--beta", "-1"])
+    with pytest.raises(ValueError, match="generations"):
+        plan("llama-3.1-8b", gpu_gb=24, objective="grpo", generations=1)
+    with pytest.raises(ValueError, match="objective='grpo'"):
+        plan("llama-3.1-8b", gpu_gb=24, vllm=True)

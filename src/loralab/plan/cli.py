@@ -3,6 +3,8 @@
     loralab plan meta-llama/Llama-3.1-8B --gpu-gb 16 --seq 2048 --batch 2 --r 16
     loralab plan Qwen/Qwen2.5-7B --gpu-gb 24 --targets attention --json
     loralab plan llama-3.1-70b --gpu-gb 40 --gpus 2 --strategy fsdp    # per GPU, fully sharded
+    loralab plan Qwen/Qwen2.5-1.5B-Instruct --gpu-gb 15 --objective grpo --batch 2 --generations 8 \
+        --seq 256 --completion-length 512 --vllm                         # GRPO: prompts x completions
 
 From a notebook, call :func:`loralab.plan.planner.plan` instead; this module only parses and prints.
 """
@@ -48,6 +50,21 @@ def _positive_number(option: str, example: str, what: str):
             raise argparse.ArgumentTypeError(
                 f"must be a finite positive number {what}, e.g. {option} {example} (got {text!r})"
             )
+        return value
+
+    return parse
+
+
+def _non_negative_number(option: str, example: str, what: str):
+    """argparse ``type=``: a finite number >= 0."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"must be a finite number >= 0 {what}, e.g. {option} {example} (got {text!r})")
         return value
 
     return parse
@@ -107,13 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--seq",
         type=_whole_number("--seq", "2048", "tokens per sequence"),
         default=2048,
-        help="tokens per sequence (default 2048)",
+        help="tokens per sequence (default 2048; GRPO: per prompt, --completion-length adds the generated ones)",
     )
     p.add_argument(
         "--batch",
         type=_whole_number("--batch", "2", "sequences per step"),
         default=2,
-        help="sequences per step (default 2)",
+        help="sequences per step (default 2; DPO: pairs; GRPO: prompts, each sampled --generations times)",
     )
     p.add_argument(
         "--r", type=_whole_number("--r", "16", "the LoRA rank"), default=16, help="LoRA rank (default 16)"
@@ -136,9 +153,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--objective",
-        choices=("sft", "dpo"),
+        choices=("sft", "dpo", "grpo"),
         default="sft",
-        help="sft (default) or dpo: preference pairs, a reference adapter and reference pass",
+        help="sft (default); dpo: preference pairs, a reference adapter and reference pass; grpo: sampled "
+        "completions, generation's KV cache, a reference pass when --beta > 0",
+    )
+    p.add_argument(
+        "--generations",
+        type=_whole_number("--generations", "8", "completions per prompt"),
+        default=None,
+        help="GRPO: completions sampled per prompt, num_generations (default 8)",
+    )
+    p.add_argument(
+        "--completion-length",
+        type=_whole_number("--completion-length", "256", "tokens generated per completion"),
+        default=None,
+        help="GRPO: tokens generated per completion, max_completion_length (default 256)",
+    )
+    p.add_argument(
+        "--beta",
+        type=_non_negative_number("--beta", "0.04", "(GRPO's KL penalty)"),
+        default=None,
+        help="GRPO: KL penalty; > 0 adds a reference pass (default 0)",
+    )
+    p.add_argument(
+        "--vllm",
+        action="store_true",
+        help="GRPO: generate with vLLM (Unsloth's fast_inference), which reserves half the GPU",
     )
     p.add_argument(
         "--full-ft-justified",
@@ -166,6 +207,13 @@ def render(result: Plan) -> None:
         f"[bold]{result.model}[/] on {where}: batch {result.batch} x seq "
         f"{result.seq}, r={result.r}, alpha={result.alpha:g}, targets={result.targets}, stack={result.stack}"
         + (", DoRA" if result.dora else "")
+        + (
+            f", GRPO: {result.batch} prompts x {result.grpo['generations']} completions of "
+            f"{result.grpo['completion']} tokens, beta {result.grpo['beta']:g}, "
+            + ("vLLM" if result.grpo["vllm"] else "plain generation")
+            if result.grpo
+            else ""
+        )
     )
     console.print(_summary(result))
     shown = result.decision if result.decision != "none" else "qlora"
@@ -178,7 +226,8 @@ def render(result: Plan) -> None:
         breakdown.add_row(name, f"{gb * 1e9 / GIB:.2f}", how)
     console.print(breakdown)
     console.print(
-        "[dim][A] = end of forward (logits), [B] = inside backward, [R] = DPO's reference pass; "
+        "[dim][A] = end of forward (logits), [B] = inside backward, [R] = the reference pass, "
+        "[G] = generation; "
         "the peak takes the largest. "
         f"Tutorial rule (params x bits/8 x 1.2): {est.tutorial_gb:.1f} GB.[/]"
     )
@@ -231,6 +280,11 @@ def main(argv: list[str]) -> int:
     ValueError (:class:`UsageError` for options), which ``loralab.cli`` prints as one ``error: ...`` line
     with exit code 2."""
     args = build_parser().parse_args(argv)
+    grpo_options = {"--generations": args.generations, "--completion-length": args.completion_length,
+                    "--beta": args.beta, "--vllm": args.vllm or None}
+    given = [name for name, value in grpo_options.items() if value is not None]
+    if given and args.objective != "grpo":
+        raise UsageError(f"{', '.join(given)}: GRPO's options; add --objective grpo")
     result = plan(
         args.model,
         gpu_gb=args.gpu_gb,
@@ -246,6 +300,10 @@ def main(argv: list[str]) -> int:
         gpus=args.gpus,
         strategy=args.strategy,
         dora=args.dora,
+        generations=8 if args.generations is None else args.generations,
+        completion=256 if args.completion_length is None else args.completion_length,
+        beta=args.beta or 0.0,
+        vllm=args.vllm,
     )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

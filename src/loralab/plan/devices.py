@@ -107,8 +107,10 @@ def root_gather_bytes(arch: Architecture, s: TrainingSetup) -> float:
     return float((arch.embedding_params + arch.hidden) * DTYPE_BYTES[s.compute_dtype])
 
 
-def _all_phases(s: TrainingSetup) -> Literal["AB", "ABR"]:
-    return "ABR" if s.objective == "dpo" else "AB"
+def _all_phases(s: TrainingSetup) -> Literal["AB", "ABR", "ABG", "ABRG"]:
+    """Every phase of the estimate: A and B, R with a reference pass, G with GRPO's plain generation."""
+    reference = s.objective == "dpo" or (s.objective == "grpo" and s.reference_pass)
+    return "AB" + ("R" if reference else "") + ("G" if s.objective == "grpo" and not s.engine_gb else "")
 
 
 def bucket_view(stack: str, method: str) -> bool:
@@ -217,6 +219,6 @@ def comm_bytes_per_step(model: str | Architecture, s: TrainingSetup, layout: Lay
     n_train = _trained_total(arch, s)
     if layout.strategy == "ddp":
         return 2 * (g - 1) / g * n_train * DTYPE_BYTES[s.trainable_dtype]
-    passes = 3 if s.objective == "dpo" else 2
+    passes = 3 if s.objective == "dpo" or (s.objective == "grpo" and s.reference_pass) else 2
     gathered = passes * arch.layers * block_gather_bytes(arch, s) + root_gather_bytes(arch, s)
     return (g - 1) / g * (gathered + n_train * DTYPE_BYTES[s.trainable_dtype])

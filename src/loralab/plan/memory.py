@@ -14,7 +14,11 @@ The peak is ``static + max(phase A, phase B)``:
   checkpoint per block with gradient checkpointing) plus the logits and the loss's buffers;
 * phase B, inside backward: checkpoints + one block recomputed, plus full fine-tuning's gradients;
 * phase R (``objective="dpo"`` only), the reference forward: what the policy forward keeps for backward
-  plus the no-grad reference pass's transient (one block's activations and the log-prob head's tile).
+  plus the no-grad reference pass's transient (one block's activations and the log-prob head's tile);
+  with ``objective="grpo"`` and ``reference_pass`` (beta > 0) the reference pass runs before the policy's
+  forward, so phase R holds only its own transient;
+* phase G (``objective="grpo"`` only), generation: the KV cache of every completion at full length, the
+  prompts' prefill (one block at a time, no gradient) and the sampled token's logits.
 
 Preference tuning (``objective="dpo"``, TRL 1.15 DPOTrainer, PEFT model, ``ref_model=None``): each
 example is a chosen and a rejected sequence run as one batch of ``2 * batch`` rows, so every
@@ -23,6 +27,16 @@ activation term counts ``2 * batch * seq`` tokens; TRL adds a frozen copy of the
 and TRL's own fused log-prob head replaces the stack's loss: tiles of at most 4096 tokens x 32768 vocab
 in the compute dtype, never the whole logits tensor. The reference forward runs after the policy
 forward, while the policy's activations are alive: phase R.
+
+GRPO (``objective="grpo"``, TRL 1.15 GRPOTrainer, PEFT model): ``batch`` counts prompts; each step samples
+``generations`` completions of up to ``completion`` tokens for each, so every activation term counts
+``batch * generations`` rows of ``seq + completion`` tokens (``seq`` is the prompt). The policy's
+log-probs come from the same fused log-prob head as DPO's. Generation is phase G (TRL generates before
+it computes any loss). With ``reference_pass`` (beta > 0) TRL runs the rows once more with the adapter
+switched off (no copy of the adapter), also before the loss: phase R. With vLLM (``engine_gb``,
+Unsloth's ``fast_inference``) the engine reserves its share of the GPU up front and holds the base
+weights, shared with training, and the KV cache: the estimate counts the share beyond the weights
+instead of phase G.
 
 DoRA (``dora=True``): the trained weights gain one magnitude per output row of each adapted layer
 (``loralab.plan.lora_math``), each block keeps two more d_out-wide outputs per adapted layer for the
@@ -68,10 +82,13 @@ LOSS_BYTES = {"unfused": 12.0, "chunked": 2.0 + 6.0 / 8, "fused": 0.0}
 # the LM head runs on [4096 tokens, 32768 vocab] tiles whatever the stack's loss would do.
 TRL_HEAD_TOKEN_TILE = 4096
 TRL_HEAD_VOCAB_TILE = 32768
-OBJECTIVES = ("sft", "dpo")
+OBJECTIVES = ("sft", "dpo", "grpo")
+# Unsloth's from_pretrained(fast_inference=True) reserves this share of the GPU for vLLM (its default
+# gpu_memory_utilization, which loralab keeps).
+VLLM_SHARE = 0.5
 
 Method = Literal["full", "lora", "qlora"]
-Objective = Literal["sft", "dpo"]
+Objective = Literal["sft", "dpo", "grpo"]
 
 
 @dataclass(frozen=True)
@@ -94,10 +111,20 @@ class TrainingSetup:
     runtime_overhead_gb: float = 0.8  # CUDA context, kernels, allocator slack (0 on CPU)
     objective: Objective = "sft"  # "dpo": chosen + rejected rows, a reference adapter and reference pass
     dora: bool = False  # DoRA: d magnitudes per adapted layer, and its forward keeps two more d-wide outputs
+    generations: int = 8  # GRPO: completions sampled per prompt (num_generations); batch counts prompts
+    completion: int = 256  # GRPO: tokens generated per completion (max_completion_length), after seq's prompt
+    reference_pass: bool = False  # GRPO with beta > 0: the rows once more with the adapter off, no gradient
+    engine_gb: float = 0.0  # GRPO with vLLM: GiB the generation engine reserves (VLLM_SHARE of the GPU)
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be 'sft' or 'dpo', got {self.objective!r}.")
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}.")
+        if self.objective == "grpo":
+            if int(self.generations) < 2:
+                raise ValueError(f"generations must be at least 2 (GRPO compares completions of one prompt), "
+                                 f"got {self.generations!r}.")
+            if int(self.completion) < 1:
+                raise ValueError(f"completion must be at least 1 token, got {self.completion!r}.")
         if self.method not in ("full", "lora", "qlora"):
             raise ValueError(f"method must be 'full', 'lora' or 'qlora', got {self.method!r}.")
         for name in ("batch", "seq", "r"):
@@ -115,12 +142,20 @@ class TrainingSetup:
 
     @property
     def rows(self) -> int:
-        """Sequences per forward pass: DPO runs each example's chosen and rejected answers together."""
+        """Sequences per forward pass: DPO runs each example's chosen and rejected answers together, GRPO
+        every completion of every prompt."""
+        if self.objective == "grpo":
+            return self.batch * self.generations
         return 2 * self.batch if self.objective == "dpo" else self.batch
 
     @property
+    def row_len(self) -> int:
+        """Tokens per row: GRPO's prompt (seq) and its completion; otherwise seq."""
+        return self.seq + self.completion if self.objective == "grpo" else self.seq
+
+    @property
     def tokens(self) -> int:
-        return self.rows * self.seq
+        return self.rows * self.row_len
 
     @property
     def weight_bits(self) -> int:
@@ -161,7 +196,7 @@ class Term:
     name: str
     bytes: float
     how: str
-    phase: Literal["static", "A", "B", "AB", "R", "AR", "ABR"] = "static"  # "AB": counted in A and B
+    phase: Literal["static", "A", "B", "AB", "R", "AR", "ABR", "G", "ABG", "ABRG"] = "static"  # "AB": counted in A and B
     sharded: bool = False  # a parameter, its gradient or optimizer state: FSDP divides it across devices
 
     @property
@@ -174,7 +209,7 @@ class MemoryEstimate:
     model: str
     setup: TrainingSetup
     terms: tuple[Term, ...]
-    peak_phase: str  # "A" (end of forward: logits), "B" (inside backward) or "R" (DPO's reference pass)
+    peak_phase: str  # "A" (end of forward: logits), "B" (inside backward), "R" (reference pass), "G" (generation)
     tutorial_gb: float  # the tutorial's params * bits/8 * 1.2
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -190,10 +225,10 @@ class MemoryEstimate:
 
     @property
     def phases(self) -> tuple[str, ...]:
-        """A and B always; R when the estimate has a reference pass (DPO)."""
-        return (
-            ("A", "B", "R") if any("R" in t.phase for t in self.terms if t.phase != "static") else ("A", "B")
-        )
+        """A and B always; R when the estimate has a reference pass (DPO, GRPO with beta > 0), G when it
+        generates (GRPO without vLLM)."""
+        dynamic = [t.phase for t in self.terms if t.phase != "static"]
+        return ("A", "B") + tuple(p for p in "RG" if any(p in phase for phase in dynamic))
 
     @property
     def total_bytes(self) -> float:
@@ -286,6 +321,31 @@ def dora_activation_bytes(arch: Architecture, s: TrainingSetup) -> float:
     return float(sum(width * shapes[m][1] for m in _trained_modules(arch, s)))
 
 
+def _generation_term(arch: Architecture, s: TrainingSetup, per_layer: float, terms: list[Term]) -> Term:
+    """GRPO's sampling. Plain generation (``model.generate``, phase G): the KV cache of every row at full
+    length, the prompts' no-grad prefill (one block's activations at a time) and the sampled position's
+    logits (fp32, with their softmax). vLLM: the engine's reservation beyond the base weights it shares."""
+    c = DTYPE_BYTES[s.compute_dtype]
+    if s.engine_gb:
+        shared = sum(t.bytes for t in terms if t.name.startswith(("base linear weights", "NF4", "embeddings")))
+        return Term(
+            "generation engine (vLLM)",
+            max(0.0, s.engine_gb * GIB - shared),
+            f"{s.engine_gb:.1f} GiB reserved by vLLM (Unsloth's fast_inference, gpu_memory_utilization "
+            f"{VLLM_SHARE:g}), less the base weights it shares with training: its KV cache and buffers",
+        )
+    cache = s.tokens * arch.layers * 2 * arch.kv_dim * c
+    prefill = s.rows * s.seq * per_layer
+    sampling = s.rows * arch.vocab * (c + 2 * 4)
+    return Term(
+        "generation (KV cache)",
+        cache + prefill + sampling,
+        f"{s.rows} rows x {s.row_len} tokens x {arch.layers} blocks x 2 x {arch.kv_dim} x {c} B of keys and "
+        f"values, + the prompts' prefill (one block) and {s.rows} x {arch.vocab} sampled logits",
+        "G",
+    )
+
+
 def estimate_memory(
     model: str | Architecture, setup: TrainingSetup | None = None, **fields
 ) -> MemoryEstimate:
@@ -308,7 +368,7 @@ def estimate_memory(
             )
         )
         n_train = arch.param_count()
-        if s.objective == "dpo":
+        if s.objective == "dpo" or (s.objective == "grpo" and s.reference_pass):
             terms.append(
                 Term(
                     "reference model (frozen copy)",
@@ -403,8 +463,14 @@ def estimate_memory(
     # --- activations ---
     per_layer = layer_activation_bytes(arch, s)
     tokens = s.tokens
-    dpo = s.objective == "dpo"
-    rows_how = f"{s.rows} rows (chosen + rejected) x {s.seq}" if dpo else str(tokens)
+    dpo, grpo = s.objective == "dpo", s.objective == "grpo"
+    rows_how = (
+        f"{s.rows} rows (chosen + rejected) x {s.seq}"
+        if dpo
+        else f"{s.rows} completions ({s.batch} prompts x {s.generations}) x ({s.seq} + {s.completion})"
+        if grpo
+        else str(tokens)
+    )
     if s.gradient_checkpointing == "none":
         terms.append(
             Term(
@@ -455,7 +521,7 @@ def estimate_memory(
     # hidden states it reads (a masked copy, kept for backward) and, in backward, their fp32 gradient.
     tile = min(tokens, TRL_HEAD_TOKEN_TILE) * min(arch.vocab, TRL_HEAD_VOCAB_TILE) * c
     head_in = tokens * c * arch.hidden
-    if dpo:
+    if dpo or grpo:
         terms.append(
             Term(
                 "log-prob head (TRL)",
@@ -465,14 +531,20 @@ def estimate_memory(
                 "A",
             )
         )
-        terms.append(
-            Term(
-                "reference forward",
-                tokens * per_layer + tile + head_in,
-                "no-grad pass under the ref adapter: one block's activations + the head's tile and input",
-                "R",
+        if dpo or s.reference_pass:
+            terms.append(
+                Term(
+                    "reference forward",
+                    tokens * per_layer + tile + head_in,
+                    "no-grad pass under the ref adapter: one block's activations + the head's tile and input"
+                    if dpo
+                    else "no-grad pass with the adapter off (beta > 0), before the policy's forward: one "
+                    "block's activations + the head's tile and input",
+                    "R",
+                )
             )
-        )
+        if grpo:
+            terms.append(_generation_term(arch, s, per_layer, terms))
     else:
         terms.append(
             Term(

@@ -29,7 +29,7 @@ from typing import Literal
 from loralab.plan.architectures import Architecture, get_architecture
 from loralab.plan.devices import Layout, bucket_view, check_layout, comm_bytes_per_step, per_device
 from loralab.plan.lora_math import alpha_scale, trainable_params
-from loralab.plan.memory import GIB, OBJECTIVES, MemoryEstimate, estimate_memory, setup_for
+from loralab.plan.memory import GIB, OBJECTIVES, VLLM_SHARE, MemoryEstimate, estimate_memory, setup_for
 
 METHODS = ("full", "lora", "qlora")
 HEADROOM = 0.10  # LoRA "has headroom" when at least 10% of the card stays free
@@ -82,6 +82,8 @@ class Plan:
     gpus: int = 1  # devices training together; every memory number is per device
     strategy: str = "ddp"  # "ddp" (a full copy per device) or "fsdp" (fully sharded)
     dora: bool = False  # DoRA adapters (LoRA + one magnitude per output row)
+    objective: str = "sft"  # "sft", "dpo" (batch counts pairs) or "grpo" (batch counts prompts)
+    grpo: dict = field(default_factory=dict)  # GRPO: generations, completion, beta, vllm
 
     def to_dict(self) -> dict:
         return {
@@ -94,6 +96,8 @@ class Plan:
             "r": self.r,
             "alpha": self.alpha,
             "dora": self.dora,
+            "objective": self.objective,
+            **({"grpo": self.grpo} if self.grpo else {}),
             "targets": self.targets,
             "stack": self.stack,
             "decision": self.decision,
@@ -355,6 +359,10 @@ def plan(
     gpus: int = 1,
     strategy: str = "ddp",
     dora: bool = False,
+    generations: int = 8,
+    completion: int = 256,
+    beta: float = 0.0,
+    vllm: bool = False,
 ) -> Plan:
     """Plan full FT / 16-bit LoRA / QLoRA for ``model`` on ``gpus`` GPUs with ``gpu_gb`` GiB each.
 
@@ -362,11 +370,23 @@ def plan(
     reference adapter and reference pass (``loralab.plan.memory``). ``strategy`` is ``"ddp"`` or
     ``"fsdp"`` (``loralab.plan.devices``); ``batch`` is per device. ``dora=True`` plans DoRA adapters:
     d more trainable weights per adapted layer and DoRA's extra activations (``loralab.plan.memory``).
+    ``objective="grpo"`` plans GRPO: ``batch`` prompts per step, ``generations`` completions of up to
+    ``completion`` tokens each after a ``seq``-token prompt, a reference pass when ``beta`` > 0, and with
+    ``vllm`` the share of the GPU Unsloth's fast generation path reserves (``VLLM_SHARE``).
     """
     check_layout(gpus, strategy)
     layout = Layout(int(gpus), strategy)  # type: ignore[arg-type]
     if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be 'sft' or 'dpo', got {objective!r}.")
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}.")
+    grpo = objective == "grpo"
+    if not grpo and vllm:
+        raise ValueError("vllm is GRPO's generation engine: plan it with objective='grpo'.")
+    if grpo:
+        for name, value, least in (("generations", generations, 2), ("completion", completion, 1)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+                raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}.")
+        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not math.isfinite(beta) or beta < 0:
+            raise ValueError(f"beta must be a finite number >= 0 (0: no reference pass), got {beta!r}.")
     if not _positive_finite(gpu_gb):
         raise ValueError(
             f"gpu_gb must be the GPU's memory in GiB, a finite positive number (e.g. 16 for a T4), "
@@ -393,6 +413,12 @@ def plan(
         "gradient_checkpointing": gc_mode,
         "objective": objective,
         "dora": bool(dora),
+        **(
+            {"generations": generations, "completion": completion, "reference_pass": beta > 0,
+             "engine_gb": VLLM_SHARE * gpu_gb if vllm else 0.0}
+            if grpo
+            else {}
+        ),
     }
     fits = {m: _fit(arch, m, gpu_gb, stack, layout, **fields) for m in METHODS}
     decision, reason = _decide(fits, gpu_gb, layout, batch, seq, lora_falls_short)
@@ -426,6 +452,8 @@ def plan(
         dora=bool(dora),
         gpus=layout.gpus,
         strategy=layout.strategy,
+        objective=objective,
+        grpo={"generations": generations, "completion": completion, "beta": beta, "vllm": bool(vllm)} if grpo else {},
     )
 
 

@@ -108,36 +108,45 @@ def memory_lines(config: BaseModel | None, notebook_dir: Path) -> list[str]:
     if not isinstance(cfg, RunConfig):
         return ["no estimate: this notebook trains no model from its params"]
     method = "full" if cfg.full_finetuning else "qlora" if cfg.load_in_4bit else "lora"
-    objective = "dpo" if isinstance(cfg, PreferenceConfig) else "sft"
+    objective = "dpo" if isinstance(cfg, PreferenceConfig) else "grpo" if isinstance(cfg, GrpoConfig) else "sft"
     targets = cfg.target_modules if isinstance(cfg.target_modules, str) else tuple(cfg.target_modules)
+    batch, seq, grpo = cfg.per_device_train_batch_size, cfg.max_seq_length, {}
+    if isinstance(cfg, GrpoConfig):  # prompts of a micro-step, the prompt's share of max_seq_length
+        batch = max(1, cfg.per_device_train_batch_size // cfg.num_generations)
+        seq = max(1, cfg.max_seq_length - cfg.max_completion_length)
+        grpo = {"generations": cfg.num_generations, "completion": cfg.max_completion_length,
+                "reference_pass": cfg.beta > 0, "engine_gb": 0.0}
     try:
         arch = _architecture(cfg.model_name, notebook_dir)
         estimate = estimate_memory(arch, setup_for(
-            "unsloth", method=method, batch=cfg.per_device_train_batch_size, seq=cfg.max_seq_length, r=cfg.lora_r,
+            "unsloth", method=method, batch=batch, seq=seq, r=cfg.lora_r,
             targets=targets, gradient_checkpointing="offload" if cfg.use_gradient_checkpointing else "none",
-            objective=objective, dora=cfg.use_dora and not cfg.full_finetuning))
+            objective=objective, dora=cfg.use_dora and not cfg.full_finetuning, **grpo))
     except ValueError as error:
         return [f"no estimate: {' '.join(str(error).split())}"]
     what = "pairs" if objective == "dpo" else "rows"
+    shape = (f"{batch} prompts x {grpo['generations']} completions of ({seq} + {grpo['completion']}) tokens, "
+             f"plain generation" if grpo else f"{batch} {what} x {seq} tokens")
     lines = [(f"~{estimate.total_gib:.1f} GiB peak per GPU: {_METHODS[method]} of {cfg.model_name} "
-              f"({_count(arch.param_count())} weights), {cfg.per_device_train_batch_size} {what} x "
-              f"{cfg.max_seq_length} tokens, r={cfg.lora_r}{' DoRA' if cfg.use_dora else ''} on {cfg.target_modules}, "
-              "Unsloth on a CUDA GPU")]
+              f"({_count(arch.param_count())} weights), {shape}, r={cfg.lora_r}{' DoRA' if cfg.use_dora else ''} "
+              f"on {cfg.target_modules}, Unsloth on a CUDA GPU")]
     fits = [name for name, gib in GPUS.items() if estimate.total_gib <= gib]
     lines.append(f"fits {', '.join(fits)}" if fits else f"fits none of {', '.join(GPUS)}: lower the batch or "
                  "max_seq_length, or use QLoRA")
-    if isinstance(cfg, GrpoConfig):
-        lines.append(f"sized as SFT on {cfg.per_device_train_batch_size} completions: the planner does not count "
-                     "GRPO's generation (KV cache), the reference pass (beta > 0) or vLLM's share yet")
+    if grpo and cfg.use_vllm != "off":
+        lines.append("with vLLM (use_vllm: on, or auto on a GPU that has it) the engine reserves half the GPU "
+                     "instead of the KV cache counted here: add --vllm below")
     if isinstance(cfg, PreferenceConfig) and cfg.method != "dpo":
         lines.append(f"sized as DPO (a reference pass on chosen + rejected rows): an upper bound for {cfg.method}")
     if cfg.world_size > 1:
         lines.append(f"per process with a full copy of the model; {cfg.parallel_strategy} over {cfg.world_size} "
                      f"processes: loralab plan MODEL --gpus {cfg.world_size} --strategy {cfg.parallel_strategy}")
-    extra = (" --objective dpo" if objective == "dpo" else "") + (" --targets attention" if targets == "attention"
-                                                                   else "") + (" --dora" if cfg.use_dora else "")
-    lines.append(f"where it goes: loralab plan {_plan_name(cfg.model_name, arch)} --gpu-gb N --seq {cfg.max_seq_length} "
-                 f"--batch {cfg.per_device_train_batch_size} --r {cfg.lora_r}{extra}")
+    extra = (f" --objective {objective}" if objective != "sft" else "") + (
+        f" --generations {grpo['generations']} --completion-length {grpo['completion']}"
+        + (f" --beta {cfg.beta:g}" if cfg.beta else "") if grpo else "") + (
+        " --targets attention" if targets == "attention" else "") + (" --dora" if cfg.use_dora else "")
+    lines.append(f"where it goes: loralab plan {_plan_name(cfg.model_name, arch)} --gpu-gb N --seq {seq} "
+                 f"--batch {batch} --r {cfg.lora_r}{extra}")
     return lines
 
 
