@@ -38,6 +38,16 @@ def test_variant_names_and_effective_scales(params, name, scale):
         assert f"scale alpha/sqrt(r) = 32/sqrt({cfg.lora_r}) = {scale:g}" in cfg.adapter_line
 
 
+def test_pissa_with_dropout_is_pointed_out_on_the_adapter_line():
+    """Measured in the variants sweep (docs/lora-variants.md): PiSSA with lora_dropout 0.05 started from a higher
+    training loss, because dropout removes inputs of an adapter that holds the weight's principal part."""
+    with_dropout = validate_params({"init_lora_weights": "pissa_niter_4", "load_in_4bit": False, "lora_dropout": 0.05})
+    assert "lora_dropout 0.05 drops inputs" in with_dropout.adapter_line
+    assert "drops" not in validate_params({"init_lora_weights": "pissa", "load_in_4bit": False,
+                                            "lora_dropout": 0.0}).adapter_line
+    assert "drops" not in validate_params({"lora_dropout": 0.05}).adapter_line  # plain LoRA: dropout is fine
+
+
 @pytest.mark.parametrize(("params", "words"), [
     ({"init_lora_weights": "pissa"}, "4-bit base cannot hold"),  # load_in_4bit is the default
     ({"init_lora_weights": "olora", "load_in_4bit": True}, "set load_in_4bit: false"),

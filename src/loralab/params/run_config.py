@@ -355,8 +355,12 @@ class RunConfig(BaseModel):
     def adapter_line(self) -> str:
         """The adapter in one line: variant, r, alpha and the effective scale, e.g. "rsLoRA: r=64, alpha=32,
         scale alpha/sqrt(r) = 4"."""
-        return f"{self.lora_variant}: r={self.lora_r}, alpha={self.lora_alpha:g}, " + scale_formula(
+        line = f"{self.lora_variant}: r={self.lora_r}, alpha={self.lora_alpha:g}, " + scale_formula(
             self.lora_alpha, self.lora_r, self.use_rslora)
+        if changes_base(self.init_lora_weights) and self.lora_dropout:
+            line += (f" (lora_dropout {self.lora_dropout:g} drops inputs of an adapter that starts as the weight's "
+                     "principal part: PiSSA/OLoRA train with lora_dropout 0)")
+        return line
 
     @property
     def lora_variant(self) -> str:
