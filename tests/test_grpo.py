@@ -220,3 +220,14 @@ def test_loralab_run_05_finds_its_smoke_params_and_checks_them(capsys):
     # the memory line is the planner's GRPO estimate: prompts x completions, the prompt's share of max_seq_length
     assert "2 prompts x 4 completions of (240 + 16) tokens, plain generation" in out
     assert "--objective grpo --generations 4 --completion-length 16" in out
+
+
+def test_a_resumed_run_drops_the_completions_an_interrupted_run_wrote_past_its_checkpoint(tmp_path):
+    from loralab.train.grpo_trainer import _drop_completions_from
+
+    path = tmp_path / "completions.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "completion": "x"}) + "\n" for s in (1, 1, 2, 3)))
+    _drop_completions_from(path, 2)  # the resumed run's first write is at step 2
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 1]
+    _drop_completions_from(tmp_path / "none.jsonl", 2)  # a first run has no file yet
+    assert not (tmp_path / "none.jsonl").exists()

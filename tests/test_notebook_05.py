@@ -1,5 +1,6 @@
 """Notebook 05 (GRPO) run by papermill: once on the embedded model with its smoke params (learning), twice on the
-tiny random model (mechanics from an SFT adapter with beta > 0; a broken reward refused before training).
+tiny random model (mechanics from an SFT adapter with beta > 0, then resumed as if killed after its first
+checkpoint; a broken reward refused before training).
 
 The learning claim: GRPO with the embedded answer-format prompts and rewards raises the held-out reward (greedy
 replies to 16 questions the training prompts never show) in 10 steps of 2 prompts x 4 completions.
@@ -64,9 +65,26 @@ def from_sft(folder, sft_adapter) -> dict:
     """Mechanics on the tiny model: from the SFT adapter, with a KL term (beta > 0: TRL's frozen 'ref' copy)."""
     from loralab.runs.runner import run_notebook
 
-    run = run_notebook(NB05, {**TINY, "sft_adapter": str(sft_adapter), "beta": 0.04},
-                       runs_root=folder / "runs", run_name="from-sft", timeout_s=900)
-    return {"dir": run, "metrics": json.loads((run / "metrics.json").read_text())}
+    params = {**TINY, "sft_adapter": str(sft_adapter), "beta": 0.04, "save_steps": 1}
+    run = run_notebook(NB05, params, runs_root=folder / "runs", run_name="from-sft", timeout_s=900)
+    return {"dir": run, "params": params, "metrics": json.loads((run / "metrics.json").read_text())}
+
+
+@pytest.fixture(scope="module")
+def resumed(folder, from_sft) -> dict:
+    """from_sft as if killed after its first checkpoint (metrics.json and checkpoint-2 gone, completions.jsonl
+    as the killed run left it), then the same params again: loralab run picks the unfinished folder."""
+    import shutil
+
+    from loralab.runs.runner import run_notebook
+
+    run = from_sft["dir"]
+    written = (run / "completions.jsonl").read_text().splitlines()
+    (run / "metrics.json").unlink()
+    shutil.rmtree(run / "checkpoints" / "checkpoint-2")
+    again = run_notebook(NB05, from_sft["params"], runs_root=folder / "runs", timeout_s=900)
+    return {"dir": again, "first": from_sft["dir"], "written_before": written,
+            "metrics": json.loads((again / "metrics.json").read_text())}
 
 
 def test_grpo_raises_the_held_out_reward_on_the_embedded_model(learned):
@@ -139,3 +157,14 @@ def test_metrics_keys_documented(learned):
     pages = (REPO / "docs" / "run-folder.md").read_text() + (REPO / "docs" / "grpo.md").read_text()
     undocumented = [key for key in learned["metrics"] if f"`{key}`" not in pages]
     assert not undocumented, f"docs/run-folder.md and docs/grpo.md do not document metrics keys {undocumented}"
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(resumed):
+    m = resumed["metrics"]
+    assert resumed["dir"] == resumed["first"], "the same params again must reuse the unfinished folder"
+    assert m["resumed_from_step"] == 1
+    assert [s["step"] for s in m["reward_log"]] == [1, 2]  # step 1 from the checkpoint's log, step 2 trained again
+    assert (resumed["dir"] / "checkpoints" / "checkpoint-2" / "adapter_model.safetensors").is_file()
+    steps = [json.loads(line)["step"] for line in (resumed["dir"] / "completions.jsonl").read_text().splitlines()]
+    before = [json.loads(line)["step"] for line in resumed["written_before"]]
+    assert before.count(2) == steps.count(2) > 0 and steps.count(1) == before.count(1) > 0  # step 2 once, not twice

@@ -167,3 +167,16 @@ def test_loralab_run_refuses_an_unknown_name_for_a_notebook_without_a_validator(
     out = capsys.readouterr().out
     assert "-p sweep_dri: unknown parameter 'sweep_dri'. Did you mean 'sweep_dir'?" in out
     assert not (tmp_path / "runs").exists(), "no run folder may be created for refused params"
+
+
+def test_llama_cpp_gets_the_threads_a_launcher_gave_this_process(monkeypatch):
+    """llama.cpp ignores OMP_NUM_THREADS; loralab passes it on (torchrun, sweeps --jobs and the test processes
+    set it), so two processes sharing the cores do not each spin two llama.cpp threads."""
+    from loralab.params.runtime_check import thread_budget, usable_cores
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert thread_budget() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "lots")
+    assert thread_budget() == usable_cores()
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert thread_budget() == usable_cores()

@@ -32,6 +32,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from loralab.params.runtime_check import thread_budget
+
 if TYPE_CHECKING:
     from loralab.export.llama_cpp_setup import LlamaCppTools
 
@@ -96,7 +98,8 @@ def _aside(out_path: Path) -> Path:
 
 
 def quantize_gguf(source: str | Path, out_path: str | Path, out_type: str, threads: int = 0) -> Path:
-    """Quantize a F16/F32 GGUF with llama.cpp's ``llama_model_quantize`` (``out_type`` in ``QUANTIZED_TYPES``).
+    """Quantize a F16/F32 GGUF with llama.cpp's ``llama_model_quantize`` (``out_type`` in ``QUANTIZED_TYPES``),
+    with ``threads`` threads (0: ``loralab.params.runtime_check.thread_budget()``).
 
     It runs in a child Python so that llama.cpp's per-tensor log (written by C to the process's stderr)
     stays out of notebooks; the lines that say which tensors took a fallback type are kept on failure.
@@ -110,7 +113,7 @@ def quantize_gguf(source: str | Path, out_path: str | Path, out_type: str, threa
             "p.ftype, p.nthread = int(sys.argv[3]), int(sys.argv[4])\n"
             "sys.exit(llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), p))\n")
     done = subprocess.run([sys.executable, "-c", code, str(source), str(partial), str(QUANTIZED_TYPES[out_type]),
-                           str(threads)], check=False, capture_output=True, text=True)
+                           str(threads or thread_budget())], check=False, capture_output=True, text=True)
     if done.returncode != 0 or not partial.is_file():
         partial.unlink(missing_ok=True)
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-4:])

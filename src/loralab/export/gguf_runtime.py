@@ -14,9 +14,10 @@ server does with ``--lora``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
+
+from loralab.params.runtime_check import thread_budget
 
 
 class LlamaCppTokenModel:
@@ -27,7 +28,7 @@ class LlamaCppTokenModel:
         from llama_cpp import Llama
 
         self.path = Path(gguf_path)
-        threads = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        threads = threads or thread_budget()
         self.llm = Llama(model_path=str(gguf_path), lora_path=str(lora_path) if lora_path else None, n_ctx=n_ctx,
                          logits_all=True, n_threads=threads, n_threads_batch=threads, n_gpu_layers=0, seed=0,
                          verbose=False)

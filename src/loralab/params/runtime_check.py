@@ -142,6 +142,15 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def thread_budget() -> int:
+    """Threads this process should compute with, for libraries that do not read OMP_NUM_THREADS themselves
+    (llama.cpp): OMP_NUM_THREADS where a launcher set it (torchrun, ``loralab sweep --jobs N``, the test
+    processes), else every usable core. llama.cpp's threads wait for each other spinning, so more threads
+    than the cores this process has to itself run many times slower, not faster."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else usable_cores()
+
+
 def check_processes(num_processes: int, on_gpu: bool) -> None:
     """RuntimeCheckError when this machine has fewer devices (GPUs, or CPU cores) than training processes."""
     if num_processes <= 1:

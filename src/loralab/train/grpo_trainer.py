@@ -17,8 +17,9 @@ The trainer logs, per step, ``rewards/<name>/mean`` and ``/std`` for each reward
 ``reward_std`` (the weighted sum), ``frac_reward_zero_std`` (the share of groups whose completions all
 got the same reward: they teach nothing), completion lengths, and ``kl`` when ``beta`` > 0. Every
 ``cfg.completions_every`` steps the completions sampled at that step, with each reward and their
-advantage, are appended to ``completions.jsonl`` in the run folder. Checkpoints are written aside and
-renamed into place as in notebook 01 (``loralab.train.checkpoints``).
+advantage, are appended to ``completions.jsonl`` in the run folder (on a resume, what the interrupted run wrote
+after its last checkpoint is dropped first). Checkpoints are written aside and renamed into place as in notebook
+01 (``loralab.train.checkpoints``).
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ class CompletionsTable:
         super().log(logs, start_time)
 
     def _write_completions(self, step: int) -> None:
+        if not getattr(self, "_completions_trimmed", False):  # first write of this process: after a resume, drop
+            self._completions_trimmed = True                  # what a killed run wrote past its last checkpoint
+            _drop_completions_from(self.completions_path, step)
         logged = self._logs
         rewards = {name: list(values) for name, values in logged["rewards"].items()}
         advantages = list(logged["advantages"])
@@ -97,6 +101,16 @@ class CompletionsTable:
                           "advantage": advantages[i] if i < len(advantages) else None})
         with self.completions_path.open("a", encoding="utf-8") as out:
             out.write("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+
+
+def _drop_completions_from(path: Path, step: int) -> None:
+    """Keep only the lines of ``path`` (completions.jsonl) logged before ``step``."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) < step]
+    if len(kept) != len(lines):
+        path.write_text("".join(kept), encoding="utf-8")
 
 
 def build_grpo_trainer(model, tokenizer, rows: list[dict], rewards: list[Callable], cfg: GrpoConfig,
