@@ -125,6 +125,8 @@ def test_the_preflight_and_the_frozen_base(learned):
 
 def test_from_an_sft_adapter_with_a_kl_term(from_sft, sft_adapter):
     m = from_sft["metrics"]
+    # each reward apart under notebook 01's name too: loralab sweep makes each a "<reward> after" column
+    assert m["eval_scores_after"] == m["rewards_after"] and set(m["eval_scores_before"]) == set(m["rewards_after"])
     lineage = m["grpo"]["sft_adapter"]
     assert lineage["path"] == str(sft_adapter.resolve())
     assert lineage["manifest_sha256"] == hashlib.sha256((sft_adapter / "loralab_manifest.json").read_bytes()).hexdigest()

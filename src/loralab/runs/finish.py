@@ -174,6 +174,8 @@ def finish_grpo_run(run_dir: str | Path, cfg: GrpoConfig, trainer, tokenizer, ad
         "rewards_after": after.scores,
         "eval_score_before": before.total,  # the weighted held-out reward: what sweeps and summaries compare
         "eval_score_after": after.total,
+        "eval_scores_before": before.scores,  # each reward apart, as notebook 01's scorers: a sweep's "<reward> after"
+        "eval_scores_after": after.scores,
         "eval_examples": len(after.replies),
         "eval_source": data.source,
         "eval_rows_leaked": data.leaked,
