@@ -359,16 +359,8 @@ def test_terms_respond_to_their_knobs():
 # NF4 base 644 vs 685-691 (-6.0 to -6.8%, two runs); part of the gap is the first configuration's one-time initialisation.
 # ---------------------------------------------------------------------------------------------
 
-_DPO_PROBE = r"""
-import ctypes, gc, json, os, sys, tempfile
-configs = json.loads(sys.argv[1])
-import unsloth  # noqa: F401  (loralab's order: unsloth before transformers/trl/peft)
-import torch, transformers, peft, trl, datasets, bitsandbytes  # imported before the baseline on purpose
-from loralab.data.preference_rows import load_preference_rows
-from loralab.model.loading import attach_lora, load_model
-from loralab.params.preference_config import validate_preference_params
-from loralab.train.preference_trainer import build_preference_trainer
-libc = ctypes.CDLL("libc.so.6")
+# The RSS readers both trainer probes define: VmRSS / VmHWM, a heap trim, and the peak reset when training begins.
+_TRAINER_PROBE_HELPERS = r"""libc = ctypes.CDLL("libc.so.6")
 def status(key):
     for line in open("/proc/self/status"):
         if line.startswith(key + ":"):
@@ -378,6 +370,21 @@ def settle():
 class PeakReset(transformers.TrainerCallback):  # reset VmHWM once training starts (after set-up)
     def on_train_begin(self, args, state, control, **kw):
         settle(); open("/proc/self/clear_refs", "w").write("5")
+"""
+
+_DPO_PROBE = (
+    r"""
+import ctypes, gc, json, os, sys, tempfile
+configs = json.loads(sys.argv[1])
+import unsloth  # noqa: F401  (loralab's order: unsloth before transformers/trl/peft)
+import torch, transformers, peft, trl, datasets, bitsandbytes  # imported before the baseline on purpose
+from loralab.data.preference_rows import load_preference_rows
+from loralab.model.loading import attach_lora, load_model
+from loralab.params.preference_config import validate_preference_params
+from loralab.train.preference_trainer import build_preference_trainer
+"""
+    + _TRAINER_PROBE_HELPERS
+    + r"""
 pad = " The answer follows from counting carefully, one step after another, with no shortcut." * 40
 for cfg in configs:
     torch.manual_seed(0)
@@ -401,6 +408,7 @@ for cfg in configs:
                                   "adapters": sorted(model.peft_config), "shortest": short}), flush=True)
     del model, trainer, tok
 """
+)
 
 DPO_CPU_CONFIGS = [{"bits": bits, "seq": 128, "gc": False, "batch": 1, "r": 16} for bits in (16, 4)]
 
@@ -514,7 +522,8 @@ def test_dpo_objective_reaches_planner_and_cli_and_is_refused_when_unknown():
 # 2 prompts x 4 completions of at most 16 tokens, beta 0) run, generation included. The prompts' and
 # completions' padded lengths are read from what TRL generated, and the estimate is made for them.
 
-_GRPO_PROBE = r"""
+_GRPO_PROBE = (
+    r"""
 import ctypes, gc, json, sys, tempfile
 import unsloth  # noqa: F401  (loralab's order: unsloth before transformers/trl/peft)
 import torch, transformers, peft, trl, datasets  # imported before the baseline on purpose
@@ -523,16 +532,9 @@ from loralab.model.loading import attach_lora, load_model
 from loralab.params.grpo_config import validate_grpo_params
 from loralab.params.yaml_reader import read_params_file
 from loralab.train.grpo_trainer import build_grpo_trainer
-libc = ctypes.CDLL("libc.so.6")
-def status(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-def settle():
-    gc.collect(); libc.malloc_trim(0)
-class PeakReset(transformers.TrainerCallback):  # reset VmHWM once training starts (after set-up)
-    def on_train_begin(self, args, state, control, **kw):
-        settle(); open("/proc/self/clear_refs", "w").write("5")
+"""
+    + _TRAINER_PROBE_HELPERS
+    + r"""
 cfg = validate_grpo_params({**read_params_file("params/05_grpo/smoke.yaml"), "max_steps": 2, "save_steps": 0})
 data = prepare_grpo_data(cfg)
 torch.manual_seed(0)
@@ -555,6 +557,7 @@ print("RESULT " + json.dumps({"baseline": baseline, "peak": status("VmHWM"), "sh
                               "bits": 4 if cfg.load_in_4bit else 16, "gc": bool(cfg.use_gradient_checkpointing),
                               "trainer": [c.__name__ for c in type(trainer).__mro__]}), flush=True)
 """
+)
 
 
 @pytest.fixture(scope="module")

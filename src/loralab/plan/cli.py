@@ -38,33 +38,19 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message.removeprefix("argument "))  # "--r: must be ..." names the option first
 
 
-def _positive_number(option: str, example: str, what: str):
-    """argparse ``type=``: a finite number > 0 (refuses nan, inf, 0, negatives and words)."""
+def _finite_number(option: str, example: str, what: str, zero_ok: bool = False):
+    """argparse ``type=``: a finite number > 0 (>= 0 with ``zero_ok``); refuses nan, inf, negatives and words."""
+    kind = "number >= 0" if zero_ok else "positive number"
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             value = math.nan
-        if not math.isfinite(value) or value <= 0:
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
             raise argparse.ArgumentTypeError(
-                f"must be a finite positive number {what}, e.g. {option} {example} (got {text!r})"
+                f"must be a finite {kind} {what}, e.g. {option} {example} (got {text!r})"
             )
-        return value
-
-    return parse
-
-
-def _non_negative_number(option: str, example: str, what: str):
-    """argparse ``type=``: a finite number >= 0."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or value < 0:
-            raise argparse.ArgumentTypeError(f"must be a finite number >= 0 {what}, e.g. {option} {example} (got {text!r})")
         return value
 
     return parse
@@ -104,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--gpu-gb",
-        type=_positive_number("--gpu-gb", "16", "of GiB (the GPU's memory)"),
+        type=_finite_number("--gpu-gb", "16", "of GiB (the GPU's memory)"),
         required=True,
         help="GPU memory in GiB, e.g. 16 (T4), 24 (4090), 80 (H100)",
     )
@@ -137,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--alpha",
-        type=_positive_number("--alpha", "32", "(LoRA alpha; the convention is 2*r)"),
+        type=_finite_number("--alpha", "32", "(LoRA alpha; the convention is 2*r)"),
         default=None,
         help="LoRA alpha (default 2*r)",
     )
@@ -158,29 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="sft (default); dpo: preference pairs, a reference adapter and reference pass; grpo: sampled "
         "completions, generation's KV cache, a reference pass when --beta > 0",
     )
-    p.add_argument(
-        "--generations",
-        type=_whole_number("--generations", "8", "completions per prompt"),
-        default=None,
-        help="GRPO: completions sampled per prompt, num_generations (default 8)",
-    )
-    p.add_argument(
-        "--completion-length",
-        type=_whole_number("--completion-length", "256", "tokens generated per completion"),
-        default=None,
-        help="GRPO: tokens generated per completion, max_completion_length (default 256)",
-    )
-    p.add_argument(
-        "--beta",
-        type=_non_negative_number("--beta", "0.04", "(GRPO's KL penalty)"),
-        default=None,
-        help="GRPO: KL penalty; > 0 adds a reference pass (default 0)",
-    )
-    p.add_argument(
-        "--vllm",
-        action="store_true",
-        help="GRPO: generate with vLLM (Unsloth's fast_inference), which reserves half the GPU",
-    )
+    grpo = p.add_argument_group("GRPO (with --objective grpo; --batch counts prompts, --seq a prompt's tokens)")
+    for option, parse, what in (
+        ("--generations", _whole_number("--generations", "8", "completions per prompt"),
+         "completions sampled per prompt, num_generations (default 8)"),
+        ("--completion-length", _whole_number("--completion-length", "256", "tokens generated per completion"),
+         "tokens generated per completion, max_completion_length (default 256)"),
+        ("--beta", _finite_number("--beta", "0.04", "(GRPO's KL penalty)", zero_ok=True),
+         "KL penalty; > 0 adds a reference pass (default 0)"),
+    ):
+        grpo.add_argument(option, type=parse, default=None, help=what)
+    grpo.add_argument("--vllm", action="store_true",
+                      help="generate with vLLM (Unsloth's fast_inference), which reserves half the GPU")
     p.add_argument(
         "--full-ft-justified",
         action="store_true",
