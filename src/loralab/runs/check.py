@@ -125,8 +125,8 @@ def memory_lines(config: BaseModel | None, notebook_dir: Path) -> list[str]:
     except ValueError as error:
         return [f"no estimate: {' '.join(str(error).split())}"]
     what = "pairs" if objective == "dpo" else "rows"
-    shape = (f"{batch} prompts x {grpo['generations']} completions of ({seq} + {grpo['completion']}) tokens, "
-             f"plain generation" if grpo else f"{batch} {what} x {seq} tokens")
+    shape = (f"{batch} prompt{'s' if batch > 1 else ''} x {grpo['generations']} completions of ({seq} + "
+             f"{grpo['completion']}) tokens, plain generation" if grpo else f"{batch} {what} x {seq} tokens")
     lines = [(f"~{estimate.total_gib:.1f} GiB peak per GPU: {_METHODS[method]} of {cfg.model_name} "
               f"({_count(arch.param_count())} weights), {shape}, r={cfg.lora_r}{' DoRA' if cfg.use_dora else ''} "
               f"on {cfg.target_modules}, Unsloth on a CUDA GPU")]
@@ -141,10 +141,11 @@ def memory_lines(config: BaseModel | None, notebook_dir: Path) -> list[str]:
     if cfg.world_size > 1:
         lines.append(f"per process with a full copy of the model; {cfg.parallel_strategy} over {cfg.world_size} "
                      f"processes: loralab plan MODEL --gpus {cfg.world_size} --strategy {cfg.parallel_strategy}")
-    extra = (f" --objective {objective}" if objective != "sft" else "") + (
-        f" --generations {grpo['generations']} --completion-length {grpo['completion']}"
-        + (f" --beta {cfg.beta:g}" if cfg.beta else "") if grpo else "") + (
-        " --targets attention" if targets == "attention" else "") + (" --dora" if cfg.use_dora else "")
+    extra = f" --objective {objective}" if objective != "sft" else ""
+    if grpo:
+        extra += f" --generations {grpo['generations']} --completion-length {grpo['completion']}"
+        extra += f" --beta {cfg.beta:g}" if cfg.beta else ""
+    extra += (" --targets attention" if targets == "attention" else "") + (" --dora" if cfg.use_dora else "")
     lines.append(f"where it goes: loralab plan {_plan_name(cfg.model_name, arch)} --gpu-gb N --seq {seq} "
                  f"--batch {batch} --r {cfg.lora_r}{extra}")
     return lines
