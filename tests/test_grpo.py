@@ -226,7 +226,8 @@ def test_a_resumed_run_drops_the_completions_an_interrupted_run_wrote_past_its_c
     from loralab.train.grpo_trainer import _drop_completions_from
 
     path = tmp_path / "completions.jsonl"
-    path.write_text("".join(json.dumps({"step": s, "completion": "x"}) + "\n" for s in (1, 1, 2, 3)))
+    path.write_text("".join(json.dumps({"step": s, "completion": "x"}) + "\n" for s in (1, 1, 2, 3))
+                    + '{"step": 1, "compl')  # a killed run's half-written last line
     _drop_completions_from(path, 2)  # the resumed run's first write is at step 2
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 1]
     _drop_completions_from(tmp_path / "none.jsonl", 2)  # a first run has no file yet

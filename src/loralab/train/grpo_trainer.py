@@ -104,13 +104,22 @@ class CompletionsTable:
 
 
 def _drop_completions_from(path: Path, step: int) -> None:
-    """Keep only the lines of ``path`` (completions.jsonl) logged before ``step``."""
+    """Keep only the lines of ``path`` (completions.jsonl) logged before ``step``; a line a killed run left
+    half-written is dropped too."""
     if not path.is_file():
         return
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) < step]
+    kept = [line for line in lines if _logged_step(line) < step]
     if len(kept) != len(lines):
         path.write_text("".join(kept), encoding="utf-8")
+
+
+def _logged_step(line: str) -> float:
+    """The step a completions.jsonl line was logged at; infinity for a line that is not a whole JSON object."""
+    try:
+        return json.loads(line).get("step", 0) if line.endswith("\n") else float("inf")
+    except (json.JSONDecodeError, AttributeError):
+        return float("inf")
 
 
 def build_grpo_trainer(model, tokenizer, rows: list[dict], rewards: list[Callable], cfg: GrpoConfig,
