@@ -52,9 +52,10 @@ TEST_WORKERS ?= 2
 test: setup-gguf
 	$(VENV)/bin/pytest -q --durations=15 -n $(TEST_WORKERS) --no-loadscope-reorder
 
-# The inner loop: the tests that load no model (not marked slow; some run llama.cpp's converter and Go).
+# The inner loop: the tests that load no model (not marked slow; some run llama.cpp's converter and Go), in
+# two test processes as well (measured on 2 AVX-512 cores: 47 s against 70 s in one).
 test-fast: setup-gguf
-	$(VENV)/bin/pytest -q -m "not slow" --durations=5
+	$(VENV)/bin/pytest -q -m "not slow" --durations=5 -n $(TEST_WORKERS) --no-loadscope-reorder
 
 lint: setup
 	$(VENV)/bin/ruff check src tests scripts bench
