@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from loralab.data.column_map import ColumnMap, refuse_unmapped
+from loralab.data.embedded_splits import embedded_split_rows
 from loralab.data.errors import DatasetError
 from loralab.data.errors import short_repr as _short
 from loralab.data.json_answers import data_file
@@ -109,14 +110,12 @@ def normalise_row(row: dict, where: str) -> dict:
 
 
 def embedded_rows(dataset: str, split: str) -> list[Any]:
-    """Rows of a dataset shipped inside loralab (splits ``train`` and ``eval``)."""
+    """Rows of a dataset shipped inside loralab (``train``, ``eval`` or a slice: ``loralab.data.embedded_splits``)."""
     readers = {EMBEDDED_DATASET: lambda s: read_jsonl(data_file(s)), EMBEDDED_SHORT_ANSWERS: short_answer_rows}
     if dataset not in readers:
         raise DatasetError(f"{dataset!r} is not an embedded dataset; the embedded ones are {', '.join(readers)} "
                            "(or give a .jsonl path or a hub dataset id).")
-    if split not in ("train", "eval"):
-        raise DatasetError(f"{dataset} has the splits 'train' and 'eval', not {split!r}.")
-    return readers[dataset](split)
+    return embedded_split_rows(dataset, split, readers[dataset])
 
 
 def load_chat_rows(dataset: str, split: str = "train", columns: ColumnMap | None = None) -> list[dict]:

@@ -25,6 +25,7 @@ import json
 from typing import Any
 
 from loralab.data.chat_rows import DatasetError, _short, read_numbered_jsonl
+from loralab.data.embedded_splits import embedded_split_rows
 from loralab.data.json_answers import data_file
 from loralab.data.table_files import is_local_data_file, read_table
 from loralab.model.hub_token import token_kwargs
@@ -95,7 +96,7 @@ def load_prompt_rows(dataset: str, split: str = "train", prompt_column: str = ""
         if dataset != EMBEDDED_ANSWER_FORMAT:
             raise DatasetError(f"{dataset!r} is not an embedded prompt set for GRPO; the embedded one is "
                                f"{EMBEDDED_ANSWER_FORMAT} (or give a .jsonl path or a hub dataset id).")
-        return answer_format_rows(split)
+        return embedded_split_rows(dataset, split, answer_format_rows)
     if dataset.endswith(".jsonl"):
         source, raw, unit = dataset, read_numbered_jsonl(dataset), "line"
     elif is_local_data_file(dataset):  # CSV, TSV, Parquet, JSON, Arrow: rows named as a spreadsheet shows them

@@ -30,13 +30,13 @@ from loralab.data.chat_rows import (
 )
 from loralab.data.column_map import ColumnMap, refuse_unmapped
 from loralab.data.concise_answers import concise_answer_pairs
+from loralab.data.embedded_splits import embedded_split_rows
 from loralab.data.row_sources import read_source
 
 METHODS = ("dpo", "orpo", "kto")
 PAIRED_METHODS = ("dpo", "orpo")
 EMBEDDED_CONCISE_ANSWERS = "embedded/concise-answers"
 EMBEDDED_PREFERENCE_SETS = {EMBEDDED_CONCISE_ANSWERS: concise_answer_pairs}
-EMBEDDED_SPLITS = ("train", "eval")
 
 EXAMPLE_PAIR = ('{"prompt": "What is 2 plus 2?", "chosen": "The answer is 4.", '
                 '"rejected": "Well, maybe it is 4."}')
@@ -199,15 +199,13 @@ def normalise_preference_row(row: Any, where: str, method: str) -> list[dict]:
 
 
 def embedded_preference_rows(dataset: str, split: str) -> list[dict]:
-    """Raw rows of a preference set shipped inside loralab (splits ``train`` and ``eval``)."""
+    """Raw rows of a preference set shipped inside loralab (``train``, ``eval`` or a slice of them)."""
     if dataset not in EMBEDDED_PREFERENCE_SETS:
         raise DatasetError(f"{dataset!r} is not an embedded preference dataset; the embedded one is "
                            f"{', '.join(EMBEDDED_PREFERENCE_SETS)} (embedded/json-answers and "
                            "embedded/short-answers are chat data for SFT), or give a .jsonl path or a hub "
                            "dataset id.")
-    if split not in EMBEDDED_SPLITS:
-        raise DatasetError(f"{dataset} has the splits 'train' and 'eval', not {split!r}.")
-    return EMBEDDED_PREFERENCE_SETS[dataset](split)
+    return embedded_split_rows(dataset, split, EMBEDDED_PREFERENCE_SETS[dataset])
 
 
 def load_preference_rows(dataset: str, split: str, method: str, columns: ColumnMap | None = None) -> list[dict]:

@@ -1,0 +1,33 @@
+"""Splits of the datasets shipped inside loralab: ``train`` and ``eval``, or a slice of them in the split syntax
+hub datasets take (the datasets library's ``ReadInstruction``): ``eval[:24]``, ``train[-200:]``, ``train[:10%]``.
+
+    rows = embedded_split_rows("embedded/json-answers", "eval[:24]", read)   # read("train" | "eval") -> rows
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from loralab.data.errors import DatasetError
+
+SPLITS = ("train", "eval")
+Row = TypeVar("Row")
+
+
+def embedded_split_rows(dataset: str, split: str, read: Callable[[str], list[Row]]) -> list[Row]:
+    """The rows ``split`` names; ``read(name)`` gives all rows of the split ``name`` (train or eval)."""
+    if split in SPLITS:
+        return read(split)
+    if split.split("[", 1)[0].split("+", 1)[0] not in SPLITS:
+        raise DatasetError(f"{dataset} has the splits 'train' and 'eval' (or a slice such as eval[:24]), "
+                           f"not {split!r}.")
+    from datasets import ReadInstruction
+
+    rows = {name: read(name) for name in SPLITS}
+    try:
+        parts = ReadInstruction.from_spec(split).to_absolute({name: len(found) for name, found in rows.items()})
+    except (ValueError, AssertionError) as error:
+        raise DatasetError(f"{dataset}: {split!r} is not a split or a slice of one ({error}); write e.g. "
+                           "eval[:24], train[-200:] or train[:10%].") from None
+    return [row for part in parts for row in rows[part.splitname][part.from_:part.to]]
