@@ -117,6 +117,23 @@ def retention_mlflow_run(tmp_path_factory) -> Path:
                             runs_root=tmp_path_factory.mktemp("retention"), run_name="retention", timeout_s=900)
 
 
+@pytest.fixture(scope="session")
+def tiny_sft_adapter(tmp_path_factory) -> Path:
+    """A tiny notebook 01 run on the short-answer task (4 steps): the SFT adapter that notebook 04's DPO run
+    and notebook 05's GRPO run start from (tests/test_notebook_04.py and tests/test_notebook_05.py, one unit
+    of work so that the run is made once)."""
+    from loralab.runs.runner import run_notebook
+
+    params = {"model_name": TINY_MODEL, "load_in_4bit": False, "lora_r": 8, "lora_alpha": 16, "max_steps": 4,
+              "per_device_train_batch_size": 4, "learning_rate": 1e-3, "warmup_steps": 0,
+              "dataset": "embedded/short-answers", "eval_dataset": "embedded/short-answers",
+              "eval_scorers": ["contains"], "eval_examples": 2, "max_new_tokens": 8, "show_examples": 0,
+              "save_steps": 0, "max_seq_length": 96}
+    run = run_notebook(REPO_ROOT / "notebooks" / "01_qlora_finetune.ipynb", params,
+                       runs_root=tmp_path_factory.mktemp("tiny-sft"), run_name="sft", timeout_s=900)
+    return run / "adapter"
+
+
 # --- The budget of the tests that load a model -------------------------------------------------------
 BUDGET_FILE = REPO_ROOT / "tests" / "budget.txt"
 _model_test_seconds: dict[str, float] = {}
@@ -147,12 +164,13 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 # --- Two test processes: which tests go together, and in what order ---------------------------------------
 # A test file is one unit of work for pytest-xdist: its module fixtures (a notebook run shared by its tests)
-# then run once. The files that read the session fixtures above are one unit. Units are handed out in
+# then run once. The files that read the same session fixture above are one unit. Units are handed out in
 # collection order, the next one to whichever process runs dry; so the longest units go first, or a long
 # run started last would end alone on one core. Heaviest first, as measured (AVX2, then AVX-512, a thread
 # each); files not named here take seconds.
-SHARED_RUN_FILES = ("test_notebook_01.py", "test_tracking.py", "test_retention.py")
-HEAVIEST_FIRST = ("test_notebook_01.py", "test_notebook_05.py", "test_memory_estimates.py", "test_notebook_04.py", "test_data_parallel.py",
+SHARED_UNITS = {"notebook 01's shared runs": ("test_notebook_01.py", "test_tracking.py", "test_retention.py"),
+                "notebooks 04 and 05 (one SFT adapter)": ("test_notebook_04.py", "test_notebook_05.py")}
+HEAVIEST_FIRST = ("test_notebook_04.py", "test_notebook_01.py", "test_memory_estimates.py", "test_data_parallel.py",
                   "test_gpu_check.py", "test_adapters_models.py", "test_resume_preference.py",
                   "test_merge_dequantized.py", "test_sweep.py", "test_resume.py", "test_pip_install.py",
                   "test_eval_own_data.py", "test_supervision.py")
@@ -161,7 +179,7 @@ HEAVIEST_FIRST = ("test_notebook_01.py", "test_notebook_05.py", "test_memory_est
 def work_unit(test_file: str) -> str:
     """The unit of work of the tests in ``test_file`` (a path)."""
     name = Path(test_file).name
-    return "notebook 01's shared runs" if name in SHARED_RUN_FILES else name
+    return next((unit for unit, files in SHARED_UNITS.items() if name in files), name)
 
 
 def pytest_collection_modifyitems(config, items) -> None:

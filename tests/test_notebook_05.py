@@ -1,5 +1,5 @@
 """Notebook 05 (GRPO) run by papermill: once on the embedded model with its smoke params (learning), twice on the
-tiny random model (mechanics from an SFT adapter with beta > 0, then resumed as if killed after its first
+tiny random model (mechanics from the tiny SFT adapter notebook 04's DPO run starts from too, with beta > 0, then resumed as if killed after its first
 checkpoint; a broken reward refused before training).
 
 The learning claim: GRPO with the embedded answer-format prompts and rewards raises the held-out reward (greedy
@@ -19,7 +19,6 @@ from loralab.params.errors import RunFailed
 from loralab.params.yaml_reader import read_params_file
 
 REPO = Path(__file__).resolve().parents[1]
-NB01 = REPO / "notebooks" / "01_qlora_finetune.ipynb"
 NB05 = REPO / "notebooks" / "05_grpo.ipynb"
 SMOKE = REPO / "params" / "05_grpo" / "smoke.yaml"
 FORMAT = "regex:^The answer is [^.!?]+[.!?]$"
@@ -47,25 +46,11 @@ def learned(folder) -> dict:
 
 
 @pytest.fixture(scope="module")
-def sft_adapter(folder) -> Path:
-    """A tiny notebook 01 run: the SFT adapter GRPO starts from."""
-    from loralab.runs.runner import run_notebook
-
-    run = run_notebook(NB01, {"model_name": TINY_MODEL, "load_in_4bit": False, "lora_r": 4, "lora_alpha": 8,
-                              "max_steps": 2, "per_device_train_batch_size": 4, "warmup_steps": 0,
-                              "dataset": "embedded/short-answers", "eval_dataset": "embedded/short-answers",
-                              "eval_scorers": ["contains"], "eval_examples": 2, "max_new_tokens": 8,
-                              "show_examples": 0, "save_steps": 0, "max_seq_length": 96},
-                       runs_root=folder / "runs", run_name="sft", timeout_s=900)
-    return run / "adapter"
-
-
-@pytest.fixture(scope="module")
-def from_sft(folder, sft_adapter) -> dict:
+def from_sft(folder, tiny_sft_adapter) -> dict:
     """Mechanics on the tiny model: from the SFT adapter, with a KL term (beta > 0: TRL's frozen 'ref' copy)."""
     from loralab.runs.runner import run_notebook
 
-    params = {**TINY, "sft_adapter": str(sft_adapter), "beta": 0.04, "save_steps": 1}
+    params = {**TINY, "sft_adapter": str(tiny_sft_adapter), "beta": 0.04, "save_steps": 1}
     run = run_notebook(NB05, params, runs_root=folder / "runs", run_name="from-sft", timeout_s=900)
     return {"dir": run, "params": params, "metrics": json.loads((run / "metrics.json").read_text())}
 
@@ -123,13 +108,13 @@ def test_the_preflight_and_the_frozen_base(learned):
     assert m["grpo"]["sft_adapter"] is None and m["grpo"]["rewards"] == [FORMAT, "contains"]
 
 
-def test_from_an_sft_adapter_with_a_kl_term(from_sft, sft_adapter):
+def test_from_an_sft_adapter_with_a_kl_term(from_sft, tiny_sft_adapter):
     m = from_sft["metrics"]
     # each reward apart under notebook 01's name too: loralab sweep makes each a "<reward> after" column
     assert m["eval_scores_after"] == m["rewards_after"] and set(m["eval_scores_before"]) == set(m["rewards_after"])
     lineage = m["grpo"]["sft_adapter"]
-    assert lineage["path"] == str(sft_adapter.resolve())
-    assert lineage["manifest_sha256"] == hashlib.sha256((sft_adapter / "loralab_manifest.json").read_bytes()).hexdigest()
+    assert lineage["path"] == str(tiny_sft_adapter.resolve())
+    assert lineage["manifest_sha256"] == hashlib.sha256((tiny_sft_adapter / "loralab_manifest.json").read_bytes()).hexdigest()
     manifest = json.loads((from_sft["dir"] / "adapter" / "loralab_manifest.json").read_text())
     assert manifest["extra"]["grpo"]["sft_adapter"]["manifest_sha256"] == lineage["manifest_sha256"]
     assert manifest["extra"]["grpo"]["beta"] == 0.04
