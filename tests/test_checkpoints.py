@@ -1,7 +1,8 @@
 """Checkpoints are whole or absent; resuming picks the newest whole one; `loralab run` finds its run.
 
 Fast: a stand-in Trainer (the same `_save_checkpoint` / `_get_output_dir` contract as transformers'
-Trainer) is killed with SIGKILL in a child process in the middle of writing a checkpoint. The real
+Trainer) is killed with SIGKILL in a child process in the middle of writing a checkpoint (one process
+imports transformers, then forks a child per scenario). The real
 Trainer killed mid-run is tests/test_resume.py (slow).
 """
 
@@ -27,11 +28,13 @@ from loralab.train.checkpoints import (
 REPO = Path(__file__).resolve().parents[1]
 
 # A stand-in for transformers.Trainer: writes checkpoint-N file by file, trainer_state.json last (as the
-# real one does); `die_after` files into step `die_at` the process SIGKILLs itself, mid-save.
+# real one does); `die_after` files into step `die_at` the process SIGKILLs itself, mid-save. One process
+# imports what a save imports (transformers' checkpoint rotation: 6 s), then forks a child per scenario.
 FAKE_TRAINER = textwrap.dedent('''
-    import os, signal, sys
+    import json, os, signal, sys, traceback
     from pathlib import Path
     from types import SimpleNamespace
+    import transformers.trainer_utils  # what AtomicCheckpoints imports when it saves: once, before the forks
     from loralab.train.checkpoints import AtomicCheckpoints
 
     class FakeTrainer:
@@ -55,46 +58,67 @@ FAKE_TRAINER = textwrap.dedent('''
     class Trainer(AtomicCheckpoints, FakeTrainer):
         pass
 
-    output_dir, die_at, die_after = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    trainer = Trainer(output_dir, die_at, die_after)
-    trainer.run_params = {"lora_r": 8, "seed": 1}
-    for step in (2, 4, 6, 8):
-        trainer.state.global_step = step
-        trainer._save_checkpoint(None, None)
+    def train(output_dir, die_at, die_after):
+        trainer = Trainer(output_dir, die_at, die_after)
+        trainer.run_params = {"lora_r": 8, "seed": 1}
+        for step in (2, 4, 6, 8):
+            trainer.state.global_step = step
+            trainer._save_checkpoint(None, None)
+
+    returncodes = []
+    for output_dir, die_at, die_after in json.loads(sys.argv[1]):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                train(output_dir, die_at, die_after)
+            except BaseException:
+                traceback.print_exc()
+                os._exit(1)
+            os._exit(0)
+        returncodes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))  # -9: killed by SIGKILL
+    print(json.dumps(returncodes))
 ''')
+SCENARIOS = {"uninterrupted": (-1, -1), **{f"killed after {n} files": (6, n) for n in (0, 2, 3)}}
 
 
-def _run_fake_trainer(output_dir: Path, die_at: int, die_after: int) -> int:
-    done = subprocess.run([sys.executable, "-c", FAKE_TRAINER, str(output_dir), str(die_at), str(die_after)],
+@pytest.fixture(scope="module")
+def fake_trainer_runs(tmp_path_factory) -> dict[str, tuple[Path, int]]:
+    """Each scenario's checkpoint folder and the return code of its process (-9: killed)."""
+    folders = {name: tmp_path_factory.mktemp("fake-trainer") for name in SCENARIOS}
+    runs = [[str(folders[name]), die_at, die_after] for name, (die_at, die_after) in SCENARIOS.items()]
+    done = subprocess.run([sys.executable, "-c", FAKE_TRAINER, json.dumps(runs)],
                           capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode in (0, -9), done.stderr
-    return done.returncode
+    assert done.returncode == 0, done.stderr
+    returncodes = json.loads(done.stdout.splitlines()[-1])
+    assert all(code in (0, -9) for code in returncodes), done.stderr
+    return {name: (folders[name], code) for name, code in zip(SCENARIOS, returncodes)}
 
 
 @pytest.mark.parametrize("die_after", [0, 2, 3])
-def test_sigkill_mid_save_leaves_no_checkpoint_folder(tmp_path, die_after):
-    returncode = _run_fake_trainer(tmp_path, die_at=6, die_after=die_after)
+def test_sigkill_mid_save_leaves_no_checkpoint_folder(fake_trainer_runs, die_after):
+    folder, returncode = fake_trainer_runs[f"killed after {die_after} files"]
     assert returncode == -9, "the child should have been killed mid-save"
-    names = sorted(p.name for p in tmp_path.iterdir())
+    names = sorted(p.name for p in folder.iterdir())
     assert "checkpoint-6" not in names, f"a half-written checkpoint was published: {names}"
-    assert [p.name for p in complete_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-4"]
+    assert [p.name for p in complete_checkpoints(folder)] == ["checkpoint-2", "checkpoint-4"]
     for name in ("checkpoint-2", "checkpoint-4"):
-        files = sorted(p.name for p in (tmp_path / name).iterdir())
+        files = sorted(p.name for p in (folder / name).iterdir())
         assert files == sorted(["adapter_model.safetensors", "optimizer.pt", "rng_state.pth", "trainer_state.json",
                                 PARAMS_NAME]), files
     staging = [n for n in names if n.startswith(".staging-checkpoint-6-")]
     assert len(staging) == 1, names  # the killed save's leftover, hidden from transformers' checkpoint-* glob
 
     cfg = validate_params({"lora_r": 8, "seed": 1})
-    resumed = resume_checkpoint(tmp_path, cfg)
-    assert resumed == tmp_path / "checkpoint-4"
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".staging-")], "leftover not cleaned"
+    resumed = resume_checkpoint(folder, cfg)
+    assert resumed == folder / "checkpoint-4"
+    assert not [p for p in folder.iterdir() if p.name.startswith(".staging-")], "leftover not cleaned"
 
 
-def test_uninterrupted_saves_keep_the_newest_two_and_record_params(tmp_path):
-    assert _run_fake_trainer(tmp_path, die_at=-1, die_after=-1) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-6", "checkpoint-8"]
-    assert json.loads((tmp_path / "checkpoint-8" / PARAMS_NAME).read_text()) == {"lora_r": 8, "seed": 1}
+def test_uninterrupted_saves_keep_the_newest_two_and_record_params(fake_trainer_runs):
+    folder, returncode = fake_trainer_runs["uninterrupted"]
+    assert returncode == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint-6", "checkpoint-8"]
+    assert json.loads((folder / "checkpoint-8" / PARAMS_NAME).read_text()) == {"lora_r": 8, "seed": 1}
 
 
 def _fake_checkpoint(folder: Path, step: int, params: dict, complete: bool = True) -> Path:
