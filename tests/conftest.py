@@ -81,9 +81,10 @@ def default_cli_run(tmp_path_factory) -> tuple[Path, str, str]:
     The one notebook-01 run of the suite on the real model: the tests claim from it that QLoRA learns the
     embedded task (JSON shape 0.00 -> >= 0.8). Changed from the defaults: no retention check (that is
     tests/test_retention.py's run), 8 held-out questions answered instead of 30 and the held-out loss on
-    24 of the 69 (eval_split eval[:24]: the cells that evaluate before and after training measured 34 -> 19 s,
-    AVX-512 kind, a thread), report_to: tensorboard, and a fake HF_TOKEN in the environment. (run folder, what the terminal got, that token). Used by
-    tests/test_notebook_01.py and tests/test_tracking.py.
+    24 of the 69 (eval_split eval[:24]: the cells that evaluate before and after training measured
+    34 -> 19 s, AVX-512 kind, a thread), report_to: tensorboard, and a fake HF_TOKEN in the environment.
+    (run folder, what the terminal got, that token). Used by tests/test_notebook_01.py and
+    tests/test_tracking.py.
     """
     import subprocess
     import sys

@@ -2,8 +2,8 @@
 
 Fast: a stand-in Trainer (the same `_save_checkpoint` / `_get_output_dir` contract as transformers'
 Trainer) is killed with SIGKILL in a child process in the middle of writing a checkpoint (one process
-imports transformers, then forks a child per scenario). The real
-Trainer killed mid-run is tests/test_resume.py (slow).
+imports transformers, then forks a child per scenario). The real Trainer killed mid-run is
+tests/test_resume.py (slow).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Sized for the CPU: 16-bit, r=16, 4 steps of 4 pairs (3 for KTO on the embedded m
 pairs written here from the embedded set's eval split (questions the training pairs never show), 4
 prompts answered. KTO runs on the embedded model, where the tests claim that preference tuning teaches
 the ranking (held-out preference accuracy 0.5 -> >= 0.9); DPO (from the tiny SFT adapter of notebook 01
-that notebook 05's tests start from too: conftest) and ORPO run on the tiny random model. The mechanics (ties before, a frozen base and reference,
-lineage, scores, plots) are checked on all three runs.
+that notebook 05's tests start from too: conftest) and ORPO run on the tiny random model. The mechanics
+(ties before, a frozen base and reference, lineage, scores, plots) are checked on all three runs.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Notebook 05 (GRPO) run by papermill: once on the embedded model with its smoke params (learning), twice on the
-tiny random model (mechanics from the tiny SFT adapter notebook 04's DPO run starts from too, with beta > 0, then resumed as if killed after its first
-checkpoint; a broken reward refused before training).
+tiny random model (mechanics from the tiny SFT adapter that notebook 04's DPO run starts from too, with
+beta > 0, then resumed as if killed after its first checkpoint; a broken reward refused before training).
 
 The learning claim: GRPO with the embedded answer-format prompts and rewards raises the held-out reward (greedy
 replies to 16 questions the training prompts never show) in 10 steps of 2 prompts x 4 completions.

@@ -19,15 +19,12 @@ def embedded_split_rows(dataset: str, split: str, read: Callable[[str], list[Row
     """The rows ``split`` names; ``read(name)`` gives all rows of the split ``name`` (train or eval)."""
     if split in SPLITS:
         return read(split)
-    if split.split("[", 1)[0].split("+", 1)[0] not in SPLITS:
-        raise DatasetError(f"{dataset} has the splits 'train' and 'eval' (or a slice such as eval[:24]), "
-                           f"not {split!r}.")
     from datasets import ReadInstruction
 
     rows = {name: read(name) for name in SPLITS}
     try:
         parts = ReadInstruction.from_spec(split).to_absolute({name: len(found) for name, found in rows.items()})
-    except (ValueError, AssertionError) as error:
-        raise DatasetError(f"{dataset}: {split!r} is not a split or a slice of one ({error}); write e.g. "
-                           "eval[:24], train[-200:] or train[:10%].") from None
+    except (ValueError, AssertionError) as error:  # an unknown split name, or a slice written wrong
+        raise DatasetError(f"{dataset} has the splits 'train' and 'eval' and slices of them such as eval[:24], "
+                           f"train[-200:] or train[:10%], not {split!r} ({error}).") from None
     return [row for part in parts for row in rows[part.splitname][part.from_:part.to]]

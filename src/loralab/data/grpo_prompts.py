@@ -40,8 +40,6 @@ EXAMPLE_ROW = '{"prompt": "What is 2 plus 2?", "reference": "4"}'
 
 def answer_format_rows(split: str) -> list[dict]:
     """The embedded questions of ``split`` (train or eval) with the format instruction; reference: the answer."""
-    if split not in ("train", "eval"):
-        raise DatasetError(f"{EMBEDDED_ANSWER_FORMAT} has the splits 'train' and 'eval', not {split!r}.")
     rows = []
     for line in data_file(split).read_text(encoding="utf-8").splitlines():
         if line.strip():
