@@ -1,12 +1,14 @@
 """The memory estimator against measurements: (a) peak memory measured here on CPU for the embedded
 model, (b) peak GPU memory published by others, each cited. Target: within 15%.
 
-How the CPU number is measured (``_PROBE`` below, configurations in turn):
-the process imports torch/transformers/peft/bitsandbytes; before each configuration it trims the heap
-and reads its resident set size (RSS) as the *baseline* (the Python + torch runtime, ~420 MB, which the
-estimate does not model, plus whatever earlier configurations left behind); then it loads the model, attaches LoRA, resets the kernel's peak-RSS counter (``/proc/self/clear_refs``
-= 5) and trains 2 AdamW steps. Measured = peak RSS - baseline: the model's weights, adapters,
-optimizer states, activations and loss buffers. ``MALLOC_MMAP_THRESHOLD_=65536`` makes glibc give
+How the CPU number is measured (``_PROBE`` below, one process): the process imports
+torch/transformers/peft/bitsandbytes; for each precision it trims the heap and reads its resident set size
+(RSS) as the *baseline* (the Python + torch runtime, ~420 MB, which the estimate does not model, plus
+whatever the earlier precision left behind), loads the model once and attaches LoRA; then, for each
+configuration in turn (without checkpointing, then with it), a warm-up AdamW step on 8 tokens creates the
+optimizer's states, the kernel's peak-RSS counter is reset (``/proc/self/clear_refs`` = 5) and one training
+step at the configuration's length is measured. Measured = peak RSS - baseline: the model's weights,
+adapters, optimizer states, activations and loss buffers. ``MALLOC_MMAP_THRESHOLD_=65536`` makes glibc give
 large tensors their own mappings, so freed tensors leave the RSS at once (otherwise the heap keeps
 freed pages and the peak reads high). The CPU runs use fp32 compute: this CPU has no AVX512-BF16 and
 bf16 training was measured 12x slower (243 s vs 20 s for 2 steps of 512 tokens), too slow for a test.
@@ -17,13 +19,17 @@ Measured on 2 shared cores (2026-11), batch 1, r=16 all-linear, estimate vs meas
 fp32 base seq 128: 856 vs 881 (-2.8%), +checkpointing 701 vs 703 (-0.3%); seq 512: 1577 vs 1534
 (+2.8%), +checkpointing 956 vs 962 (-0.6%); NF4 base seq 128: 490 vs 515 (-4.9%), +checkpointing
 335 vs 338 (-0.9%); seq 512: 1210 vs 1179 (+2.7%), +checkpointing 590 vs 594 (-0.7%).
-The suite measures seq 128 and 256 (2026-12, AVX-512 kind, the probe in one process: 103 s with seq 512,
-67 s with 256): fp32 seq 256 1097 vs 1069 (+2.6%), +checkpointing 786 vs 789 (-0.4%); NF4 seq 256 730
-vs 712 (+2.5%), +checkpointing 420 vs 423 (-0.9%). Longer sequences, checkpointing and NF4 still move
-the measurement the way the model says (checkpointing saves 26% at 256 tokens, 37% at 512).
-The first configuration a process runs carries ~25-40 MB of one-time lazy initialisation (thread
-pools, kernel caches) that the estimate does not model: with one process per configuration every
-checkpointed run read 37-39 MB high (-4% to -10%); run in turn, only the first one does (-2.8%).
+Until 2026-12-05 the suite ran one load per configuration and 2 AdamW steps under the counter, 16-bit
+and 4-bit in two processes side by side (86 s of CPU); seq 256 then read fp32 1097 vs 1069 (+2.6%),
++checkpointing 786 vs 789 (-0.4%); NF4 730 vs 712 (+2.5%), +checkpointing 420 vs 423 (-0.9%).
+The probe as it is now (2026-12-05, AVX-512 kind: 43 s in one process), estimate vs measured: fp32 seq 128
+856 vs 881 (-2.8%), 256 1097 vs 1115 (-1.7%), +checkpointing 701 vs 745 (-5.9%), 786 vs 832 (-5.5%);
+NF4 seq 128 490 vs 480 (+2.1%), 256 730 vs 708 (+3.1%), +checkpointing 335 vs 332 (+0.8%), 420 vs 425
+(-1.2%). Longer sequences, checkpointing and NF4 still move the measurement the way the model says.
+The first load a process makes carries ~25-45 MB of one-time lazy initialisation (thread pools, kernel
+caches) that the estimate does not model: with one process per configuration every checkpointed run read
+37-39 MB high (-4% to -10%); here the 16-bit configurations, which share the first load's baseline, carry
+it (the checkpointed ones read 44-46 MB high), and the 4-bit ones do not.
 """
 
 from __future__ import annotations
@@ -32,7 +38,6 @@ import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -56,33 +61,39 @@ def status(key):
             return int(line.split()[1]) * 1024
 def settle():
     gc.collect(); libc.malloc_trim(0)
+def step(model, opt, ids):
+    loss = model(input_ids=ids, labels=ids).loss
+    loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
 path = resolve_model_path("embedded/smollm2-135m-instruct")
-for cfg in configs:  # one config after another; each is measured against the RSS just before its load
+for bits in sorted({c["bits"] for c in configs}, reverse=True):  # one load per precision, measured from before it
+    group = sorted((c for c in configs if c["bits"] == bits), key=lambda c: (c["gc"], c["seq"]))
+    r = group[0]["r"]
+    assert all(c["r"] == r for c in group)
     torch.manual_seed(0)
     settle(); baseline = status("VmRSS")
     kw = dict(dtype=torch.float32)
-    if cfg["bits"] == 4:
+    if bits == 4:
         kw["quantization_config"] = transformers.BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.float32)
     model = transformers.AutoModelForCausalLM.from_pretrained(path, **kw)
     model.config.use_cache = False
-    if cfg["gc"]:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
-    model = get_peft_model(model, LoraConfig(r=cfg["r"], lora_alpha=2 * cfg["r"], lora_dropout=0.0,
+    model = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0,
                                              target_modules="all-linear", task_type="CAUSAL_LM"))
     model.train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    ids = torch.randint(0, model.config.vocab_size, (cfg["batch"], cfg["seq"]))
-    settle()
-    open("/proc/self/clear_refs", "w").write("5")  # reset the peak-RSS counter (VmHWM) to the current RSS
-    for _ in range(2):  # step 1 creates the AdamW states, step 2 runs with them
-        loss = model(input_ids=ids, labels=ids).loss
-        loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
-        del loss
-    print("RESULT " + json.dumps({**cfg, "baseline": baseline, "peak": status("VmHWM")}), flush=True)
-    del model, opt, ids
+    for cfg in group:  # without checkpointing first, then with it (switched on once)
+        if cfg["gc"] and not model.is_gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.enable_input_require_grads()
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        step(model, opt, torch.randint(0, model.config.vocab_size, (cfg["batch"], 8)))  # creates AdamW's states
+        ids = torch.randint(0, model.config.vocab_size, (cfg["batch"], cfg["seq"]))
+        settle()
+        open("/proc/self/clear_refs", "w").write("5")  # reset the peak-RSS counter (VmHWM) to the current RSS
+        step(model, opt, ids)  # the measured step: a training step with the optimizer's states in memory
+        print("RESULT " + json.dumps({**cfg, "baseline": baseline, "peak": status("VmHWM")}), flush=True)
+        del opt, ids
+    del model
 """
 
 LONG_SEQ = 256  # 512 measured the same way (docstring) at 1.5x the probe's time
@@ -116,10 +127,8 @@ def _run_probe(configs: list[dict]) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def cpu_measurements() -> list[dict]:
-    """Two processes (16-bit and 4-bit configs), run side by side on the two cores."""
-    groups = [[c for c in CPU_CONFIGS if c["bits"] == bits] for bits in (16, 4)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return [m for group in pool.map(_run_probe, groups) for m in group]
+    """One process: the 16-bit configurations on one load of the model, then the 4-bit ones on another."""
+    return _run_probe(CPU_CONFIGS)
 
 
 def cpu_setup(bits: int, seq: int, gc: bool, batch: int, r: int) -> TrainingSetup:
@@ -359,9 +368,13 @@ def test_terms_respond_to_their_knobs():
 # (ref_model=None: TRL adds the frozen "ref" adapter). The embedded pairs are short, so each chosen
 # and rejected answer is lengthened past max_seq_length and truncated to it: every row is seq tokens.
 # Baseline as in _PROBE, after the imports; the peak counter is reset when training begins (after the
-# trainer's set-up), then 2 steps run. Measured on 2 shared cores (2026-12), batch 1 pair, seq 128,
-# r=16 all-linear, no checkpointing, estimate vs measured (MB): fp32 base 1010 vs 1075-1076 (-6.0%/-6.1%),
-# NF4 base 644 vs 685-691 (-6.0 to -6.8%, two runs); part of the gap is the first configuration's one-time initialisation.
+# trainer's set-up), then 2 steps run. One process (_TRAINER_PROBE) runs the DPO configurations in turn and
+# then notebook 05's GRPO smoke run (below), each measured from the RSS just before its own load.
+# Measured on 2 shared cores (2026-12), batch 1 pair, seq 128, r=16 all-linear, no checkpointing, estimate
+# vs measured (MB), one process per configuration: fp32 base 1010 vs 1075-1076 (-6.0%/-6.1%), NF4 base 644
+# vs 685-691 (-6.0 to -6.8%, two runs); part of the gap is the first configuration's one-time initialisation.
+# In one process with GRPO after them (2026-12-05, AVX-512 kind, 56 s for the three): fp32 1010 vs 1080
+# (-6.5%), NF4 644 vs 635 (+1.4%), GRPO smoke 1347 vs 1393 (-3.3%).
 # ---------------------------------------------------------------------------------------------
 
 # The RSS readers both trainer probes define: VmRSS / VmHWM, a heap trim, and the peak reset when training begins.
@@ -377,15 +390,19 @@ class PeakReset(transformers.TrainerCallback):  # reset VmHWM once training star
         settle(); open("/proc/self/clear_refs", "w").write("5")
 """
 
-_DPO_PROBE = (
+_TRAINER_PROBE = (
     r"""
 import ctypes, gc, json, os, sys, tempfile
 configs = json.loads(sys.argv[1])
 import unsloth  # noqa: F401  (loralab's order: unsloth before transformers/trl/peft)
 import torch, transformers, peft, trl, datasets, bitsandbytes  # imported before the baseline on purpose
 from loralab.data.preference_rows import load_preference_rows
+from loralab.eval.grpo_data import prepare_grpo_data
 from loralab.model.loading import attach_lora, load_model
+from loralab.params.grpo_config import validate_grpo_params
 from loralab.params.preference_config import validate_preference_params
+from loralab.params.yaml_reader import read_params_file
+from loralab.train.grpo_trainer import build_grpo_trainer
 from loralab.train.preference_trainer import build_preference_trainer
 """
     + _TRAINER_PROBE_HELPERS
@@ -409,16 +426,41 @@ for cfg in configs:
     short = min(len(x["prompt_ids"]) + min(len(x["chosen_ids"]), len(x["rejected_ids"]))
                 for x in trainer.train_dataset)
     trainer.train()
-    print("RESULT " + json.dumps({**cfg, "baseline": baseline, "peak": status("VmHWM"),
+    print("RESULT " + json.dumps({"probe": "dpo", **cfg, "baseline": baseline, "peak": status("VmHWM"),
                                   "adapters": sorted(model.peft_config), "shortest": short}), flush=True)
     del model, trainer, tok
+    settle()
+
+cfg = validate_grpo_params({**read_params_file("params/05_grpo/smoke.yaml"), "max_steps": 2, "save_steps": 0})
+data = prepare_grpo_data(cfg)
+torch.manual_seed(0)
+settle(); baseline = status("VmRSS")
+model, tok = load_model(cfg)
+model = attach_lora(model, cfg)
+out = tempfile.mkdtemp()
+trainer = build_grpo_trainer(model, tok, data.train, data.rewards, cfg, output_dir=out, run_dir=out, vllm=False)
+trainer.add_callback(PeakReset())
+shapes = []
+generate = trainer._generate_and_score_completions
+def recorded(inputs):
+    batch = generate(inputs)
+    shapes.append([list(batch["prompt_ids"].shape), list(batch["completion_ids"].shape)])
+    return batch
+trainer._generate_and_score_completions = recorded
+trainer.train()
+print("RESULT " + json.dumps({"probe": "grpo", "baseline": baseline, "peak": status("VmHWM"), "shapes": shapes,
+                              "r": cfg.lora_r, "generations": cfg.num_generations, "beta": cfg.beta,
+                              "bits": 4 if cfg.load_in_4bit else 16, "gc": bool(cfg.use_gradient_checkpointing),
+                              "trainer": [c.__name__ for c in type(trainer).__mro__]}), flush=True)
 """
 )
 
 DPO_CPU_CONFIGS = [{"bits": bits, "seq": 128, "gc": False, "batch": 1, "r": 16} for bits in (16, 4)]
 
 
-def _run_dpo_probe(configs: list[dict]) -> list[dict]:
+@pytest.fixture(scope="module")
+def trainer_cpu_measurements() -> dict:
+    """One process: the DPO configurations in turn, then GRPO's smoke run ({"dpo": [...], "grpo": {...}})."""
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
@@ -427,23 +469,23 @@ def _run_dpo_probe(configs: list[dict]) -> list[dict]:
         "UNSLOTH_CPU_BF16": "0",
     }
     out = subprocess.run(
-        [sys.executable, "-c", _DPO_PROBE, json.dumps(configs)],
+        [sys.executable, "-c", _TRAINER_PROBE, json.dumps(DPO_CPU_CONFIGS)],
         check=False,
         capture_output=True,
         text=True,
         env=env,
         timeout=900,
+        cwd=Path(__file__).resolve().parents[1],
     )
     lines = [json.loads(ln[len("RESULT ") :]) for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert out.returncode == 0 and len(lines) == len(configs), (out.stdout + out.stderr)[-3000:]
-    return [{**r, "measured_bytes": r["peak"] - r["baseline"]} for r in lines]
+    assert out.returncode == 0 and len(lines) == len(DPO_CPU_CONFIGS) + 1, (out.stdout + out.stderr)[-3000:]
+    measured = [{**r, "measured_bytes": r["peak"] - r["baseline"]} for r in lines]
+    return {"dpo": [m for m in measured if m["probe"] == "dpo"], "grpo": measured[-1]}
 
 
 @pytest.fixture(scope="module")
-def dpo_cpu_measurements() -> list[dict]:
-    """One process per configuration (16-bit, 4-bit), side by side on the two cores."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return [m for group in pool.map(_run_dpo_probe, [[c] for c in DPO_CPU_CONFIGS]) for m in group]
+def dpo_cpu_measurements(trainer_cpu_measurements) -> list[dict]:
+    return trainer_cpu_measurements["dpo"]
 
 
 @pytest.mark.slow
@@ -521,59 +563,18 @@ def test_dpo_objective_reaches_planner_and_cli_and_is_refused_when_unknown():
         main(["llama-3.1-8b", "--gpu-gb", "24", "--objective", "ppo"])
 
 
-# --- GRPO: notebook 05's smoke params, measured as the DPO probe measures -----------------------------------
+# --- GRPO: notebook 05's smoke params, measured as the DPO probe measures, in its process --------------------
 # Baseline after the imports and the prompt rows, before the model loads; the peak counter is reset when
 # training begins; then 2 steps of the smoke run (params/05_grpo/smoke.yaml: 16-bit embedded model, r=8,
 # 2 prompts x 4 completions of at most 16 tokens, beta 0) run, generation included. The prompts' and
 # completions' padded lengths are read from what TRL generated, and the estimate is made for them.
 
-_GRPO_PROBE = (
-    r"""
-import ctypes, gc, json, sys, tempfile
-import unsloth  # noqa: F401  (loralab's order: unsloth before transformers/trl/peft)
-import torch, transformers, peft, trl, datasets  # imported before the baseline on purpose
-from loralab.eval.grpo_data import prepare_grpo_data
-from loralab.model.loading import attach_lora, load_model
-from loralab.params.grpo_config import validate_grpo_params
-from loralab.params.yaml_reader import read_params_file
-from loralab.train.grpo_trainer import build_grpo_trainer
-"""
-    + _TRAINER_PROBE_HELPERS
-    + r"""
-cfg = validate_grpo_params({**read_params_file("params/05_grpo/smoke.yaml"), "max_steps": 2, "save_steps": 0})
-data = prepare_grpo_data(cfg)
-torch.manual_seed(0)
-settle(); baseline = status("VmRSS")
-model, tok = load_model(cfg)
-model = attach_lora(model, cfg)
-out = tempfile.mkdtemp()
-trainer = build_grpo_trainer(model, tok, data.train, data.rewards, cfg, output_dir=out, run_dir=out, vllm=False)
-trainer.add_callback(PeakReset())
-shapes = []
-generate = trainer._generate_and_score_completions
-def recorded(inputs):
-    batch = generate(inputs)
-    shapes.append([list(batch["prompt_ids"].shape), list(batch["completion_ids"].shape)])
-    return batch
-trainer._generate_and_score_completions = recorded
-trainer.train()
-print("RESULT " + json.dumps({"baseline": baseline, "peak": status("VmHWM"), "shapes": shapes,
-                              "r": cfg.lora_r, "generations": cfg.num_generations, "beta": cfg.beta,
-                              "bits": 4 if cfg.load_in_4bit else 16, "gc": bool(cfg.use_gradient_checkpointing),
-                              "trainer": [c.__name__ for c in type(trainer).__mro__]}), flush=True)
-"""
-)
-
-
 @pytest.fixture(scope="module")
-def grpo_cpu_measurement() -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "65536",
-           "TOKENIZERS_PARALLELISM": "false", "UNSLOTH_CPU_BF16": "0"}
-    out = subprocess.run([sys.executable, "-c", _GRPO_PROBE], check=False, capture_output=True, text=True,
-                         env=env, timeout=900, cwd=Path(__file__).resolve().parents[1])
-    lines = [json.loads(ln[len("RESULT "):]) for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert out.returncode == 0 and len(lines) == 1, (out.stdout + out.stderr)[-3000:]
-    return {**lines[0], "measured_bytes": lines[0]["peak"] - lines[0]["baseline"]}
+def grpo_cpu_measurement(trainer_cpu_measurements) -> dict:
+    """The end of _TRAINER_PROBE's process, after the DPO configurations."""
+    m = trainer_cpu_measurements["grpo"]
+    assert m["probe"] == "grpo"
+    return m
 
 
 def grpo_estimate_for(m: dict):
