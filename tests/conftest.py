@@ -1,4 +1,3 @@
-# ruff: noqa: I001  (unsloth must be imported before transformers/peft/trl)
 """Shared fixtures: the repo root, the models' configs, and the notebook runs several test files read.
 
 Two models: ``TINY_MODEL`` (random weights, the embedded model's architecture and tokenizer, 2 layers
@@ -25,8 +24,6 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT") and "OMP_NUM_THREADS" not in os.e
 
     os.environ["OMP_NUM_THREADS"] = str(max(1, usable_cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
-import unsloth  # noqa: F401  (before transformers/peft/trl, which it patches; some tests import those)
-
 import json
 from pathlib import Path
 
@@ -37,6 +34,15 @@ from loralab.params.names import EMBEDDED_PREFIX
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = EMBEDDED_PREFIX + "tiny-random-llama"
 EMBEDDED_MODEL = EMBEDDED_PREFIX + "smollm2-135m-instruct"
+
+
+def pytest_configure(config) -> None:
+    """Unsloth first, before any test module imports transformers, PEFT or TRL (which it patches), in every
+    process that runs tests; not in pytest-xdist's controller, which only hands tests out (8 s of CPU less
+    before the test processes start)."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    import unsloth  # noqa: F401
 
 
 @pytest.fixture(scope="session")
@@ -167,14 +173,16 @@ def pytest_terminal_summary(terminalreporter) -> None:
 # A test file is one unit of work for pytest-xdist: its module fixtures (a notebook run shared by its tests)
 # then run once. The files that read the same session fixture above are one unit. Units are handed out in
 # collection order, the next one to whichever process runs dry; so the longest units go first, or a long
-# run started last would end alone on one core. Heaviest first, as measured (AVX2, then AVX-512, a thread
-# each); files not named here take seconds.
+# run started last would end alone on one core. Heaviest first, as measured (AVX-512 kind, 2026-12-05, a
+# thread each: 256, 146, 120, 101, 50, 49, 47, 46, 45, 40, 27, 26, 20, 20, 16, 15, 14, 8, 8 and 7 s); files not
+# named here take seconds.
 SHARED_UNITS = {"notebook 01's shared runs": ("test_notebook_01.py", "test_tracking.py", "test_retention.py"),
                 "notebooks 04 and 05 (one SFT adapter)": ("test_notebook_04.py", "test_notebook_05.py")}
-HEAVIEST_FIRST = ("test_notebook_04.py", "test_notebook_01.py", "test_memory_estimates.py", "test_data_parallel.py",
-                  "test_gpu_check.py", "test_adapters_models.py", "test_resume_preference.py",
-                  "test_merge_dequantized.py", "test_sweep.py", "test_resume.py", "test_pip_install.py",
-                  "test_eval_own_data.py", "test_supervision.py")
+HEAVIEST_FIRST = ("test_notebook_04.py", "test_notebook_01.py", "test_data_parallel.py", "test_memory_estimates.py",
+                  "test_sweep.py", "test_resume_preference.py", "test_adapters_models.py", "test_merge_dequantized.py",
+                  "test_gpu_check.py", "test_resume.py", "test_lora_variants_trained.py", "test_own_columns_run.py",
+                  "test_supervision.py", "test_pip_install.py", "test_eval_own_data.py", "test_notebook_00.py",
+                  "test_gguf_tools.py", "test_checkpoints.py", "test_lora_math.py", "test_merge_parity.py")
 
 
 def work_unit(test_file: str) -> str:
