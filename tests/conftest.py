@@ -42,7 +42,10 @@ def pytest_configure(config) -> None:
     before the test processes start)."""
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         return
-    import unsloth  # noqa: F401
+    from loralab.quick_imports import imports_without_collector
+
+    with imports_without_collector():
+        import unsloth  # noqa: F401
 
 
 @pytest.fixture(scope="session")

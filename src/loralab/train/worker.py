@@ -38,18 +38,23 @@ def strategy_environment(cfg) -> dict[str, str]:
 
 def run_worker(job_path: str | Path) -> None:
     """Train this rank's part of the run described in ``job_path``."""
-    import torch
+    from loralab.quick_imports import imports_without_collector
+
+    with imports_without_collector():  # torch, transformers, TRL, Unsloth: ~1.3 s less of the collector's passes
+        import torch
+        import unsloth  # noqa: F401  (before transformers/TRL/PEFT, which it patches; load_model would import it)
+
+        from loralab.data.chat_rows import to_prompt_completion
+        from loralab.data.heldout import load_splits
+        from loralab.data.row_lengths import fit_rows_to_length
+        from loralab.data.supervision import check_supervision
+        from loralab.model.loading import attach_lora, load_model
+        from loralab.params.run_config import RunConfig
+        from loralab.train.trainer import build_trainer
 
     if not torch.cuda.is_available():
         torch.set_num_threads(_threads_per_worker())
     job = json.loads(Path(job_path).read_text())
-    from loralab.data.chat_rows import to_prompt_completion
-    from loralab.data.heldout import load_splits
-    from loralab.data.row_lengths import fit_rows_to_length
-    from loralab.data.supervision import check_supervision
-    from loralab.model.loading import attach_lora, load_model
-    from loralab.params.run_config import RunConfig
-    from loralab.train.trainer import build_trainer
 
     cfg = RunConfig(**job["params"])
     os.environ.update(strategy_environment(cfg))

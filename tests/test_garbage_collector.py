@@ -1,0 +1,68 @@
+"""loralab.quick_exit and loralab.quick_imports: the garbage collector kept out of the way at exit (unclosed files
+keep what they hold) and while a headless notebook kernel imports torch & co. (only cells before torch)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+SCRIPT = r"""
+import atexit, gc, sys
+atexit.register(lambda: print("frozen at exit:", gc.get_freeze_count() > 0, flush=True))  # runs after loralab's
+import loralab
+import loralab.quick_exit
+loralab.quick_exit.register()  # a second call adds nothing
+class Holder:
+    pass
+held = Holder()
+held.me = held  # a reference cycle: only a collection would free it, and so close its file
+held.file = open(sys.argv[1], "w")
+held.file.write("kept " * 1000)  # 5,000 characters: still in the file's buffer, never flushed by this script
+"""
+
+
+def test_an_unclosed_file_keeps_what_was_written_and_the_collector_is_frozen_at_exit(tmp_path):
+    target = tmp_path / "unclosed.txt"
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(target)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["frozen at exit: True"]
+    assert target.read_text() == "kept " * 1000
+
+
+def test_file_classes_include_the_c_files_and_python_subclasses():
+    import gzip
+    import io
+
+    from loralab.quick_exit import file_classes
+
+    assert {io.TextIOWrapper, io.BufferedWriter, io.FileIO, gzip.GzipFile} <= file_classes()
+    assert str not in file_classes() and dict not in file_classes()
+
+
+CELLS = r"""
+import gc, sys
+from loralab.quick_imports import ImportCells
+cells = ImportCells()
+assert "torch" not in sys.modules and gc.isenabled()
+cells.pre_run_cell()                       # a cell before torch (the install cell): the collector waits
+print("install cell:", gc.isenabled())
+import json
+cells.post_run_cell()                      # one collection, nothing frozen, the collector back
+print("after it:", gc.isenabled(), gc.get_freeze_count())
+cells.pre_run_cell()                       # the import cell
+print("import cell:", gc.isenabled())
+import torch
+cells.post_run_cell()                      # torch is in: everything alive is frozen
+print("after it:", gc.isenabled(), gc.get_freeze_count() > 100_000)
+cells.pre_run_cell()                       # later cells: the collector as usual
+print("later cell:", gc.isenabled())
+cells.post_run_cell()
+"""
+
+
+def test_the_collector_waits_only_in_cells_before_torch_and_the_imports_are_frozen():
+    done = subprocess.run([sys.executable, "-c", CELLS], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["install cell: False", "after it: True 0", "import cell: False",
+                                        "after it: True True", "later cell: True"]
