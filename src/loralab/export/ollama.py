@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -130,7 +131,8 @@ def renderer() -> Path:
         partial = binary.with_name(binary.name + ".partial")
         done = subprocess.run([go, "build", "-o", str(partial), str(RENDERER_SOURCE)], check=False, capture_output=True,
                               text=True,
-                              env={"GOCACHE": str(RENDERER_CACHE / "gocache"), "HOME": str(Path.home()),
+                              env={"GOCACHE": os.environ.get("GOCACHE") or str(RENDERER_CACHE / "gocache"),
+                                   "HOME": str(Path.home()),
                                    "PATH": str(Path(go).parent), "GO111MODULE": "off", "CGO_ENABLED": "0"})
         if done.returncode != 0:
             raise ModelfileError(f"could not build the TEMPLATE renderer with {go}: {done.stderr.strip()[-400:]}")
