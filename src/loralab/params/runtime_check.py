@@ -36,6 +36,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import os
+import sys
 
 from loralab.params.errors import ParamsError
 from loralab.params.run_config import RunConfig
@@ -52,6 +53,11 @@ class RuntimeCheckError(ParamsError):
 
 def cuda_available() -> bool:
     """True when torch sees a CUDA GPU."""
+    if "torch" not in sys.modules:  # a `loralab` command's first import of torch
+        from loralab.quick_imports import imports_without_collector
+
+        with imports_without_collector():
+            import torch
     import torch
 
     return torch.cuda.is_available()
