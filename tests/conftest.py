@@ -44,7 +44,7 @@ def pytest_configure(config) -> None:
         return
     from loralab.quick_imports import imports_without_collector
 
-    with imports_without_collector():
+    with imports_without_collector(freeze=True):  # before any test: nothing but imports alive
         import unsloth  # noqa: F401
 
 

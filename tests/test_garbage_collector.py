@@ -55,14 +55,26 @@ print("after it:", gc.isenabled(), gc.collect())
 cells.pre_run_cell()                       # the import cell
 print("import cell:", gc.isenabled())
 import torch
-cells.post_run_cell()
-print("after it:", gc.isenabled(), gc.get_count()[2] == 0)   # the imports collected once, into the oldest generation
+cells.post_run_cell()                      # the imports alone: collected once, then frozen
+print("after it:", gc.isenabled(), gc.get_freeze_count() > 100_000)
 cells.pre_run_cell()                       # later cells: the collector as usual
 print("later cell:", gc.isenabled())
 cells.post_run_cell()
 with imports_without_collector():
     print("in the block:", gc.isenabled())
-print("after the block:", gc.isenabled())
+print("after the block:", gc.isenabled(), gc.get_freeze_count() > 100_000)
+"""
+
+WEIGHTS = r"""
+import gc, sys
+from loralab.quick_imports import ImportCells, weights_alive
+cells = ImportCells()
+cells.pre_run_cell()                       # a cell that imports torch and builds a model at once
+import torch
+model = torch.nn.Linear(4, 4)
+print("weights alive:", weights_alive())
+cells.post_run_cell()
+print("after it:", gc.isenabled(), gc.get_freeze_count())  # not frozen: a model could be in a cycle
 """
 
 
@@ -71,4 +83,10 @@ def test_the_collector_waits_only_in_cells_before_torch():
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["install cell: False", "after it: True 0", "import cell: False",
                                         "after it: True True", "later cell: True", "in the block: False",
-                                        "after the block: True"]
+                                        "after the block: True True"]
+
+
+def test_a_cell_that_imports_torch_and_builds_a_model_is_not_frozen():
+    done = subprocess.run([sys.executable, "-c", WEIGHTS], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["weights alive: True", "after it: True 0"]

@@ -52,7 +52,7 @@ _PROBE = r"""
 import ctypes, gc, json, sys
 configs = json.loads(sys.argv[1])
 from loralab.quick_imports import imports_without_collector
-with imports_without_collector():  # imported before the baseline on purpose; the collector's passes skip them
+with imports_without_collector(freeze=True):  # imported before the baseline on purpose; the collector then skips them
     import torch, transformers, peft, bitsandbytes
     from peft import LoraConfig, get_peft_model
     from loralab.model.embedded import resolve_model_path
@@ -397,7 +397,7 @@ _TRAINER_PROBE = (
 import ctypes, gc, json, os, sys, tempfile
 configs = json.loads(sys.argv[1])
 from loralab.quick_imports import imports_without_collector
-with imports_without_collector():  # imported before the baseline on purpose; the collector's passes skip them
+with imports_without_collector(freeze=True):  # imported before the baseline on purpose; the collector then skips them
     import unsloth  # noqa: F401  (loralab's order: unsloth before transformers/trl/peft)
     import torch, transformers, peft, trl, datasets, bitsandbytes
     from loralab.data.preference_rows import load_preference_rows

@@ -40,7 +40,7 @@ def run_worker(job_path: str | Path) -> None:
     """Train this rank's part of the run described in ``job_path``."""
     from loralab.quick_imports import imports_without_collector
 
-    with imports_without_collector():  # torch, transformers, TRL, Unsloth: ~1.3 s less of the collector's passes
+    with imports_without_collector(freeze=True):  # torch, transformers, TRL, Unsloth: nothing else alive yet
         import torch
         import unsloth  # noqa: F401  (before transformers/TRL/PEFT, which it patches; load_model would import it)
 
