@@ -14,7 +14,7 @@ garbage, and the cell that imported torch also freezes everything alive then (``
 collector's later passes skip the imported modules) unless it already holds a model's weights (a frozen
 reference cycle is never collected). From then on the collector runs as usual.
 Interactive Jupyter and Colab kernels do not load it. Measured on a tiny notebook-01 run (AVX-512 kind):
-the kernel's CPU 10.9 -> 9.3 s, of which the collector's 1.94 -> 0.56 s (10.1 s without the freeze).
+the kernel's CPU 10.9 -> 9.5 s, of which the collector's 1.94 -> 0.56 s (10.1 s without the freeze).
 ``imports_without_collector`` does the same for a block of imports in a plain process.
 """
 
