@@ -30,14 +30,17 @@ def test_an_unclosed_file_keeps_what_was_written_and_the_collector_is_frozen_at_
     assert target.read_text() == "kept " * 1000
 
 
-def test_file_classes_include_the_c_files_and_python_subclasses():
+def test_the_scan_finds_exactly_the_instances_of_the_classes_asked_for():
     import gzip
     import io
 
-    from loralab.quick_exit import file_classes
+    from loralab.quick_exit import alive_instances, subclasses
 
-    assert {io.TextIOWrapper, io.BufferedWriter, io.FileIO, gzip.GzipFile} <= file_classes()
-    assert str not in file_classes() and dict not in file_classes()
+    files = subclasses(io.IOBase.__base__)
+    assert {io.TextIOWrapper, io.BufferedWriter, io.FileIO, gzip.GzipFile} <= files and str not in files
+    buffer = io.BytesIO()
+    found = list(alive_instances(files))
+    assert any(obj is buffer for obj in found) and all(type(obj) in files for obj in found)
 
 
 CELLS = r"""

@@ -433,7 +433,6 @@ for cfg in configs:
     print("RESULT " + json.dumps({"probe": "dpo", **cfg, "baseline": baseline, "peak": status("VmHWM"),
                                   "adapters": sorted(model.peft_config), "shortest": short}), flush=True)
     del model, trainer, tok
-    settle()
 
 cfg = validate_grpo_params({**read_params_file("params/05_grpo/smoke.yaml"), "max_steps": 2, "save_steps": 0})
 data = prepare_grpo_data(cfg)

@@ -25,14 +25,15 @@ import contextlib
 import gc
 import io
 import itertools
+from collections.abc import Iterator
 
 _registered = False
 
 
-def file_classes() -> set[type]:
-    """Every class of Python file object defined so far: the subclasses of io's C base, at any depth."""
+def subclasses(root: type) -> set[type]:
+    """``root`` and every class defined so far that derives from it, at any depth."""
     found: set[type] = set()
-    todo = [io.IOBase.__base__]  # _io._IOBase: the C classes (FileIO, BufferedWriter, TextIOWrapper...) and io.IOBase
+    todo = [root]
     while todo:
         cls = todo.pop()
         if cls not in found:
@@ -41,16 +42,22 @@ def file_classes() -> set[type]:
     return found
 
 
+def alive_instances(classes: set[type]) -> Iterator[object]:
+    """The objects the collector tracks whose class is one of ``classes`` (exactly: pass ``subclasses(...)``).
+
+    A C-level scan of the million objects: a Python loop over them takes longer than the collections.
+    """
+    objects = gc.get_objects()
+    wanted = {id(cls) for cls in classes}
+    return itertools.compress(objects, map(wanted.__contains__, map(id, map(type, objects))))
+
+
 def flush_then_freeze() -> None:
     """Flush every open writable Python file, then move every tracked object out of the collector's reach."""
-    objects = gc.get_objects()
-    wanted = {id(cls) for cls in file_classes()}
-    # a C-level scan of the million objects (a Python loop over them takes longer than the collections)
-    for obj in itertools.compress(objects, map(wanted.__contains__, map(id, map(type, objects)))):
+    for obj in alive_instances(subclasses(io.IOBase.__base__)):  # _io._IOBase: the C files and io.IOBase's
         with contextlib.suppress(Exception):  # a closed pipe, a detached stream: a file that cannot flush is let go
             if not obj.closed and obj.writable():
                 obj.flush()
-    del objects
     gc.freeze()
 
 

@@ -33,6 +33,7 @@ unsloth 2026.10.9), one optimizer step per ``optim`` name:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.util
 import os
@@ -53,12 +54,11 @@ class RuntimeCheckError(ParamsError):
 
 def cuda_available() -> bool:
     """True when torch sees a CUDA GPU."""
-    if "torch" not in sys.modules:  # a `loralab` command's first import of torch
-        from loralab.quick_imports import imports_without_collector
+    from loralab.quick_imports import imports_without_collector
 
-        with imports_without_collector():
-            import torch
-    import torch
+    first = "torch" not in sys.modules  # a `loralab` command's first import of torch: without the collector's passes
+    with imports_without_collector() if first else contextlib.nullcontext():
+        import torch
 
     return torch.cuda.is_available()
 
