@@ -68,8 +68,14 @@ def reference(model):
 
 def answer_logps(model, tokenizer, prompts: list[list[dict]], answers: list[list[dict]],
                  batch_size: int = 8) -> list[float]:
-    """Sum of log-probabilities of each answer's tokens after its chat prompt (teacher-forced, no grad)."""
+    """Sum of log-probabilities of each answer's tokens after its chat prompt (teacher-forced, no grad).
+
+    The logits are computed only where a row of the batch predicts an answer token (``logits_to_keep``
+    with those positions): the prompt's positions would cost a vocabulary-wide projection each and are
+    never read. On the embedded preference pairs that is about half of the positions.
+    """
     import torch
+    from trl.trainer.utils import selective_log_softmax
 
     sequences = []
     for prompt, answer in zip(prompts, answers):
@@ -88,16 +94,19 @@ def answer_logps(model, tokenizer, prompts: list[list[dict]], answers: list[list
         for start in range(0, len(sequences), batch_size):
             batch = sequences[start:start + batch_size]
             width = max(len(ids) for ids, _ in batch)
+            first = min(prompt_len for _, prompt_len in batch) - 1  # the first position that predicts an answer token
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
             for row, (seq, _) in enumerate(batch):
                 ids[row, : len(seq)] = torch.tensor(seq)
                 mask[row, : len(seq)] = 1
+            keep = torch.arange(first, width - 1)
             with torch.no_grad():
-                logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
-            logps = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(logits.device))[..., 0]
+                logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                               logits_to_keep=keep.to(model.device)).logits.float()
+            logps = selective_log_softmax(logits, ids[:, first + 1:].to(logits.device))
             for row, (seq, prompt_len) in enumerate(batch):
-                out.append(float(logps[row, prompt_len - 1: len(seq) - 1].sum()))
+                out.append(float(logps[row, prompt_len - 1 - first: len(seq) - 1 - first].sum()))
     finally:
         model.train(was_training)
     return out
