@@ -60,8 +60,9 @@ def test_preference_tuning_raises_held_out_preference_accuracy(runs):
     assert m["preference_accuracy_before"] == 0.5, "before training the policy is the reference: all ties"
     # KTO (like DPO) pushes the rejected answer down hard: measured 1.0 here in 10 steps (margin 7.5),
     # in 5 (margin 3.8) and in 3 (margin 2.1; 7 s a step on the AVX-512 kind, a thread; the held-out
-    # pairs scored before and after take 16 s each, 18 s with logits at every position). (ORPO is mostly SFT on the chosen answer with an
-    # odds-ratio term and moved the ranking less: 0.83 from the base.)
+    # pairs scored before and after take 16 s each, 18 s with logits at every position). (ORPO is
+    # mostly SFT on the chosen answer with an odds-ratio term and moved the ranking less: 0.83 from
+    # the base.)
     assert m["preference_accuracy_after"] >= 0.9, m["preference_accuracy_after"]
     assert m["preference_margin_after"] > m["preference_margin_before"] == 0.0
 
