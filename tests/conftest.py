@@ -119,6 +119,7 @@ def retention_mlflow_run(tmp_path_factory) -> Path:
     from loralab.runs.runner import run_notebook
 
     params = {"model_name": TINY_MODEL, "max_steps": 20, "learning_rate": 3e-3, "warmup_steps": 0, "eval_examples": 4,
+              "eval_split": "eval[:8]",
               "show_examples": 0, "save_steps": 0, "retention_tasks": ["loralab_general_knowledge"], "retention_limit": 32,
               "report_to": "mlflow"}
     with pytest.MonkeyPatch.context() as env:

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.slow
 BASE = {"model_name": TINY_MODEL, "load_in_4bit": False, "max_steps": 8, "lora_r": 8, "lora_alpha": 16,
         "lora_dropout": 0.0,
         "learning_rate": 1e-3, "warmup_steps": 0, "max_seq_length": 128, "eval_examples": 2, "show_examples": 0,
+        "eval_split": "eval[:8]",  # the held-out loss on 8 rows (tiny model: the vocabulary is most of its cost)
         "max_new_tokens": 16, "save_steps": 2, "save_total_limit": 2,
         # Padded batches: the comparison is about sharding. With the default padding_free the 1-process run
         # flattens 4 rows into one sequence and each rank 2, so attention sums in another order: measured,
