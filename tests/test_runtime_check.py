@@ -180,3 +180,41 @@ def test_llama_cpp_gets_the_threads_a_launcher_gave_this_process(monkeypatch):
     assert thread_budget() == usable_cores()
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert thread_budget() == usable_cores()
+
+
+CUDA_CHECK = r"""
+import sys
+from loralab.params.runtime_check import cuda_available, torch_has_gpu_build
+answer = cuda_available()
+imported = "torch" in sys.modules
+import torch
+print(answer == torch.cuda.is_available(), imported == torch_has_gpu_build())
+"""
+
+
+def test_the_cuda_check_agrees_with_torch_and_imports_it_only_for_a_gpu_build():
+    done = subprocess.run([sys.executable, "-c", CUDA_CHECK], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True"]
+
+
+@pytest.mark.parametrize(("version_py", "gpu_build"), [
+    ("cuda: Optional[str] = None\nhip: Optional[str] = None\n", False),
+    ("cuda = None\nhip = None\n", False),
+    ("cuda: Optional[str] = '12.8'\nhip: Optional[str] = None\n", True),
+    ("cuda: Optional[str] = None\nhip: Optional[str] = '6.4.1'\n", True),
+    ("hip = None\n", True),  # a version.py of another shape: torch itself is asked
+    (None, True),            # no version.py
+])
+def test_a_torch_build_without_cuda_or_rocm_is_read_from_its_version_file(tmp_path, monkeypatch, version_py, gpu_build):
+    package = tmp_path / "torch"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    if version_py is not None:
+        (package / "version.py").write_text("from typing import Optional\n__version__ = '2.13.0'\n" + version_py)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(runtime_check.importlib.util, "find_spec",
+                        lambda name, *a: importlib.util.spec_from_file_location(
+                            "torch", package / "__init__.py", submodule_search_locations=[str(package)])
+                        if name == "torch" else real(name, *a))
+    assert runtime_check.torch_has_gpu_build() is gpu_build
