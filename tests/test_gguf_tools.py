@@ -70,6 +70,21 @@ def test_export_of_a_folder_that_is_not_a_merged_model_says_so(tmp_path):
     assert not (tmp_path / "gguf").exists()
 
 
+def test_a_converter_that_fails_says_why_and_leaves_no_file(tmp_path):
+    """The converter runs in loralab's child Python (loralab.export.converter_process): its error still reaches
+    the caller, the tail of what llama.cpp's script printed, and no GGUF (nor a partial one) is left."""
+    from loralab.export.gguf import GGUFExportError, export_gguf
+
+    folder = tmp_path / "model"
+    shutil.copytree(resolve_model_path("embedded/tiny-random-llama"), folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:4096])  # cut short: the header promises tensors that are not there
+    with pytest.raises(GGUFExportError, match=r"llama.cpp's convert_hf_to_gguf.py could not convert .*model:\n") as error:
+        export_gguf(folder, tmp_path / "out" / "model.gguf")
+    assert "Traceback" not in str(error.value).splitlines()[0]
+    assert not list((tmp_path / "out").glob("*")), "no GGUF and no .partial file"
+
+
 def test_missing_tools_say_what_to_run(tmp_path, monkeypatch):
     from loralab.export import llama_cpp_setup
 
