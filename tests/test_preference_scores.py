@@ -50,3 +50,20 @@ def test_answer_log_probs_match_the_plain_computation():
     assert got == pytest.approx(expected, abs=1e-3, rel=1e-5)
     assert len({round(x, 3) for x in got}) == 3 and all(x < 0 for x in got)
     assert answer_logps(model, tokenizer, prompts[:1], answers[:1]) == pytest.approx(got[:1], abs=1e-4)
+
+    class WithoutLogitsToKeep(torch.nn.Module):
+        """A model whose forward takes no logits_to_keep (as some remote-code models): every position comes back."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        @property
+        def device(self):
+            return self.inner.device
+
+        def forward(self, input_ids, attention_mask):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask)
+
+    plain = WithoutLogitsToKeep(model)
+    assert answer_logps(plain, tokenizer, prompts, answers, batch_size=3) == pytest.approx(got, abs=1e-4)

@@ -100,16 +100,28 @@ def answer_logps(model, tokenizer, prompts: list[list[dict]], answers: list[list
             for row, (seq, _) in enumerate(batch):
                 ids[row, : len(seq)] = torch.tensor(seq)
                 mask[row, : len(seq)] = 1
-            keep = torch.arange(first, width - 1)
             with torch.no_grad():
-                logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                               logits_to_keep=keep.to(model.device)).logits.float()
+                logits = _answer_logits(model, ids.to(model.device), mask.to(model.device), first).float()
             logps = selective_log_softmax(logits, ids[:, first + 1:].to(logits.device))
             for row, (seq, prompt_len) in enumerate(batch):
                 out.append(float(logps[row, prompt_len - 1 - first: len(seq) - 1 - first].sum()))
     finally:
         model.train(was_training)
     return out
+
+
+def _answer_logits(model, ids, mask, first: int):
+    """The logits at positions ``first`` .. width-2 of the batch: only those computed where the model's forward
+    takes ``logits_to_keep`` (transformers' causal LMs), all of them sliced where it does not (remote code)."""
+    import torch
+
+    width = ids.shape[1]
+    try:
+        logits = model(input_ids=ids, attention_mask=mask,
+                       logits_to_keep=torch.arange(first, width - 1, device=ids.device)).logits
+    except TypeError:  # a forward without logits_to_keep
+        logits = model(input_ids=ids, attention_mask=mask).logits
+    return logits[:, first:width - 1] if logits.shape[1] == width else logits
 
 
 def preference_metrics(model, tokenizer, pairs: list[dict], beta: float, batch_size: int = 8) -> PreferenceScores:
