@@ -90,8 +90,8 @@ def default_cli_run(tmp_path_factory) -> tuple[Path, str, str]:
     The one notebook-01 run of the suite on the real model: the tests claim from it that QLoRA learns the
     embedded task (JSON shape 0.00 -> >= 0.8). Changed from the defaults: no retention check (that is
     tests/test_retention.py's run), 8 held-out questions answered instead of 30 and the held-out loss on
-    the same 8 of the 69 (eval_split eval[:8]: the held-out loss before and after training took 9 s of
-    the run at 24 rows, 34 s with all 69; AVX-512 kind, a thread; it falls from ~3.6 to ~0.6 either way),
+    the same 8 of the 69 (eval_split eval[:8]: at 24 rows the held-out loss before and after training took
+    9 s of the run, py-spy, AVX-512 kind, a thread; it falls from ~3.6 to ~0.6 either way),
     report_to: tensorboard, and a fake HF_TOKEN in the environment.
     (run folder, what the terminal got, that token). Used by tests/test_notebook_01.py and
     tests/test_tracking.py.

@@ -1,7 +1,8 @@
 """llama.cpp's tools and the Ollama Modelfile, without a model: refusals before any work, and the TEMPLATE check.
 
 The Modelfile tests run the real renderer (Go's text/template, built by the test) on the embedded
-model's real tokenizer; the GGUF conversions themselves are in tests/test_merge_dequantized.py.
+model's real tokenizer; the GGUF conversions themselves are in tests/test_merge_dequantized.py (here only one
+that llama.cpp's script refuses: weights cut short).
 """
 
 from __future__ import annotations

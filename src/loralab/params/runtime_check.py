@@ -57,12 +57,12 @@ class RuntimeCheckError(ParamsError):
 
 def cuda_available() -> bool:
     """True when torch sees a CUDA GPU. A torch built without CUDA or ROCm answers without being imported."""
-    if "torch" not in sys.modules and not torch_has_gpu_build():
+    first = "torch" not in sys.modules
+    if first and not torch_has_gpu_build():
         return False  # what torch.cuda.is_available() says on such a build, 0.7 s sooner (AVX-512 kind)
     from loralab.quick_imports import imports_without_collector
 
-    first = "torch" not in sys.modules  # a `loralab` command's first import of torch: without the collector's passes
-    with imports_without_collector() if first else contextlib.nullcontext():
+    with imports_without_collector() if first else contextlib.nullcontext():  # a command's first torch import
         import torch
 
     return torch.cuda.is_available()
