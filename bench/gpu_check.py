@@ -176,9 +176,12 @@ def _reset_rss_peak() -> bool:
 
 def build_worker(args: argparse.Namespace) -> dict:
     """Build the random-weight model and a word-level tokenizer over its vocabulary; save both."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from loralab.quick_imports import imports_without_collector
+
+    with imports_without_collector(freeze=True):  # a fresh worker: nothing but imports alive yet
+        import torch
+        from tokenizers import Tokenizer, models, pre_tokenizers
+        from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     started = time.time()
     cfg = LlamaConfig(**model_config(args.shape, args.layers))
@@ -323,7 +326,10 @@ def path_worker(path: str, args: argparse.Namespace) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("LORALAB_PROGRESS", "none")
     started = time.time()
-    reason = _missing(path)
+    from loralab.quick_imports import imports_without_collector
+
+    with imports_without_collector(freeze=True):  # a fresh worker: nothing but imports alive yet
+        reason = _missing(path)
     if reason:
         return {"path": path, "status": "skipped", "reason": reason}
     import torch
