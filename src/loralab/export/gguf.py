@@ -11,7 +11,7 @@ directly. K-quants (Q4_K_M, Q5_K_M, Q6_K) and Q4_0 are made from the F16 file by
 ``llama_model_quantize`` (llama-cpp-python), as ``llama-quantize`` would. A tensor whose rows are not
 a multiple of 256 values cannot be K-quantized; llama.cpp then picks a fallback type for it (the
 embedded model's 576-wide layers get Q5_0/Q8_0/Q6_K fallbacks, so its "Q4_K_M" is not 4.8 bits a
-weight); ``gguf_tensor_types`` says what each file holds.
+weight); ``loralab.export.gguf_header.gguf_tensor_types`` says what each file holds.
 
 ``export_gguf_lora`` runs ``convert_lora_to_gguf.py``: the adapter as a GGUF LoRA that llama.cpp's
 server loads next to a base GGUF (``--lora``) and can hot-swap. ``base_dir`` is the Hugging Face folder
@@ -172,16 +172,6 @@ def export_gguf_lora(adapter_dir: str | Path, out_path: str | Path, base_dir: st
     finally:
         partial.unlink(missing_ok=True)
     return out_path
-
-
-def gguf_tensor_types(path: str | Path) -> dict[str, int]:
-    """How many tensors of each GGML type the file holds (for example ``{"Q4_K": 30, "Q5_0": 150, ...}``)."""
-    from collections import Counter
-
-    import gguf
-
-    reader = gguf.GGUFReader(str(path))
-    return dict(Counter(tensor.tensor_type.name for tensor in reader.tensors))
 
 
 def gguf_metadata(path: str | Path, keys: tuple[str, ...] = ("general.architecture", "tokenizer.chat_template",

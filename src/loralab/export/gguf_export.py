@@ -38,7 +38,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loralab.export.gguf import FILE_SUFFIX, export_gguf, export_gguf_lora, gguf_tensor_types, quantize_gguf
+from loralab.export.gguf import FILE_SUFFIX, export_gguf, export_gguf_lora, quantize_gguf
+from loralab.export.gguf_header import gguf_tensor_types
 from loralab.export.parity import ParityReference, ParityReport, compare_with_reference, record_reference
 
 DEFAULT_TYPES = ("q8_0", "q4_k_m")
