@@ -68,7 +68,7 @@ def package_map_shared() -> Iterator[None]:
 
 def share_package_map() -> Callable[[], None]:
     """Until the returned function is called, ``packages_distributions()`` answers every call from its first
-    scan (each caller gets its own copy of the mapping), and nothing is installed meanwhile."""
+    scan, each caller getting its own copy: right as long as nothing is installed meanwhile, as while importing."""
     scan = importlib.metadata.packages_distributions
     first: dict[str, list[str]] | None = None
 

@@ -21,8 +21,9 @@ from pathlib import Path
 
 MAGIC = b"GGUF"
 
-# Sizes of the fixed-width value types (gguf.GGUFValueType): 8 = STRING and 9 = ARRAY have a length.
-_FIXED_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+# Bytes of each fixed-width value type, by its number in gguf.GGUFValueType (UINT8, INT8, UINT16, INT16, UINT32,
+# INT32, FLOAT32, BOOL, then UINT64, INT64, FLOAT64); 8 = STRING and 9 = ARRAY carry their length.
+FIXED_VALUE_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 _STRING, _ARRAY = 8, 9
 
 
@@ -46,14 +47,14 @@ class _Header:
         self.offset += length
 
     def skip_value(self, value_type: int) -> None:
-        if value_type in _FIXED_SIZES:
-            self.offset += _FIXED_SIZES[value_type]
+        if value_type in FIXED_VALUE_SIZES:
+            self.offset += FIXED_VALUE_SIZES[value_type]
         elif value_type == _STRING:
             self.skip_string()
         elif value_type == _ARRAY:
             item_type, count = self.unpack("I"), self.unpack("Q")
-            if item_type in _FIXED_SIZES:
-                self.offset += count * _FIXED_SIZES[item_type]
+            if item_type in FIXED_VALUE_SIZES:
+                self.offset += count * FIXED_VALUE_SIZES[item_type]
             else:
                 for _ in range(count):
                     self.skip_value(item_type)
