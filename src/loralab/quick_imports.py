@@ -30,7 +30,7 @@ import contextlib
 import gc
 import importlib.metadata
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from loralab.quick_exit import alive_instances, subclasses
 
@@ -39,7 +39,8 @@ KERNEL_ARGUMENT = "--IPKernelApp.extensions=loralab.quick_imports"
 
 @contextlib.contextmanager
 def imports_without_collector(freeze: bool = False) -> Iterator[None]:
-    """The collector off while the block imports; then one collection of what it left as garbage, collector on.
+    """The collector off (and the installed distributions scanned once: ``package_map_shared``) while the block
+    imports; then one collection of what it left as garbage, collector on.
 
     ``freeze=True`` instead moves everything then tracked out of the collector's reach (``gc.freeze``), so
     that its later passes skip the imported modules: only for a process that holds nothing but imports yet
@@ -58,17 +59,8 @@ def imports_without_collector(freeze: bool = False) -> Iterator[None]:
 
 @contextlib.contextmanager
 def package_map_shared() -> Iterator[None]:
-    """In the block, ``importlib.metadata.packages_distributions()`` scans the installed distributions once."""
-    restore = share_package_map()
-    try:
-        yield
-    finally:
-        restore()
-
-
-def share_package_map() -> Callable[[], None]:
-    """Until the returned function is called, ``packages_distributions()`` answers every call from its first
-    scan, each caller getting its own copy: right as long as nothing is installed meanwhile, as while importing."""
+    """In the block, ``importlib.metadata.packages_distributions()`` answers every call from its first scan, each
+    caller getting its own copy: right as long as nothing is installed meanwhile, as while importing."""
     scan = importlib.metadata.packages_distributions
     first: dict[str, list[str]] | None = None
 
@@ -79,11 +71,10 @@ def share_package_map() -> Callable[[], None]:
         return {name: list(dists) for name, dists in first.items()}
 
     importlib.metadata.packages_distributions = packages_distributions
-
-    def restore() -> None:
+    try:
+        yield
+    finally:
         importlib.metadata.packages_distributions = scan
-
-    return restore
 
 
 def settle(freeze: bool) -> None:
@@ -106,22 +97,19 @@ class ImportCells:
     cells that run before torch is imported."""
 
     def __init__(self) -> None:
-        self.paused = False
-        self.restore_package_map: Callable[[], None] | None = None
+        self.paused: contextlib.ExitStack | None = None  # what a paused cell undoes when it ends
 
     def pre_run_cell(self, info=None) -> None:
         if "torch" not in sys.modules and gc.isenabled():
             gc.disable()
-            self.paused = True
-            self.restore_package_map = share_package_map()
+            self.paused = contextlib.ExitStack()
+            self.paused.enter_context(package_map_shared())
 
     def post_run_cell(self, result=None) -> None:
-        if not self.paused:
+        if self.paused is None:
             return
-        self.paused = False
-        if self.restore_package_map is not None:
-            self.restore_package_map()
-            self.restore_package_map = None
+        self.paused.close()
+        self.paused = None
         settle(freeze="torch" in sys.modules and not weights_alive())  # the imports alone: freezing them is safe
         gc.enable()
 
