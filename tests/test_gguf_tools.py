@@ -235,3 +235,29 @@ def test_the_export_reads_the_trained_end_of_turn_token_and_checks_it_before_any
     other.eos_token = "<|endoftext|>"
     with pytest.warns(UserWarning, match=re.escape("the GGUF's end-of-sequence token is '<|endoftext|>'")):
         check_export_stop("<|im_end|>", other, modelfile=False)
+
+
+@pytest.mark.parametrize("skip_common", [True, False])
+def test_the_llama_cpp_build_leaves_out_the_common_library_that_its_cmake_forces_on(tmp_path, skip_common):
+    """llama-cpp-python's CMakeLists as far as this switch goes: it forces LLAMA_BUILD_COMMON on, then adds
+    llama.cpp, whose option() decides. With the file that `make setup-gguf` passes, llama.cpp sees it off."""
+    import shlex
+    import subprocess
+
+    from loralab.export.llama_cpp_setup import cmake_args
+
+    (tmp_path / "src" / "llama.cpp").mkdir(parents=True)
+    (tmp_path / "src" / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.21)\nproject(llama_cpp NONE)\n"
+        'set(LLAMA_BUILD_COMMON ON CACHE BOOL "Build llama.cpp common library" FORCE)\nadd_subdirectory(llama.cpp)\n')
+    (tmp_path / "src" / "llama.cpp" / "CMakeLists.txt").write_text(
+        'cmake_minimum_required(VERSION 3.14...3.28)\nproject("llama.cpp" NONE)\n'
+        'option(LLAMA_BUILD_COMMON "llama: build common utils library" ON)\n'
+        'message(STATUS "common library: ${LLAMA_BUILD_COMMON}")\n')
+    (tmp_path / "args with space").mkdir()
+    args = shlex.split(cmake_args(tmp_path / "args with space"))  # scikit-build-core splits CMAKE_ARGS this way
+    include = [a for a in args if a.startswith("-DCMAKE_PROJECT_llama_cpp_INCLUDE=")]
+    assert len(include) == 1 and "-DLLAVA_BUILD=OFF" in args
+    configure = subprocess.run(["cmake", "-S", tmp_path / "src", "-B", tmp_path / "build", *(include if skip_common else [])],
+                               capture_output=True, text=True, check=True)
+    assert f"common library: {'OFF' if skip_common else 'ON'}" in configure.stdout, configure.stdout
