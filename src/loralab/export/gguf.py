@@ -173,16 +173,3 @@ def export_gguf_lora(adapter_dir: str | Path, out_path: str | Path, base_dir: st
         partial.unlink(missing_ok=True)
     return out_path
 
-
-def gguf_metadata(path: str | Path, keys: tuple[str, ...] = ("general.architecture", "tokenizer.chat_template",
-                                                              "tokenizer.ggml.eos_token_id")) -> dict[str, object]:
-    """A few metadata values of a GGUF file (strings and numbers), read with the ``gguf`` package."""
-    import gguf
-
-    reader = gguf.GGUFReader(str(path))
-    out: dict[str, object] = {}
-    for key in keys:
-        field = reader.fields.get(key)
-        if field is not None:
-            out[key] = field.contents()
-    return out
