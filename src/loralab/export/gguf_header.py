@@ -8,7 +8,8 @@ tokenizer's vocabulary and merges among it) and then one record per tensor (name
 ``gguf.GGUFReader`` builds a view of every key-value field before it gets to the tensors: 1.6-1.8 s for a
 file with the embedded model's 49,152-token vocabulary (AVX-512 kind), longer for larger vocabularies.
 Here each value is skipped by its length and only the tensor records are read: 0.015 s for the same
-files, the same counts. The tensor types are the ``gguf`` package's own enum; tests/test_gguf_header.py
+files, the same counts. The value types, their widths and the tensor types are the ``gguf`` package's own
+(``GGUFValueType``, ``GGUFReader.gguf_scalar_to_np``, ``GGMLQuantizationType``); tests/test_gguf_header.py
 checks the counts against ``GGUFReader`` on files that ``gguf.GGUFWriter`` writes, little- and big-endian.
 """
 
@@ -19,12 +20,9 @@ import struct
 from collections import Counter
 from pathlib import Path
 
-MAGIC = b"GGUF"
+import numpy
 
-# Bytes of each fixed-width value type, by its number in gguf.GGUFValueType (UINT8, INT8, UINT16, INT16, UINT32,
-# INT32, FLOAT32, BOOL, then UINT64, INT64, FLOAT64); 8 = STRING and 9 = ARRAY carry their length.
-FIXED_VALUE_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-_STRING, _ARRAY = 8, 9
+MAGIC = b"GGUF"
 
 
 class GGUFHeaderError(ValueError):
@@ -35,7 +33,13 @@ class _Header:
     """A cursor over the mapped file, in the file's byte order."""
 
     def __init__(self, data: mmap.mmap, order: str):
+        from gguf import GGUFReader, GGUFValueType
+
         self.data, self.order, self.offset = data, order, 4  # after the magic
+        # bytes of each fixed-width value type; a STRING or an ARRAY carries its length instead
+        self.fixed_sizes = {value_type: numpy.dtype(scalar).itemsize
+                            for value_type, scalar in GGUFReader.gguf_scalar_to_np.items()}
+        self.string, self.array = GGUFValueType.STRING, GGUFValueType.ARRAY
 
     def unpack(self, fmt: str) -> int:
         (value,) = struct.unpack_from(self.order + fmt, self.data, self.offset)
@@ -47,14 +51,14 @@ class _Header:
         self.offset += length
 
     def skip_value(self, value_type: int) -> None:
-        if value_type in FIXED_VALUE_SIZES:
-            self.offset += FIXED_VALUE_SIZES[value_type]
-        elif value_type == _STRING:
+        if value_type in self.fixed_sizes:
+            self.offset += self.fixed_sizes[value_type]
+        elif value_type == self.string:
             self.skip_string()
-        elif value_type == _ARRAY:
+        elif value_type == self.array:
             item_type, count = self.unpack("I"), self.unpack("Q")
-            if item_type in FIXED_VALUE_SIZES:
-                self.offset += count * FIXED_VALUE_SIZES[item_type]
+            if item_type in self.fixed_sizes:
+                self.offset += count * self.fixed_sizes[item_type]
             else:
                 for _ in range(count):
                     self.skip_value(item_type)
