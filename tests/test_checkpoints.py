@@ -1,8 +1,8 @@
 """Checkpoints are whole or absent; resuming picks the newest whole one; `loralab run` finds its run.
 
-Fast: a stand-in Trainer (the same `_save_checkpoint` / `_get_output_dir` contract as transformers'
-Trainer) is killed with SIGKILL in a child process in the middle of writing a checkpoint (one process
-imports transformers, then forks a child per scenario). The real Trainer killed mid-run is
+Fast: a stand-in Trainer (it writes a checkpoint file by file and calls the callbacks' ``on_save`` as
+transformers' Trainer does) is killed with SIGKILL in a child process in the middle of writing a checkpoint
+(one process imports transformers, then forks a child per scenario). The real Trainer killed mid-run is
 tests/test_resume.py (slow).
 """
 
@@ -19,6 +19,7 @@ import pytest
 from loralab.params.run_config import validate_params
 from loralab.runs.record import RECORD_NAME, find_unfinished_run, hold_run_lock, read_run_record
 from loralab.train.checkpoints import (
+    COMPLETE_MARKER,
     PARAMS_NAME,
     CheckpointMismatchError,
     complete_checkpoints,
@@ -28,42 +29,35 @@ from loralab.train.checkpoints import (
 REPO = Path(__file__).resolve().parents[1]
 
 # A stand-in for transformers.Trainer: writes checkpoint-N file by file, trainer_state.json last (as the
-# real one does); `die_after` files into step `die_at` the process SIGKILLs itself, mid-save. One process
-# imports what a save imports (transformers' checkpoint rotation: 6 s), then forks a child per scenario.
+# real one does), keeps the newest two, then calls the callbacks' on_save as the real one does; `die_after`
+# files into step `die_at` the process SIGKILLs itself, mid-save. One process imports what a save imports,
+# then forks a child per scenario.
 FAKE_TRAINER = textwrap.dedent('''
-    import json, os, signal, sys, traceback
+    import json, os, shutil, signal, sys, traceback
     from pathlib import Path
     from types import SimpleNamespace
-    import transformers.trainer_utils  # what AtomicCheckpoints imports when it saves: once, before the forks
-    from loralab.train.checkpoints import AtomicCheckpoints
+    from loralab.train.checkpoints import whole_checkpoints
 
-    class FakeTrainer:
-        def __init__(self, output_dir, die_at, die_after):
-            self.args = SimpleNamespace(output_dir=output_dir, world_size=1, save_total_limit=2)
-            self.state = SimpleNamespace(global_step=0, best_model_checkpoint=None)
-            self.die_at, self.die_after = die_at, die_after
+    callback = whole_checkpoints({"lora_r": 8, "seed": 1})  # imports transformers once, before the forks
 
-        def _get_output_dir(self, trial):
-            return self.args.output_dir
-
-        def _save_checkpoint(self, model, trial):
-            folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
-            folder.mkdir(parents=True)
-            for i, name in enumerate(["adapter_model.safetensors", "optimizer.pt", "rng_state.pth",
-                                      "trainer_state.json"]):
-                if self.state.global_step == self.die_at and i == self.die_after:
-                    os.kill(os.getpid(), signal.SIGKILL)
-                (folder / name).write_text(f"{name} at step {self.state.global_step}")
-
-    class Trainer(AtomicCheckpoints, FakeTrainer):
-        pass
+    def save(output_dir, step, die_at, die_after):
+        folder = Path(output_dir) / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        for i, name in enumerate(["adapter_model.safetensors", "optimizer.pt", "rng_state.pth",
+                                  "trainer_state.json"]):
+            if step == die_at and i == die_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+            (folder / name).write_text(f"{name} at step {step}")
+        for old in sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[:-2]:
+            shutil.rmtree(old)
+        if step == die_at and die_after == 4:  # saved, not yet marked
+            os.kill(os.getpid(), signal.SIGKILL)
+        args = SimpleNamespace(output_dir=output_dir)
+        callback.on_save(args, SimpleNamespace(global_step=step, is_world_process_zero=True), None)
 
     def train(output_dir, die_at, die_after):
-        trainer = Trainer(output_dir, die_at, die_after)
-        trainer.run_params = {"lora_r": 8, "seed": 1}
         for step in (2, 4, 6, 8):
-            trainer.state.global_step = step
-            trainer._save_checkpoint(None, None)
+            save(output_dir, step, die_at, die_after)
 
     returncodes = []
     for output_dir, die_at, die_after in json.loads(sys.argv[1]):
@@ -78,7 +72,7 @@ FAKE_TRAINER = textwrap.dedent('''
         returncodes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))  # -9: killed by SIGKILL
     print(json.dumps(returncodes))
 ''')
-SCENARIOS = {"uninterrupted": (-1, -1), **{f"killed after {n} files": (6, n) for n in (0, 2, 3)}}
+SCENARIOS = {"uninterrupted": (-1, -1), **{f"killed after {n} files": (6, n) for n in (0, 2, 3, 4)}}
 
 
 @pytest.fixture(scope="module")
@@ -94,24 +88,23 @@ def fake_trainer_runs(tmp_path_factory) -> dict[str, tuple[Path, int]]:
     return {name: (folders[name], code) for name, code in zip(SCENARIOS, returncodes)}
 
 
-@pytest.mark.parametrize("die_after", [0, 2, 3])
-def test_sigkill_mid_save_leaves_no_checkpoint_folder(fake_trainer_runs, die_after):
+@pytest.mark.parametrize("die_after", [0, 2, 3, 4])
+def test_sigkill_mid_save_leaves_only_whole_checkpoints(fake_trainer_runs, die_after):
     folder, returncode = fake_trainer_runs[f"killed after {die_after} files"]
     assert returncode == -9, "the child should have been killed mid-save"
-    names = sorted(p.name for p in folder.iterdir())
-    assert "checkpoint-6" not in names, f"a half-written checkpoint was published: {names}"
-    assert [p.name for p in complete_checkpoints(folder)] == ["checkpoint-2", "checkpoint-4"]
-    for name in ("checkpoint-2", "checkpoint-4"):
+    # Killed once checkpoint-6 was written: the Trainer had already rotated checkpoint-2 away.
+    whole = ["checkpoint-4"] if die_after == 4 else ["checkpoint-2", "checkpoint-4"]
+    assert [p.name for p in complete_checkpoints(folder)] == whole
+    assert (folder / "checkpoint-6").is_dir(), "the killed save's folder is there, unmarked"
+    for name in whole:
         files = sorted(p.name for p in (folder / name).iterdir())
         assert files == sorted(["adapter_model.safetensors", "optimizer.pt", "rng_state.pth", "trainer_state.json",
-                                PARAMS_NAME]), files
-    staging = [n for n in names if n.startswith(".staging-checkpoint-6-")]
-    assert len(staging) == 1, names  # the killed save's leftover, hidden from transformers' checkpoint-* glob
+                                PARAMS_NAME, COMPLETE_MARKER]), files
 
     cfg = validate_params({"lora_r": 8, "seed": 1})
     resumed = resume_checkpoint(folder, cfg)
     assert resumed == folder / "checkpoint-4"
-    assert not [p for p in folder.iterdir() if p.name.startswith(".staging-")], "leftover not cleaned"
+    assert sorted(p.name for p in folder.iterdir()) == whole, "the half-written checkpoint-6 is removed"
 
 
 def test_uninterrupted_saves_keep_the_newest_two_and_record_params(fake_trainer_runs):
@@ -119,14 +112,16 @@ def test_uninterrupted_saves_keep_the_newest_two_and_record_params(fake_trainer_
     assert returncode == 0
     assert sorted(p.name for p in folder.iterdir()) == ["checkpoint-6", "checkpoint-8"]
     assert json.loads((folder / "checkpoint-8" / PARAMS_NAME).read_text()) == {"lora_r": 8, "seed": 1}
+    assert [p.name for p in complete_checkpoints(folder)] == ["checkpoint-6", "checkpoint-8"]
 
 
 def _fake_checkpoint(folder: Path, step: int, params: dict, complete: bool = True) -> Path:
     path = folder / f"checkpoint-{step}"
     path.mkdir(parents=True)
     (path / PARAMS_NAME).write_text(json.dumps(params))
+    (path / "trainer_state.json").write_text("{}")
     if complete:
-        (path / "trainer_state.json").write_text("{}")
+        (path / COMPLETE_MARKER).write_text("{}")
     return path
 
 

@@ -91,6 +91,15 @@ def test_notebook_namespace_catches_injected_typos():
     assert params_from_namespace(namespace, before).lora_r == 8
 
 
+def test_a_second_run_all_in_one_kernel_reads_the_edited_values():
+    """The names taken before the parameters cell hold every parameter on a second "Run all": the edit counts."""
+    namespace = {"os": None, "lora_r": 4, "lora_alpha": 8, "lora_rank": 9, "cfg": None}
+    second_run_before = set(namespace)  # the first run's parameters (and a misspelt one it refused then) are here
+    cfg = params_from_namespace(namespace, second_run_before)
+    assert (cfg.lora_r, cfg.lora_alpha) == (4, 8)
+    assert params_from_namespace(namespace, second_run_before, file_params={"lora_r": 2}).lora_r == 2
+
+
 def test_every_field_has_a_help_line():
     assert all(f.description for f in RunConfig.model_fields.values())
 

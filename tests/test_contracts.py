@@ -58,23 +58,30 @@ def test_papermill_reads_every_parameter_with_the_schemas_default(name):
 
     contract = CONTRACTS[name]
     seen = inspect_notebook(str(NOTEBOOKS / f"{name}.ipynb"))
+    if contract.knobs:  # params_file first, then the knobs with their short comments
+        assert ast.literal_eval(seen.pop("params_file")["default"]) == ""
     assert list(seen) == contract.names
+    comments = dict(contract.knobs)
     for param, info in seen.items():
         field = contract.schema.model_fields[param]
         default = field.default_factory() if field.default_factory else field.default
         assert ast.literal_eval(info["default"]) == default, param
-        assert info["help"] == field.description, param
+        assert info["help"] == comments.get(param, field.description), param
+        if contract.knobs:
+            assert len(info["help"]) <= 100, f"{param}: a parameters-cell comment of at most 100 characters"
 
 
-def test_each_cell_lists_each_schema_field_once_the_first_knobs_first():
+def test_each_schema_field_has_one_place_the_knobs_first():
     for contract in CONTRACTS.values():
-        names = contract.names
+        names = contract.all_names
         assert len(names) == len(set(names)), contract.name
         hidden = set(contract.schema.model_fields) - set(names)
         expected = {PreferenceConfig: NOT_IN_04, GrpoConfig: NOT_IN_05}.get(contract.schema, set())
         assert hidden == expected, contract.name
+        assert len(contract.names) + bool(contract.knobs) <= 15 or not contract.knobs, \
+            "a parameters cell of knobs holds at most 15 names, params_file included"
         assert len(contract.cell[0][1]) <= 15, "the first group is what a tutorial reader changes first"
-    first = CONTRACTS["01_qlora_finetune"].cell[0][1]
+    first = CONTRACTS["01_qlora_finetune"].names
     assert {"model_name", "dataset", "lora_r", "lora_alpha", "target_modules", "load_in_4bit", "max_steps",
             "learning_rate", "eval_scorers"} <= set(first)
     assert "master_port" not in first

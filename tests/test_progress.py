@@ -51,8 +51,8 @@ def test_each_section_of_notebook_01_is_said_once_at_its_first_code_cell():
     headings = section_headings(cells)
     assert all(cells[i]["cell_type"] == "code" for i in headings)
     assert list(headings.values()) == ["1. Install (Colab / Kaggle only)", "Parameters", "2. Load the model",
-                                       "3. Attach LoRA", "4. Data", "Before training", "5. Train", "6. Inference",
-                                       "7. Save"]
+                                       "3. Attach LoRA", "4. Data", "5. The trainer", "6. Train", "7. Inference",
+                                       "8. Save"]
 
 
 @pytest.mark.parametrize("tracker", ["wandb", "trackio"])

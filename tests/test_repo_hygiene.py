@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from loralab.params.errors import ParamsError
 from loralab.params.run_config import load_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,13 +93,14 @@ def test_cpu_install_keeps_gpu_only_packages_out():
     assert not names & {"torchvision", "triton", "xformers", "unsloth"}
 
 
-def test_papermill_sees_every_run_parameter_of_notebook_01():
-    """papermill parses the parameters cell; a comment it cannot parse hides the name (and warns)."""
-    from papermill.inspection import inspect_notebook
-
+def test_loralab_run_takes_every_run_parameter_of_notebook_01_outside_its_cell_too():
+    """The parameters cell shows the knobs a reader changes; every other field is set with -p or a params file."""
     from loralab.params.run_config import FIELD_NAMES
+    from loralab.runs.runner import check_names
 
-    assert sorted(inspect_notebook(str(REPO / "notebooks/01_qlora_finetune.ipynb"))) == sorted(FIELD_NAMES)
+    check_names(REPO / "notebooks/01_qlora_finetune.ipynb", {"-p": dict.fromkeys(FIELD_NAMES, 0)})
+    with pytest.raises(ParamsError, match="Did you mean 'warmup_steps'"):
+        check_names(REPO / "notebooks/01_qlora_finetune.ipynb", {"-p": {"warmup_step": 0}})
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

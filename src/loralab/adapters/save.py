@@ -99,6 +99,16 @@ def initial_adapter_folder(model, folder: Path) -> Path | None:
     return folder
 
 
+def as_plain_lora(model, scratch: str | Path) -> dict[str, str]:
+    """``save_pretrained``'s arguments that save a PiSSA/OLoRA adapter as plain LoRA for the original base:
+    the adapter as initialised, written under ``scratch``; ``{}`` for any other adapter.
+
+        model.save_pretrained(run_dir / "adapter", **as_plain_lora(model, run_dir / "initial_adapter"))
+    """
+    initial = initial_adapter_folder(model, Path(scratch))
+    return {"path_initial_model_for_weight_conversion": str(initial)} if initial else {}
+
+
 def save_adapter(model, tokenizer, path: str | Path) -> Path:
     """Save the LoRA adapter (PEFT format, safetensors) and the tokenizer to ``path``.
 
@@ -107,20 +117,23 @@ def save_adapter(model, tokenizer, path: str | Path) -> Path:
     PEFT documents (``path_initial_model_for_weight_conversion``: [A | A0], [B | -B0], rank 2r, alpha x2; x sqrt(2) with rsLoRA),
     so base + adapter loads like any LoRA adapter and merges into the base weights on disk.
     """
-    quantization = base_quantization_config(model)
     with folder_written_aside(path) as staging:
-        initial = initial_adapter_folder(model, staging.parent / f".{staging.name}.initial" / "initial")
+        scratch = staging.parent / f".{staging.name}.initial"
         try:
-            model.save_pretrained(staging, safe_serialization=True,
-                                  **({"path_initial_model_for_weight_conversion": str(initial)} if initial else {}))
+            model.save_pretrained(staging, **as_plain_lora(model, scratch / "initial"))
         finally:
-            if initial is not None:
-                shutil.rmtree(initial.parent, ignore_errors=True)
+            shutil.rmtree(scratch, ignore_errors=True)
         tokenizer.save_pretrained(staging)
-        if quantization is not None and (staging / "adapter_config.json").is_file():
-            base_name = getattr(getattr(model, "config", None), "_name_or_path", "") or "the base model"
-            note_4bit_base(staging, quantization, base_name)
+        note_model_card(model, staging)
     return Path(path)
+
+
+def note_model_card(model, adapter_dir: str | Path) -> None:
+    """The 4-bit base noted in the adapter's model card (``note_4bit_base``); nothing for a 16-bit base."""
+    quantization = base_quantization_config(model)
+    if quantization is not None and (Path(adapter_dir) / "adapter_config.json").is_file():
+        base_name = getattr(getattr(model, "config", None), "_name_or_path", "") or "the base model"
+        note_4bit_base(adapter_dir, quantization, base_name)
 
 
 def probe_logits(model, tokenizer):

@@ -3,6 +3,7 @@
     from loralab.data.supervision import check_supervision
     rows, supervision = check_supervision(rows, tokenizer, cfg.max_seq_length)   # DatasetError: nothing to learn
     print(supervision.message)   # "answers are 21% of the 9,312 tokens trained on (per row: min 9%, median 20%) ..."
+    train_dataset = supervised_dataset(rows, tokenizer, cfg.max_seq_length)   # what SFTTrainer trains on
     supervision.metrics()        # what metrics.json records under "supervision"
 
 Each row is tokenized exactly as TRL 1.15's ``SFTTrainer`` tokenizes a conversational prompt/completion row
@@ -233,6 +234,20 @@ def check_supervision(rows: list[dict], tokenizer, max_seq_length: int | None) -
         raise SupervisionError(problem)
     dropped = set(report.dropped)
     return [row for i, row in enumerate(rows) if i not in dropped], report
+
+
+def supervised_dataset(rows: list[dict], tokenizer, max_seq_length: int | None):
+    """The rows as the trainer takes them: a ``datasets.Dataset`` of ``input_ids`` and ``completion_mask``.
+
+    Tokenized and cut at ``max_seq_length`` as TRL would (``row_tokens``), so TRL trains on exactly the tokens
+    ``supervision_view`` shows, in every batch layout (padding-free batches included, where TRL itself does not
+    truncate). Rows with no answer token left are left out (they add nothing to the loss).
+    """
+    from datasets import Dataset
+
+    tokens = (row_tokens(row["messages"], tokenizer, max_seq_length) for row in rows)
+    return Dataset.from_list([{"input_ids": t.input_ids, "completion_mask": t.completion_mask}
+                              for t in tokens if t.supervised])
 
 
 def local_tokenizer_folder(model_name: str) -> Path | None:

@@ -94,8 +94,7 @@ def attach_lora(model, cfg: RunConfig):
         init_lora_weights=cfg.init_lora_weights,
         **({"use_dora": True} if cfg.use_dora else {}),  # Unsloth passes it on to PEFT's LoraConfig
     )
-    if changes_base(cfg.init_lora_weights):
-        keep_initial_adapter(model)
+    keep_initial_adapter(model)
     return model
 
 
@@ -103,14 +102,18 @@ INITIAL_ADAPTER_ATTR = "_loralab_initial_adapter"
 
 
 def keep_initial_adapter(model) -> None:
-    """Keep a copy of a PiSSA/OLoRA adapter as initialised (A0, B0), before any training step.
+    """Keep a copy of a PiSSA/OLoRA adapter as initialised (A0, B0), before any training step; nothing for others.
 
-    Those inits move the adapter's start out of the base (W = W_res + B0 @ A0). ``save_adapter`` hands
-    the copy to PEFT's ``save_pretrained(path_initial_model_for_weight_conversion=...)``, which saves
-    [A | A0], [B | -B0] (rank 2r, alpha doubled; x sqrt(2) with rsLoRA): a plain LoRA adapter for the ORIGINAL base.
+    Those inits move the adapter's start out of the base (W = W_res + B0 @ A0). The copy goes to PEFT's
+    ``save_pretrained(path_initial_model_for_weight_conversion=...)`` (``loralab.adapters.save.as_plain_lora``),
+    which saves [A | A0], [B | -B0] (rank 2r, alpha doubled; x sqrt(2) with rsLoRA): a plain LoRA adapter for the
+    ORIGINAL base.
     """
     from peft import get_peft_model_state_dict
 
+    config = (getattr(model, "peft_config", None) or {}).get("default")
+    if config is None or not changes_base(config.init_lora_weights):
+        return
     state = get_peft_model_state_dict(model)
     setattr(model, INITIAL_ADAPTER_ATTR, {name: tensor.detach().clone().cpu() for name, tensor in state.items()})
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from loralab.params.adapters_demo import AdaptersDemoConfig
 from loralab.params.grpo_config import GrpoConfig
 from loralab.params.lora_basics import LoraBasicsConfig
+from loralab.params.notebook import PARAMS_FILE
 from loralab.params.preference_config import PreferenceConfig
 from loralab.params.run_config import RunConfig
 from loralab.params.sweep_report import SweepReportConfig
@@ -40,15 +41,26 @@ class NotebookContract:
 
     name: str  # the shipped notebook's file stem, e.g. "01_qlora_finetune"
     schema: type[BaseModel]
-    cell: tuple[tuple[str, tuple[str, ...]], ...]  # the parameters cell: (heading, names); the first has none
+    cell: tuple[tuple[str, tuple[str, ...]], ...]  # the parameters, grouped: (heading, names); the first has none
     folder_param: str | None = None  # receives the run folder from loralab run
     results_file: str | None = "metrics.json"  # written last: a run without it is unfinished
     several_machines: bool = False  # trains under torchrun on several machines (--node-rank)
+    # The knobs a reader changes, (name, short comment), when the parameters cell shows only those (after
+    # params_file); every other field keeps its schema default and is set with -p, a params file or a sweep.
+    knobs: tuple[tuple[str, str], ...] = ()
 
     @property
     def names(self) -> list[str]:
-        """The notebook's parameters, in the cell's order."""
+        """The parameters in the notebook's parameters cell, in its order (``params_file`` aside)."""
+        if self.knobs:
+            return [name for name, _ in self.knobs]
         return [name for _, names in self.cell for name in names]
+
+    @property
+    def all_names(self) -> list[str]:
+        """Every parameter in the groups' order: the parameters cell's first."""
+        cell = self.names
+        return cell + [name for _, names in self.cell for name in names if name not in cell]
 
 
 _RUN_CELL = (
@@ -110,14 +122,66 @@ _ADAPTERS_CELL = (
     ("output", ("output_dir",)),
 )
 
+PARAMS_FILE_COMMENT = "a params file whose values replace this cell's: a shipped one (e.g. \"colab_t4.yaml\") or yours"
+_RUN_KNOBS = (
+    ("model_name", "embedded/<name>, a local model folder or a hub model id (org/name)"),
+    ("load_in_4bit", "QLoRA: the frozen base in 4-bit NF4; False: a 16-bit base (plain LoRA)"),
+    ("dataset", "embedded/<name>, a .jsonl/.csv/.parquet file or a hub dataset id"),
+    ("eval_dataset", "held-out rows, the same kinds; \"\": hold out eval_fraction of dataset"),
+    ("eval_fraction", "with eval_dataset \"\": the share of dataset held out (seeded)"),
+    ("eval_scorers", "judges of held-out replies, e.g. [\"contains\", \"rouge_l\"]; None: the task's own"),
+    ("lora_r", "rank r: r*(d+k) trainable weights per adapted layer"),
+    ("lora_alpha", "the update B @ A is scaled by lora_alpha / lora_r"),
+    ("target_modules", "\"all-linear\", \"attention\" or names such as [\"q_proj\", \"v_proj\"]"),
+    ("max_steps", "optimizer steps"),
+    ("learning_rate", "peak learning rate (LoRA: 1e-4 to 3e-4 is usual)"),
+    ("per_device_train_batch_size", "rows per step on each device"),
+    ("max_seq_length", "tokens per row; longer rows are cut"),
+    ("run_dir", "this run's folder; \"\": runs/<time>-<model>"),
+)
+_PREFERENCE_KNOBS = (
+    ("model_name", "embedded/<name>, a local model folder or a hub model id (org/name)"),
+    ("method", "dpo (pairs + reference), orpo (pairs, no reference) or kto (rows marked good or bad)"),
+    ("beta", "how far the policy may move from the reference"),
+    ("sft_adapter", "start from notebook 01's adapter (runs/<run>/adapter); \"\": from the base"),
+    ("dataset", "embedded/concise-answers, a .jsonl/.csv/.parquet file or a hub dataset id"),
+    ("eval_dataset", "held-out pairs, the same kinds"),
+    ("eval_scorers", "judges of generated held-out replies; None: the task's own"),
+    ("load_in_4bit", "QLoRA: the frozen base in 4-bit NF4 (16-bit is faster on a CPU)"),
+    ("lora_r", "rank r of the adapter trained here"),
+    ("lora_alpha", "the update B @ A is scaled by lora_alpha / lora_r"),
+    ("max_steps", "optimizer steps"),
+    ("learning_rate", "peak learning rate"),
+    ("per_device_train_batch_size", "pairs (KTO: rows) per step on each device"),
+    ("run_dir", "this run's folder; \"\": runs/<time>-<model>"),
+)
+_GRPO_KNOBS = (
+    ("model_name", "embedded/<name>, a local model folder or a hub model id (org/name)"),
+    ("sft_adapter", "start from notebook 01's adapter (runs/<run>/adapter); \"\": from the base"),
+    ("dataset", "embedded/answer-format, a .jsonl file or a hub dataset id with prompts"),
+    ("eval_dataset", "held-out prompts, the same kinds"),
+    ("rewards", "reward specs beside the reward functions defined below; None: the task's own"),
+    ("num_generations", "completions sampled per prompt (a group)"),
+    ("max_completion_length", "tokens generated per completion in training"),
+    ("beta", "KL penalty to the starting policy; 0: none"),
+    ("load_in_4bit", "QLoRA: the frozen base in 4-bit NF4 (16-bit is faster on a CPU)"),
+    ("lora_r", "rank r (RL needs little capacity)"),
+    ("lora_alpha", "the update B @ A is scaled by lora_alpha / lora_r"),
+    ("max_steps", "optimizer steps"),
+    ("learning_rate", "peak learning rate"),
+    ("run_dir", "this run's folder; \"\": runs/<time>-<model>"),
+)
+
 CONTRACTS = {c.name: c for c in (
     NotebookContract("00_lora_basics", LoraBasicsConfig, (("", tuple(LoraBasicsConfig.model_fields)),),
                      folder_param="output_dir", results_file="checks.json"),
-    NotebookContract("01_qlora_finetune", RunConfig, _RUN_CELL, folder_param="run_dir", several_machines=True),
+    NotebookContract("01_qlora_finetune", RunConfig, _RUN_CELL, folder_param="run_dir", several_machines=True,
+                     knobs=_RUN_KNOBS),
     NotebookContract("02_sweep_report", SweepReportConfig, (("", ("sweep_dir",)),), results_file=None),
     NotebookContract("03_adapters", AdaptersDemoConfig, _ADAPTERS_CELL, folder_param="output_dir"),
-    NotebookContract("04_preference_tuning", PreferenceConfig, _PREFERENCE_CELL, folder_param="run_dir"),
-    NotebookContract("05_grpo", GrpoConfig, _GRPO_CELL, folder_param="run_dir"),
+    NotebookContract("04_preference_tuning", PreferenceConfig, _PREFERENCE_CELL, folder_param="run_dir",
+                     knobs=_PREFERENCE_KNOBS),
+    NotebookContract("05_grpo", GrpoConfig, _GRPO_CELL, folder_param="run_dir", knobs=_GRPO_KNOBS),
 )}
 
 
@@ -157,9 +221,17 @@ def literal(value: Any) -> str:
 
 
 def parameters_cell(contract: NotebookContract) -> str:
-    """The notebook's parameters cell: ``name = default  # help line`` per name, grouped under headings."""
+    """The notebook's parameters cell: ``name = default  # comment`` per name. With ``knobs``: ``params_file``,
+    then the knobs with their short comments; else every field, grouped under headings, with its help line."""
     fields = contract.schema.model_fields
     lines: list[str] = []
+    if contract.knobs:
+        lines.append(f'{PARAMS_FILE} = ""  # {PARAMS_FILE_COMMENT}')
+        for name, comment in contract.knobs:
+            field = fields[name]
+            default = field.default_factory() if field.default_factory else field.default
+            lines.append(f"{name} = {literal(default)}  # {comment}")
+        return "\n".join(lines)
     for heading, names in contract.cell:
         if heading:
             lines += ["", f"# --- {heading} ---"]

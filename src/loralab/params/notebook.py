@@ -1,13 +1,15 @@
-"""The call a notebook's validation cell makes: every name its parameters cell defined, checked at once.
+"""The call a notebook's validation cell makes: every parameter, checked at once, before any model loads.
 
     _names_before_parameters = set(globals())      # the cell before the parameters cell
     ...                                            # the parameters cell (papermill injects after it)
     from loralab.params.notebook import params_from_namespace
     cfg = params_from_namespace(globals(), _names_before_parameters)
 
-Unknown names (papermill itself only warns), wrong types and ranges are refused; for notebook 01's
-``RunConfig`` this machine is checked too (optimizer, bitsandbytes: ``loralab.params.runtime_check``),
-all before any model loads.
+The parameters are the schema's fields found in the namespace (so a second "Run all" in the same kernel reads
+the values just edited) and any other name new since the cell before the parameters cell (so a misspelt name,
+which papermill itself only warns about, is refused). Wrong types and ranges are refused too; for notebook 01's
+``RunConfig`` this machine is checked (optimizer, bitsandbytes: ``loralab.params.runtime_check``).
+``loralab.runs.notebook_params`` adds the ``params_file`` knob on top.
 """
 
 from __future__ import annotations
@@ -18,15 +20,21 @@ from loralab.params.run_config import RunConfig
 from loralab.params.runtime_check import check_runtime
 from loralab.params.schema import Schema, validate_against
 
+PARAMS_FILE = "params_file"  # the knob that names a params file from inside a notebook (loralab.runs.notebook_params)
+
+
+def namespace_params(namespace: dict[str, Any], names_before: set[str], schema: type[Schema]) -> dict[str, Any]:
+    """The parameters a notebook's namespace holds: every schema field, and every public name new since
+    ``names_before`` was taken (a misspelt one among them is then refused by the schema)."""
+    return {k: v for k, v in namespace.items()
+            if k != PARAMS_FILE and (k in schema.model_fields or (k not in names_before and not k.startswith("_")))}
+
 
 def params_from_namespace(namespace: dict[str, Any], names_before: set[str],
-                          schema: type[Schema] = RunConfig) -> Schema:
-    """Validate every name a notebook's parameters cell (or papermill's injected cell) defined.
-
-    ``names_before`` is ``set(globals())`` taken just before the parameters cell, so a misspelt
-    name injected by papermill (which papermill itself only warns about) is refused here.
-    """
-    params = {k: v for k, v in namespace.items() if k not in names_before and not k.startswith("_")}
+                          schema: type[Schema] = RunConfig, file_params: dict[str, Any] | None = None) -> Schema:
+    """Validate the parameters a notebook's namespace holds (see the module docstring); ``file_params`` (a params
+    file's mapping) replace the namespace's values of the same names."""
+    params = namespace_params(namespace, names_before, schema) | (file_params or {})
     cfg = validate_against(schema, params, source="notebook parameters")
     if isinstance(cfg, RunConfig):
         check_runtime(cfg)

@@ -1,14 +1,14 @@
 """The last step of a training notebook: write what the run measured, once, into its run folder.
 
     from loralab.runs.finish import finish_run, finish_preference_run, finish_grpo_run
-    adapter_dir = save_adapter(model, tokenizer, run_dir / "adapter")
-    metrics = finish_run(run_dir, cfg, trainer, tokenizer, adapter_dir, started=started, tracking=tracking, data=data,
-        train_rows=rows, train=summary, resumed_from_step=resumed_from_step, model_size=(trainable, total, layers),
-        evals=(before, after), retention=(retention_before, retention_after), fingerprints=(f_before, f_after),
-        supervision=supervision)
+    model.save_pretrained(run_dir / "adapter"); tokenizer.save_pretrained(run_dir / "adapter")
+    metrics = finish_run(run_dir, cfg, trainer, tokenizer, run_dir / "adapter", started=started, tracking=tracking,
+        data=data, train_rows=rows, supervision=supervision, train=summary, checkpoint=checkpoint,
+        evals=(before, after), retention=(retention_before, retention_after), fingerprints=(f_before, f_after))
     print("wrote", run_dir / "metrics.json")            # notebook 01; 04: finish_preference_run; 05: finish_grpo_run
 
-Both write three things and return the metrics dict: ``metrics.json`` (docs/run-folder.md lists its keys;
+Notebook 01's also writes ``reference_logits.safetensors`` (the trained model's logits on a probe prompt, to check
+a reload later). Each writes three things and returns the metrics dict: ``metrics.json`` (docs/run-folder.md lists its keys;
 tests, sweeps, reports and ``loralab run``'s summary line read it, never notebook outputs), the
 adapter's ``loralab_manifest.json`` (the base it belongs to, the data, the eval scores) and, with
 ``report_to``, the tracker's summary (params, scores, adapter folder). ``metrics.json`` comes after the
@@ -24,15 +24,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loralab.adapters.manifest import dataset_sha256, write_manifest
+from loralab.adapters.save import note_model_card, save_reference_logits
 from loralab.adapters.sft_start import sft_lineage
 from loralab.data.supervision import SupervisionReport, supervision_report
 from loralab.eval.evaluate import eval_losses, eval_metrics
 from loralab.eval.preference import reference_unchanged
 from loralab.eval.retention import retention_metrics
 from loralab.model.hub_token import describe_token_source
+from loralab.model.loading import count_parameters, lora_layer_table
 from loralab.model.versions import library_versions
 from loralab.runs.folder import peak_memory_gb, write_metrics
 from loralab.runs.record import code_version
+from loralab.train.checkpoints import checkpoint_step
 from loralab.train.tracking import log_run_summary
 
 if TYPE_CHECKING:
@@ -42,7 +45,6 @@ if TYPE_CHECKING:
     from loralab.eval.prepare import PreferenceData, RunData
     from loralab.eval.retention import RetentionResult
     from loralab.eval.rewards import HeldOutRewards
-    from loralab.model.loading import LoraLayer
     from loralab.params.grpo_config import GrpoConfig
     from loralab.params.preference_config import PreferenceConfig
     from loralab.params.run_config import RunConfig
@@ -54,22 +56,25 @@ SFT_MANIFEST_EVAL_KEYS = ("eval_loss_before", "eval_loss_after", "eval_scores_be
 
 def finish_run(run_dir: str | Path, cfg: RunConfig, trainer, tokenizer, adapter_dir: str | Path, *,
                started: float, tracking: dict[str, str], data: RunData, train_rows: list[dict],
-               train: dict[str, Any], resumed_from_step: int | None, model_size: tuple[int, int, list[LoraLayer]],
+               train: dict[str, Any], checkpoint: str | Path | None,
                evals: tuple[EvalResult, EvalResult],
                retention: tuple[RetentionResult | None, RetentionResult | None],
                fingerprints: tuple[dict[str, str], dict[str, str]],
                supervision: SupervisionReport | None = None) -> dict[str, Any]:
-    """Notebook 01 (SFT): metrics.json, the adapter manifest and the tracker summary; returns the metrics.
+    """Notebook 01 (SFT): the reference logits, metrics.json, the adapter manifest and the tracker summary; returns
+    the metrics.
 
     ``started``: ``time.time()`` when the run began (``wall_time_s`` counts from it); ``tracking``: what
     ``point_tracker_at`` returned; ``train_rows``: the training rows as trained (after length fitting);
     ``supervision``: what ``check_supervision`` counted on them (None: counted here, without the dropped rows);
-    ``train``: ``train_summary(...)``; ``model_size``: ``(trainable_params, total_params, layers)`` with
-    ``layers = lora_layer_table(model)``, counted before training; ``evals``, ``retention``: the results
-    before and after training; ``fingerprints``: ``{"base": ..., "lora": ...}`` (``weights_fingerprint``)
-    before and after training.
+    ``train``: ``train_summary(...)``; ``checkpoint``: the one training resumed from (None: from step 0);
+    ``evals``, ``retention``: the results before and after training; ``fingerprints``: ``{"base": ...,
+    "lora": ...}`` (``weights_fingerprint``) before and after training. The adapter's size is read from the model.
     """
-    trainable_params, total_params, layers = model_size
+    model = trainer.model
+    trainable_params, total_params = count_parameters(model)
+    layers = lora_layer_table(model)
+    save_reference_logits(model, tokenizer, Path(run_dir) / "reference_logits.safetensors")
     before, after = evals
     fingerprints_before, fingerprints_after = fingerprints
     metrics = {
@@ -79,7 +84,7 @@ def finish_run(run_dir: str | Path, cfg: RunConfig, trainer, tokenizer, adapter_
         "lora_layers": [vars(layer) | {"params": layer.params} for layer in layers],
         "lora_params_sum_r_d_plus_k": sum(layer.params for layer in layers),
         **train,
-        "resumed_from_step": resumed_from_step,
+        "resumed_from_step": checkpoint_step(checkpoint),
         **eval_metrics(before, after, data),
         **retention_metrics(*retention),  # {} without retention_tasks
         "eval_losses": eval_losses(trainer.state.log_history),
@@ -211,7 +216,9 @@ def _write_run_files(run_dir: str | Path, cfg: Any, trainer, tokenizer, adapter_
                      started: float, tracking: dict[str, str], metrics: dict[str, Any], train_rows: list[dict],
                      eval_rows: list[dict], scores: dict[str, Any],
                      manifest_extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Add what every run records; write the manifest, then metrics.json, then the tracker summary."""
+    """Add what every run records; note a 4-bit base in the adapter's model card; write the manifest, then
+    metrics.json, then the tracker summary."""
+    note_model_card(trainer.model, adapter_dir)
     metrics = metrics | {
         **peak_memory_gb(),
         "wall_time_s": time.time() - started,

@@ -68,8 +68,14 @@ def default_of(field: FieldInfo) -> str:
 
 def groups_of(contract: NotebookContract) -> list[tuple[str, list[str]]]:
     """The parameters cell's groups; schema fields the cell does not show, if any, come last."""
-    groups = [(heading or "first knobs", list(names)) for heading, names in contract.cell]
-    rest = [name for name in contract.schema.model_fields if name not in contract.names]
+    if contract.knobs:  # the parameters cell's knobs, then every other field in its group
+        shown = contract.names
+        groups = [("in the parameters cell", shown)] + [
+            (heading or "first knobs", [n for n in names if n not in shown]) for heading, names in contract.cell]
+        groups = [(heading, names) for heading, names in groups if names]
+    else:
+        groups = [(heading or "first knobs", list(names)) for heading, names in contract.cell]
+    rest = [name for name in contract.schema.model_fields if name not in contract.all_names]
     return groups + ([("not in the parameters cell", rest)] if rest else [])
 
 

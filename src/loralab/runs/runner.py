@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ from loralab.params.contracts import NotebookContract, contract_of, parameters_c
 from loralab.params.errors import ParamsError, RunFailed
 from loralab.params.grpo_config import GrpoConfig, validate_grpo_params
 from loralab.params.names import is_embedded
+from loralab.params.notebook import PARAMS_FILE
 from loralab.params.preference_config import PreferenceConfig, validate_preference_params
 from loralab.params.run_config import RunConfig
 from loralab.params.runtime_check import validate_params_for_this_machine
@@ -176,10 +178,14 @@ def check_runs_root(runs_root: Path) -> None:
 
 
 def check_names(notebook: Path, origins: dict[str, dict[str, Any]]) -> None:
-    """Unknown parameter names, blamed on the file or ``-p`` that gave them (papermill itself only warns)."""
+    """Unknown parameter names, blamed on the file or ``-p`` that gave them (papermill itself only warns): a
+    notebook with a contract takes every field of its schema (and ``params_file``), any other notebook the names
+    in its parameters cell."""
     from papermill.inspection import inspect_notebook
 
-    known = list(inspect_notebook(str(notebook)))
+    contract = contract_of(notebook)
+    known = ([PARAMS_FILE, *contract.schema.model_fields] if contract is not None
+             else list(inspect_notebook(str(notebook))))
     for origin, values in origins.items():
         for name in values:
             if name not in known:
@@ -238,6 +244,11 @@ def validated_config(notebook: Path, params: dict[str, Any], source: str = "para
             raise ParamsError(f"{source}: unknown parameters {unknown}; {notebook.name} has {sorted(known)}.")
         return None
     with contextlib.chdir(notebook.parent):
+        if params.get(PARAMS_FILE):  # as the notebook's validation cell reads it: the file's values win
+            from loralab.runs.notebook_params import params_file_path
+
+            named = params_file_path(str(params[PARAMS_FILE]), contract.schema)
+            params = {k: v for k, v in params.items() if k != PARAMS_FILE} | read_params_file(named)
         return _validator(contract)(params, source=source)
 
 
@@ -313,6 +324,15 @@ def _new_run_dir(runs_root: Path, name: str, numbered: bool) -> Path:
     raise FileExistsError(f"{runs_root / name}: too many run folders with this name")
 
 
+# Headless, the loading and tokenizing bars of transformers and datasets are noise on stderr; the training
+# progress goes to the terminal as lines (loralab.train.progress).
+NO_PROGRESS_BARS = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+
+
+def _not_in_the_cell(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Passed unknown parameter")
+
+
 def _execute(notebook: Path, run_dir: Path, parameters: dict[str, Any], folder_param: str | None,
              timeout_s: int) -> None:
     import papermill
@@ -321,6 +341,11 @@ def _execute(notebook: Path, run_dir: Path, parameters: dict[str, Any], folder_p
     from loralab.runs.sections import SECTION_ENGINE, register_section_engine
 
     register_section_engine()  # the terminal hears each section start; the executed notebook is papermill's own
+    # The schema's fields outside the parameters cell are parameters too (validated above): no papermill warning.
+    quiet = logging.getLogger("papermill")
+    quiet.addFilter(_not_in_the_cell)
+    saved = {name: os.environ.get(name) for name in NO_PROGRESS_BARS}
+    os.environ.update(NO_PROGRESS_BARS)  # the kernel inherits them: a run folder's notebook keeps no bar
     try:
         papermill.execute_notebook(
             str(notebook),
@@ -336,6 +361,13 @@ def _execute(notebook: Path, run_dir: Path, parameters: dict[str, Any], folder_p
         )
     except papermill.PapermillExecutionError as error:  # the kernel's error, said once, with where to look
         raise kernel_error(error, run_dir / notebook.name) from None
+    finally:
+        quiet.removeFilter(_not_in_the_cell)
+        for name, value in saved.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
 
 
 def _join(notebook: Path, parameters: dict[str, Any], source: str, node_rank: int) -> int:

@@ -1,22 +1,22 @@
 """Training checkpoints that are whole or absent, and resuming from the newest one.
 
-    from loralab.train.checkpoints import resume_checkpoint, checkpoint_step
+    from loralab.train.checkpoints import resume_checkpoint, whole_checkpoints, resume_as_trained
     checkpoint = resume_checkpoint(run_dir / "checkpoints", cfg)   # None: start at step 0
-    trainer = build_trainer(model, tokenizer, train_ds, cfg, output_dir=run_dir / "checkpoints")
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    trainer = SFTTrainer(..., callbacks=[whole_checkpoints(cfg.model_dump()), resume_as_trained(checkpoint)])
+    trainer.train(resume_from_checkpoint=checkpoint)
 
-Every ``cfg.save_steps`` steps the trainer (``AtomicCheckpoints`` mixed into TRL's ``SFTTrainer`` by
-``loralab.train.trainer.build_trainer``) writes ``checkpoint-N`` (adapter, optimizer, scheduler, RNG
-states, ``trainer_state.json``, and ``loralab_params.json``: the run's params) into a hidden staging
-folder next to it, flushes it to disk, then renames it into place. A process killed at any moment
-leaves either the complete ``checkpoint-N`` or none (plus, at worst, a hidden ``.staging-*`` folder
-that the next ``resume_checkpoint`` removes).
+Every ``save_steps`` steps the Trainer writes ``checkpoint-N`` (adapter, optimizer, scheduler, RNG states,
+``trainer_state.json``); the ``whole_checkpoints`` callback then adds ``loralab_params.json`` (the run's
+params), flushes the folder to disk and writes the marker ``loralab_complete.json``. A process killed at any
+moment leaves checkpoints that are marked and whole, and at worst one unmarked folder, which the next
+``resume_checkpoint`` deletes.
 
 Resuming uses Hugging Face Trainer's own mechanism (transformers 5.x ``Trainer.train(
 resume_from_checkpoint=...)``): it reloads the adapter weights, optimizer and scheduler, restores the
 Python/NumPy/torch RNG states, and skips the batches already seen. The data order does not depend on
 RNG state at all: accelerate's sampler draws epoch ``e``'s permutation from ``data_seed + e``
 (``data_seed`` is the run's seed), so the resumed run sees the same batches in the same order.
+``resume_as_trained`` puts back what the plain resume changes (precision, token count, a second adapter).
 """
 
 from __future__ import annotations
@@ -25,16 +25,15 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from loralab.params.run_config import RunConfig
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")  # transformers' PREFIX_CHECKPOINT_DIR naming
-STAGING_PREFIX = ".staging-"
+STAGING_PREFIX = ".staging-"  # folders of the loralab versions that saved aside
 PARAMS_NAME = "loralab_params.json"
-COMPLETE_MARKER = "trainer_state.json"  # the Trainer writes it last in a checkpoint
+COMPLETE_MARKER = "loralab_complete.json"  # written by whole_checkpoints once the checkpoint is on disk
 # Params that do not change what training computes: a run may resume with other values of these.
 NOT_TRAINING_PARAMS = frozenset({"run_dir", "resume", "save_steps", "save_total_limit", "logging_steps",
                                  "eval_scorers", "eval_examples", "max_new_tokens", "show_examples",
@@ -56,7 +55,7 @@ def checkpoint_step(path: str | Path | None) -> int | None:
 
 
 def complete_checkpoints(output_dir: str | Path) -> list[Path]:
-    """``checkpoint-N`` folders under ``output_dir`` that hold a trainer state, oldest step first."""
+    """``checkpoint-N`` folders under ``output_dir`` marked whole, oldest step first."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return []
@@ -66,14 +65,15 @@ def complete_checkpoints(output_dir: str | Path) -> list[Path]:
 
 
 def remove_unfinished_saves(output_dir: str | Path) -> list[str]:
-    """Delete the hidden staging folders a killed checkpoint save left behind; return their names."""
+    """Delete the checkpoint folders a killed save left unmarked (and older loralab's staging folders)."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return []
-    leftovers = [p for p in output_dir.iterdir() if p.is_dir() and p.name.startswith(STAGING_PREFIX)]
+    leftovers = [p for p in output_dir.iterdir() if p.is_dir() and (
+        p.name.startswith(STAGING_PREFIX) or (CHECKPOINT_RE.match(p.name) and not (p / COMPLETE_MARKER).is_file()))]
     for path in leftovers:
         shutil.rmtree(path, ignore_errors=True)
-    return [p.name for p in leftovers]
+    return sorted(p.name for p in leftovers)
 
 
 def training_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -108,7 +108,7 @@ def resume_checkpoint(output_dir: str | Path, cfg: RunConfig) -> Path | None:
     output_dir = Path(output_dir)
     removed = remove_unfinished_saves(output_dir)
     if removed:
-        print(f"removed {len(removed)} half-written checkpoint save(s) of an interrupted run: {', '.join(removed)}")
+        print(f"removed {len(removed)} half-written checkpoint(s) of an interrupted run: {', '.join(removed)}")
     checkpoints = complete_checkpoints(output_dir)
     if not cfg.resume:
         for path in checkpoints:
@@ -124,7 +124,7 @@ def resume_checkpoint(output_dir: str | Path, cfg: RunConfig) -> Path | None:
 
 
 def _fsync_tree(folder: Path) -> None:
-    """Flush every file of ``folder`` (and the folder) to disk, so a rename never publishes unwritten data."""
+    """Flush every file of ``folder`` (and the folder) to disk, so the marker never vouches for unwritten data."""
     for path in [*sorted(p for p in folder.rglob("*") if p.is_file()), folder]:
         try:
             fd = os.open(path, os.O_RDONLY)
@@ -138,142 +138,114 @@ def _fsync_tree(folder: Path) -> None:
             os.close(fd)
 
 
-class AtomicCheckpoints:
-    """Mixin for a transformers ``Trainer``: ``checkpoint-N`` is written aside, then renamed into place.
+def _barrier() -> None:
+    """Wait for every training process (DDP); nothing in a single process."""
+    import torch.distributed as dist
 
-    ``class MyTrainer(AtomicCheckpoints, SFTTrainer)``; set ``run_params`` (a dict) to record the run's
-    params in each checkpoint. With several processes (DDP) each rank writes its own RNG file into one
-    staging folder; rank 0 renames it once every rank is done.
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def _trainer_callback():
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+def whole_checkpoints(run_params: dict[str, Any] | None):
+    """A trainer callback: each ``checkpoint-N`` the Trainer saved gets the run's params and, once its files are
+    on disk, the marker (``COMPLETE_MARKER``) that makes it a checkpoint to resume from.
+
+    ``SFTTrainer(..., callbacks=[whole_checkpoints(cfg.model_dump()), ...])``. The Trainer writes a checkpoint
+    file by file; a process killed before the marker leaves a folder that ``resume_checkpoint`` deletes. Under
+    DDP every rank has written its part (its RNG state) before rank 0 marks the folder.
     """
 
-    run_params: dict[str, Any] | None = None
-    _staging_root: str | None = None
+    class WholeCheckpoints(_trainer_callback()):
+        def on_save(self, args, state, control, **kwargs):
+            _barrier()  # every rank's files are written
+            if state.is_world_process_zero:
+                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                if run_params is not None:
+                    (folder / PARAMS_NAME).write_text(json.dumps(run_params, indent=1, sort_keys=True, default=str))
+                _fsync_tree(folder)
+                _write_marker(folder)
+            _barrier()
 
-    def _get_output_dir(self, trial) -> str:
-        if self._staging_root is not None:
-            return self._staging_root
-        return super()._get_output_dir(trial)
+    return WholeCheckpoints()
 
-    def _save_checkpoint(self, model, trial) -> None:
-        if self.args.world_size > 1:
-            return self._save_checkpoint_data_parallel(model, trial)
-        from transformers.trainer_utils import rotate_checkpoints
 
-        output_dir = Path(super()._get_output_dir(trial))
-        output_dir.mkdir(parents=True, exist_ok=True)
-        name = f"checkpoint-{self.state.global_step}"
-        staging_root = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}-", dir=output_dir))
-        self._staging_root = str(staging_root)
-        try:
-            super()._save_checkpoint(model, trial)  # writes staging_root/checkpoint-N
-            staged = staging_root / name
-            if self.run_params is not None:
-                (staged / PARAMS_NAME).write_text(json.dumps(self.run_params, indent=1, sort_keys=True, default=str))
-            _fsync_tree(staged)
-            final = output_dir / name
-            if final.exists():  # the same step saved again: move the old one aside first
-                final.rename(staging_root / f"{name}.old")
-            staged.rename(final)
-        finally:
-            self._staging_root = None
-            shutil.rmtree(staging_root, ignore_errors=True)
-        rotate_checkpoints(output_dir=str(output_dir), save_total_limit=self.args.save_total_limit,
-                           best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
-
-    def _save_checkpoint_data_parallel(self, model, trial) -> None:
-        """Several ranks (DDP): every rank writes into one staging folder (each its RNG state), all wait,
-        then rank 0 flushes and renames it into place; a worker killed mid-save leaves no checkpoint-N."""
-        from transformers.trainer_utils import rotate_checkpoints
-
-        output_dir = Path(super()._get_output_dir(trial))
-        name = f"checkpoint-{self.state.global_step}"
-        staging_root = output_dir / f"{STAGING_PREFIX}{name}-ranks"  # the same name on every rank
-        if self.args.should_save:
-            output_dir.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(staging_root, ignore_errors=True)
-            staging_root.mkdir()
-        self.accelerator.wait_for_everyone()
-        self._staging_root = str(staging_root)
-        try:
-            super()._save_checkpoint(model, trial)  # writes staging_root/checkpoint-N, each rank its part
-        finally:
-            self._staging_root = None
-        self.accelerator.wait_for_everyone()  # every rank's files are written
-        if self.args.should_save:
-            staged = staging_root / name
-            if self.run_params is not None:
-                (staged / PARAMS_NAME).write_text(json.dumps(self.run_params, indent=1, sort_keys=True, default=str))
-            _fsync_tree(staged)
-            final = output_dir / name
-            if final.exists():
-                final.rename(staging_root / f"{name}.old")
-            staged.rename(final)
-            shutil.rmtree(staging_root, ignore_errors=True)
-            rotate_checkpoints(output_dir=str(output_dir), save_total_limit=self.args.save_total_limit,
-                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
-        self.accelerator.wait_for_everyone()
+def _write_marker(folder: Path) -> None:
+    """The marker written aside and renamed: present means whole."""
+    staged = folder / f".{COMPLETE_MARKER}.tmp"
+    staged.write_text(json.dumps({"complete": True}))
+    _fsync_tree(staged.parent)
+    staged.rename(folder / COMPLETE_MARKER)
 
 
 def _load_root_adapter(model, checkpoint: Path) -> None:
     """Load the adapter saved at ``checkpoint``'s root into ``model``'s active adapter, if it has others too."""
     peft_config = getattr(model, "peft_config", None)
-    if not peft_config or len(peft_config) < 2 or not (checkpoint / "adapter_config.json").is_file():
+    weights = checkpoint / "adapter_model.safetensors"
+    if not peft_config or len(peft_config) < 2 or not weights.is_file():
         return  # one adapter: transformers has loaded it
-    active = model.active_adapters[0]
-    model.load_adapter(str(checkpoint), active, is_trainable=True)
-    model.set_adapter(active)
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(str(weights)), adapter_name=model.active_adapters[0])
 
 
-class ResumeAsTrained:
-    """Mixin for a transformers ``Trainer``: a resumed run continues with the numerics of the first try.
+def _restore_dtypes(model, optimizer, dtypes: dict[str, Any]) -> None:
+    """Trainable weights (and their optimizer state) back to the dtype they trained in."""
+    for name, param in model.named_parameters():
+        if name not in dtypes or param.dtype == dtypes[name]:
+            continue
+        param.data = param.data.to(dtypes[name])
+        state = optimizer.state.get(param, {}) if optimizer is not None else {}
+        for key, value in state.items():
+            if key != "step" and hasattr(value, "is_floating_point") and value.is_floating_point():
+                state[key] = value.to(dtypes[name])
 
-    Two things the plain resume changes, measured on the Unsloth CPU backend with transformers 5.17:
 
-    * PEFT's ``load_adapter`` (which the Trainer calls on resume) upcasts a bf16/fp16 adapter to fp32
-      (``autocast_adapter_dtype``), so the resumed run trained in another precision than the first try
-      (losses 2e-3 apart after 6 steps). Here every trainable weight goes back to the dtype it had;
-      that is exact, because the checkpoint holds the bf16 values themselves (saved widened to fp32).
-    * TRL's token counter (``num_tokens`` in the log) restarts at 0; it continues from the last count
-      logged in the checkpoint (exact when ``logging_steps`` divides ``save_steps``).
-    * Under DDP on a CPU, transformers asks torch.load for the location ``cpu:0``, which it cannot
-      restore to: the optimizer state is loaded to ``cpu``.
+def resume_as_trained(checkpoint: str | Path | None):
+    """A trainer callback: a run resumed from ``checkpoint`` continues with the numerics of the first try.
+
+    ``SFTTrainer(..., callbacks=[resume_as_trained(checkpoint), ...])``, then
+    ``trainer.train(resume_from_checkpoint=checkpoint)``. What the plain resume changes, measured on the
+    Unsloth CPU backend with transformers 5.17, and what this puts back when training begins:
+
+    * PEFT's ``load_adapter`` (the Trainer's resume) upcasts a bf16/fp16 adapter to fp32
+      (``autocast_adapter_dtype``), so the resumed run trained in another precision than the first try.
+      Every trainable weight, and its optimizer state, goes back to the dtype it had; exact, because the
+      checkpoint holds the bf16 values themselves (saved widened to fp32).
+    * TRL's token counter (``num_tokens`` in the log) restarts at 0; the logged counts continue from the last
+      count in the checkpoint (exact when ``logging_steps`` divides ``save_steps``).
     * A checkpoint of a model with a second adapter (DPO's frozen ``ref`` copy, saved as ``ref/``) is
-      reloaded by transformers 5.17 from its subfolders only: the trained adapter at the checkpoint's
-      root is skipped, and the run went on from the untrained adapter (DPO loss back at log 2 on the
-      first resumed step). Here the root adapter is loaded into the active adapter as well.
+      reloaded by transformers 5.17 from its subfolders only: the trained adapter at the checkpoint's root
+      is skipped. It is loaded into the active adapter here.
     """
+    checkpoint = Path(checkpoint) if checkpoint else None
 
-    def _load_optimizer_and_scheduler(self, checkpoint) -> None:
-        """transformers 5.17 loads the optimizer with ``map_location=args.device`` under DDP, which on a CPU
-        is ``cpu:0``, a location torch.load cannot restore to; there it loads to ``cpu``."""
-        if not checkpoint or self.args.world_size <= 1 or self.args.device.type != "cpu":
-            return super()._load_optimizer_and_scheduler(checkpoint)
-        import torch
+    class ResumeAsTrained(_trainer_callback()):
+        def __init__(self) -> None:
+            self.dtypes: dict[str, Any] = {}
+            self.tokens_before = 0
 
-        original = torch.load
+        def on_init_end(self, args, state, control, model=None, **kwargs):
+            if checkpoint is not None and model is not None:
+                self.dtypes = {name: p.dtype for name, p in model.named_parameters() if p.requires_grad}
 
-        def load_to_cpu(*args, **kwargs):
-            if str(kwargs.get("map_location", "")).startswith("cpu"):
-                kwargs["map_location"] = "cpu"
-            return original(*args, **kwargs)
+        def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+            if checkpoint is None or model is None:
+                return
+            _load_root_adapter(model, checkpoint)
+            _restore_dtypes(model, optimizer, self.dtypes)
+            logged = [h["num_tokens"] for h in state.log_history if "num_tokens" in h]
+            self.tokens_before = int(logged[-1]) if logged else 0
 
-        torch.load = load_to_cpu
-        try:
-            return super()._load_optimizer_and_scheduler(checkpoint)
-        finally:
-            torch.load = original
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            last = state.log_history[-1] if state.log_history else {}
+            if self.tokens_before and "num_tokens" in last and "loss" in last:
+                last["num_tokens"] += self.tokens_before
 
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        target = model if model is not None else self.model
-        dtypes = {name: p.dtype for name, p in target.named_parameters() if p.requires_grad}
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
-        _load_root_adapter(target, Path(resume_from_checkpoint))
-        for name, param in target.named_parameters():
-            if name in dtypes and param.dtype != dtypes[name]:
-                param.data = param.data.to(dtypes[name])
-        state_file = Path(resume_from_checkpoint) / COMPLETE_MARKER
-        if hasattr(self, "_total_train_tokens") and state_file.is_file():
-            logged = [h["num_tokens"] for h in json.loads(state_file.read_text()).get("log_history", [])
-                      if "num_tokens" in h]
-            if logged:
-                self._total_train_tokens = int(logged[-1])
+    return ResumeAsTrained()

@@ -31,9 +31,7 @@ from pathlib import Path
 
 from loralab.params.errors import ParamsError
 from loralab.params.grpo_config import GrpoConfig
-from loralab.train.checkpoints import AtomicCheckpoints, ResumeAsTrained
-from loralab.train.progress import progress_callbacks
-from loralab.train.trainer import common_args
+from loralab.train.trainer import common_args, run_callbacks
 
 COMPLETIONS_FILE = "completions.jsonl"
 # What reward_log keeps of each logged step (TRL 1.15's names), besides every rewards/<name>/mean|std.
@@ -123,7 +121,8 @@ def _logged_step(line: str) -> float:
 
 
 def build_grpo_trainer(model, tokenizer, rows: list[dict], rewards: list[Callable], cfg: GrpoConfig,
-                       output_dir: str | Path, run_dir: str | Path | None = None, vllm: bool = False):
+                       output_dir: str | Path, run_dir: str | Path | None = None, vllm: bool = False,
+                       checkpoint: str | Path | None = None):
     """A GRPOTrainer for ``model`` on prompt rows (``loralab.data.grpo_prompts``) with reward functions
     (``loralab.eval.rewards``). ``run_dir``: where ``completions.jsonl`` goes (None: not written)."""
     import datasets
@@ -131,14 +130,12 @@ def build_grpo_trainer(model, tokenizer, rows: list[dict], rewards: list[Callabl
 
     datasets.disable_progress_bars()
     args = GRPOConfig(**grpo_args(cfg, output_dir, vllm))
-    trainer_class = type("LoralabGRPOTrainer", (CompletionsTable, AtomicCheckpoints, ResumeAsTrained, GRPOTrainer),
+    trainer_class = type("LoralabGRPOTrainer", (CompletionsTable, GRPOTrainer),
                          {"completions_path": Path(run_dir) / COMPLETIONS_FILE if run_dir else None,
                           "completions_every": cfg.completions_every})
-    trainer = trainer_class(model=model, reward_funcs=list(rewards), args=args,
-                            train_dataset=datasets.Dataset.from_list(rows), processing_class=tokenizer,
-                            callbacks=progress_callbacks())
-    trainer.run_params = cfg.model_dump()  # recorded in each checkpoint; a resume with other params is refused
-    return trainer
+    return trainer_class(model=model, reward_funcs=list(rewards), args=args,
+                         train_dataset=datasets.Dataset.from_list(rows), processing_class=tokenizer,
+                         callbacks=run_callbacks(cfg, checkpoint))
 
 
 def reward_log(log_history: list[dict]) -> list[dict]:

@@ -1,8 +1,8 @@
 """Batches without padding: TRL's padding-free batching and best-fit-decreasing packing, checked first.
 
-    from loralab.train.packing import check_rows_kept_apart, packing_args
-    args = SFTConfig(**common_args(cfg, ...), **packing_args(cfg))     # the trainer factory does this
-    check_rows_kept_apart(model, tokenizer)   # PackingError if attention would mix the rows of a batch
+    from loralab.train.packing import keep_rows_apart
+    args = SFTConfig(...)                                    # trainer_settings(cfg, ...) has packing_args(cfg.packing)
+    keep_rows_apart(model, tokenizer, args, cfg.packing)     # PackingError if attention would mix the rows of a batch
 
 ``packing`` (a RunConfig field) chooses how the rows of a batch are laid out:
 
@@ -17,7 +17,7 @@ Both rely on the attention implementation seeing the restarting position ids and
 row only: FlashAttention does it from the position ids, and transformers 5's SDPA builds a block-diagonal
 causal mask from them (measured here; eager shares the mask code, not measured). That mask costs
 (sum of the row lengths)^2, so where the model's attention is transformers' sdpa (Unsloth's CPU backend)
-the trainer factory switches it to ``loralab.model.row_attention``, which runs SDPA row by row from the
+:func:`keep_rows_apart` switches it to ``loralab.model.row_attention``, which runs SDPA row by row from the
 same position ids (the sum of the squares, as FlashAttention's varlen kernels). An attention that ignored
 the position ids would silently let every row attend to the rows before it, so :func:`check_rows_kept_apart`
 runs the model on two short rows packed and alone before training and refuses packing where the logits differ.
@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from loralab.model.row_attention import use_row_attention
 from loralab.params.errors import ParamsError
-from loralab.params.run_config import RunConfig
 
 
 class PackingError(ParamsError):
@@ -42,56 +42,33 @@ PROBE_ROWS = ("The capital of France is Paris, and the capital of Spain is",
 TOLERANCE = 0.2  # of the largest logit magnitude of the row computed alone
 
 
-def packing_args(cfg: RunConfig) -> dict[str, Any]:
-    """SFTConfig arguments for ``cfg.packing`` (``max_length`` for padding-free: see PaddingFreeTruncation)."""
-    if cfg.packing == "padding_free":
-        # TRL refuses padding_free with max_length unless packing; rows are truncated by PaddingFreeTruncation
+def packing_args(packing: str) -> dict[str, Any]:
+    """SFTConfig arguments for ``packing``. Padding-free batches take rows already cut at ``max_seq_length``
+    (``loralab.data.supervision.supervised_dataset``): TRL enforces no ``max_length`` on them."""
+    if packing == "padding_free":
         return {"padding_free": True, "max_length": None}
-    if cfg.packing == "packed":
+    if packing == "packed":
         return {"packing": True, "packing_strategy": "bfd"}  # bfd: whole rows, an overlong row truncated
     return {}
 
 
-def keep_packing(args, cfg: RunConfig) -> None:
-    """Set the packing arguments again after Unsloth's CPU backend turned them off in ``SFTConfig``.
+def keep_rows_apart(model, tokenizer, args, packing: str) -> None:
+    """Before the trainer is built with ``args`` (an ``SFTConfig``): packing checked on this model, then kept.
 
-    Unsloth (CPU) switches ``padding_free`` and ``packing`` off unconditionally ("SDPA on CPU then attends
-    across examples"); transformers 5's SDPA keeps the rows apart through the position ids, and
-    :func:`check_rows_kept_apart` has just measured that on this model, so the user's choice stands.
+    Refuses packing (PackingError) where the model's attention lets packed rows see each other. Where the
+    attention is transformers' sdpa it switches to ``loralab.model.row_attention`` first (the same result, row by
+    row). Unsloth's CPU backend switches ``padding_free`` and ``packing`` off in ``SFTConfig`` ("SDPA on CPU then
+    attends across examples"): the check has just measured that this model keeps the rows apart, so the
+    arguments of ``packing`` are set again. The model trains without a KV cache (``use_cache``): with one,
+    transformers skips its packed-row detection and a flattened batch attends across its rows.
     """
-    for name, value in packing_args(cfg).items():
-        if name != "max_length":
-            setattr(args, name, value)
-
-
-class PaddingFreeTruncation:
-    """Trainer mixin for padding-free and packed batches: TRL's own truncation, and no KV cache in the loss.
-
-    Truncation: TRL's own truncation to ``truncate_rows_to`` tokens for padding-free batches.
-
-    TRL skips truncation when ``max_length`` is None, and refuses ``padding_free`` with a
-    ``max_length`` unless packing; so the dataset is prepared with ``max_length`` set for that call only.
-
-    No cache: with ``use_cache`` on (a model prepared for generation, e.g. after the "before" answers)
-    transformers skips its packed-row detection and a flattened batch attends across its rows; the
-    loss of such a batch is computed with ``use_cache=False``, in training and in evaluation alike.
-    """
-
-    truncate_rows_to: int | None = None
-
-    def compute_loss(self, model, inputs, *args, **kwargs):
-        if "position_ids" in inputs and "attention_mask" not in inputs:  # a flattened (padding-free) batch
-            inputs = {**inputs, "use_cache": False}
-        return super().compute_loss(model, inputs, *args, **kwargs)
-
-    def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
-        if self.truncate_rows_to is None or args.max_length is not None or packing:
-            return super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
-        args.max_length = self.truncate_rows_to
-        try:
-            return super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
-        finally:
-            args.max_length = None
+    if packing == "none":
+        return
+    use_row_attention(model)
+    check_rows_kept_apart(model, tokenizer, packing)
+    for name, value in packing_args(packing).items():
+        setattr(args, name, value)
+    model.config.use_cache = False
 
 
 def rows_apart_difference(model, tokenizer) -> float:

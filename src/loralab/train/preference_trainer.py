@@ -8,9 +8,9 @@
 DPO and KTO need a reference model. With a PEFT model none is copied: TRL's ``ref_model=None`` makes
 the reference the same base with the adapter switched off, or, when the model carries a frozen
 adapter named ``ref`` (a copy of the SFT adapter it starts from: ``loralab.adapters.sft_start``), that adapter. ORPO has no reference. DPO and KTO are in ``trl``; ORPO is in ``trl.experimental.orpo`` in
-TRL 1.15. Checkpoints are written aside and renamed into place as in notebook 01
-(``loralab.train.checkpoints``), so a killed run resumes from the newest complete one. With
-``cfg.loraplus_lr_ratio`` the optimizer is PEFT's LoRA+ one (``loralab.train.loraplus``).
+TRL 1.15. Checkpoints are whole or absent as in notebook 01 (``loralab.train.checkpoints``), so a killed
+run resumes from the newest complete one. With ``cfg.loraplus_lr_ratio`` the optimizer is PEFT's LoRA+ one
+(``loralab.train.loraplus``).
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from loralab.params.preference_config import PreferenceConfig
-from loralab.train.checkpoints import AtomicCheckpoints, ResumeAsTrained
-from loralab.train.loraplus import LoraPlusOptimizer
-from loralab.train.progress import progress_callbacks
-from loralab.train.trainer import common_args
+from loralab.train.loraplus import loraplus_optimizer
+from loralab.train.trainer import common_args, run_callbacks
 
 REFERENCE_ADAPTER = "ref"  # the adapter name TRL uses as the reference when it is present
 
@@ -41,20 +39,19 @@ def _trainer_classes(method: str):
 
 
 def build_preference_trainer(model, tokenizer, train_rows: list[dict], cfg: PreferenceConfig,
-                             output_dir: str | Path, eval_rows: list[dict] | None = None):
-    """A TRL preference trainer for ``model`` on normalised rows (``loralab.data.preference_rows``)."""
+                             output_dir: str | Path, eval_rows: list[dict] | None = None,
+                             checkpoint: str | Path | None = None):
+    """A TRL preference trainer for ``model`` on normalised rows (``loralab.data.preference_rows``); ``checkpoint``:
+    the one ``trainer.train(resume_from_checkpoint=...)`` will resume from."""
     import datasets
 
     datasets.disable_progress_bars()
     config_class, trainer_class = _trainer_classes(cfg.method)
     extra = {"loss_type": cfg.loss_type} if cfg.method == "dpo" else {}
     args = config_class(**common_args(cfg, output_dir, has_eval=bool(eval_rows)), beta=cfg.beta, **extra)
-    mixed = type(f"Loralab{trainer_class.__name__}", (AtomicCheckpoints, ResumeAsTrained, LoraPlusOptimizer,
-                                                      trainer_class), {"loraplus_lr_ratio": cfg.loraplus_lr_ratio})
     kwargs = {"ref_model": None} if cfg.uses_reference else {}
-    trainer = mixed(model=model, args=args, train_dataset=datasets.Dataset.from_list(train_rows),
-                    eval_dataset=datasets.Dataset.from_list(eval_rows) if eval_rows else None,
-                    processing_class=tokenizer, callbacks=progress_callbacks(), **kwargs)
-    trainer.run_params = cfg.model_dump()  # recorded in each checkpoint; a resume with other params is refused
-    return trainer
+    return trainer_class(model=model, args=args, train_dataset=datasets.Dataset.from_list(train_rows),
+                         eval_dataset=datasets.Dataset.from_list(eval_rows) if eval_rows else None,
+                         processing_class=tokenizer, callbacks=run_callbacks(cfg, checkpoint),
+                         optimizers=(loraplus_optimizer(model, args, cfg.loraplus_lr_ratio), None), **kwargs)
 

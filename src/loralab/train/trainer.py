@@ -1,17 +1,20 @@
-"""The trainer factory: TRL's ``SFTTrainer`` configured from a RunConfig.
+"""TRL's ``SFTTrainer`` as notebook 01 builds it: the knobs a reader changes in view, loralab's settings beside them.
 
-    from loralab.train.trainer import build_trainer
-    trainer = build_trainer(model, tokenizer, train_ds, cfg, output_dir=run_dir / "checkpoints", eval_dataset=eval_ds)
+    args = SFTConfig(per_device_train_batch_size=..., max_steps=..., learning_rate=..., ...,
+                     **trainer_settings(cfg, run_dir / "checkpoints", has_eval=True))
+    keep_rows_apart(model, tokenizer, args, cfg.packing)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=..., eval_dataset=..., processing_class=tokenizer,
+                         optimizers=(loraplus_optimizer(model, args, cfg.loraplus_lr_ratio), None),
+                         callbacks=run_callbacks(cfg, checkpoint))
     before = heldout_loss(trainer)                  # {"eval_loss": 2.91, "eval_perplexity": 18.4}, teacher-forced
-    result = trainer.train(resume_from_checkpoint=resume_checkpoint(run_dir / "checkpoints", cfg))
 
-Loss is computed on the completion (the assistant's answer) only, in training and on the held-out
-rows alike: ``heldout_loss`` runs the trainer's own evaluation loop (loss only, no logits kept), and
-with ``cfg.eval_steps`` the trainer measures it every N steps (``eval_loss`` in the log history);
-``cfg.early_stopping_patience`` adds transformers' ``EarlyStoppingCallback`` on that loss;
-``cfg.loraplus_lr_ratio`` swaps in PEFT's LoRA+ optimizer (``loralab.train.loraplus``). Logging goes to the trainer's
-``state.log_history`` (read by ``loralab.runs.folder``), never to tqdm bars or online trackers.
-Every ``cfg.save_steps`` steps a checkpoint is written aside and renamed into ``output_dir``
+``build_trainer`` makes the same trainer in one call (``loralab eval``, the torchrun workers, benchmarks);
+``sft_args`` is the one list of what the config sets on ``SFTConfig``. Loss is computed on the completion (the
+assistant's answer) only, in training and on the held-out rows alike: ``heldout_loss`` runs the trainer's own
+evaluation loop (loss only, no logits kept), and with ``cfg.eval_steps`` the trainer measures it every N steps
+(``eval_loss`` in the log history); ``cfg.early_stopping_patience`` adds transformers' ``EarlyStoppingCallback``
+on that loss. Logging goes to the trainer's ``state.log_history`` (read by ``loralab.runs.folder``); progress
+as a bar in a notebook, as lines in a terminal (``loralab.train.progress``). Checkpoints are whole or absent
 (``loralab.train.checkpoints``), so a killed run resumes from the newest complete one.
 """
 
@@ -21,11 +24,11 @@ import math
 import os
 from pathlib import Path
 
-from loralab.model.row_attention import use_row_attention
+from loralab.data.supervision import supervised_dataset
 from loralab.params.run_config import RunConfig
-from loralab.train.checkpoints import AtomicCheckpoints, ResumeAsTrained
-from loralab.train.loraplus import LoraPlusOptimizer
-from loralab.train.packing import PaddingFreeTruncation, check_rows_kept_apart, keep_packing, packing_args
+from loralab.train.checkpoints import resume_as_trained, whole_checkpoints
+from loralab.train.loraplus import loraplus_optimizer
+from loralab.train.packing import keep_rows_apart, packing_args
 from loralab.train.progress import progress_callbacks, progress_mode
 
 
@@ -88,35 +91,62 @@ def fsdp_args(cfg: RunConfig) -> dict:
     return {"fsdp": True, "fsdp_config": dict(FSDP_CONFIG)}
 
 
-def build_trainer(model, tokenizer, train_dataset, cfg: RunConfig, output_dir: str | Path, eval_dataset=None):
-    """An ``SFTTrainer`` for ``model`` on a prompt/completion dataset; call ``.train()`` on it."""
+# The SFTConfig knobs notebook 01 writes out in its trainer cell; trainer_settings gives the rest.
+CELL_KNOBS = ("per_device_train_batch_size", "gradient_accumulation_steps", "max_steps", "learning_rate",
+              "warmup_steps", "lr_scheduler_type", "weight_decay", "optim", "seed", "logging_steps")
+
+
+def sft_args(cfg: RunConfig, output_dir: str | Path, has_eval: bool) -> dict:
+    """Every ``SFTConfig`` argument of a run of ``cfg``: the shared ones, the batch layout, the loss on answers."""
+    return common_args(cfg, output_dir, has_eval) | packing_args(cfg.packing) | {
+        "completion_only_loss": True,
+        "prediction_loss_only": True,  # held-out loss through the trainer's own loop, no logits kept
+        "metric_for_best_model": "eval_loss" if cfg.early_stopping_patience else None,
+        "greater_is_better": False if cfg.early_stopping_patience else None,
+    }
+
+
+def trainer_settings(cfg: RunConfig, output_dir: str | Path, has_eval: bool) -> dict:
+    """The ``SFTConfig`` arguments a notebook leaves to loralab: where checkpoints go and how often, precision
+    and device, the batch layout, held-out evaluation, tracking and progress (``sft_args`` minus ``CELL_KNOBS``)."""
+    return {k: v for k, v in sft_args(cfg, output_dir, has_eval).items() if k not in CELL_KNOBS}
+
+
+def run_callbacks(cfg, checkpoint: str | Path | None) -> list:
+    """The trainer callbacks of a run: checkpoints whole or absent (with the run's params), a resume that keeps
+    the first try's numerics, early stopping (``early_stopping_patience``), progress lines in a terminal."""
+    callbacks = [whole_checkpoints(cfg.model_dump()), resume_as_trained(checkpoint)]
+    if getattr(cfg, "early_stopping_patience", 0):
+        from transformers import EarlyStoppingCallback
+
+        callbacks.append(EarlyStoppingCallback(cfg.early_stopping_patience))
+    return callbacks + progress_callbacks()
+
+
+def build_trainer(model, tokenizer, train_dataset, cfg: RunConfig, output_dir: str | Path, eval_dataset=None,
+                  checkpoint: str | Path | None = None):
+    """Notebook 01's ``SFTTrainer`` in one call. Datasets of chat rows (``messages``) or prompt/completion pairs
+    are tokenized and cut as the notebook's are (``supervised_dataset``); token datasets are taken as they are."""
     import datasets
-    from transformers import EarlyStoppingCallback
     from trl import SFTConfig, SFTTrainer
 
     datasets.disable_progress_bars()  # no "Tokenizing train dataset" bars in notebooks and logs
+    args = SFTConfig(**sft_args(cfg, output_dir, has_eval=eval_dataset is not None))
+    keep_rows_apart(model, tokenizer, args, cfg.packing)
+    return SFTTrainer(model=model, args=args, processing_class=tokenizer,
+                      train_dataset=_tokens(train_dataset, tokenizer, cfg.max_seq_length),
+                      eval_dataset=_tokens(eval_dataset, tokenizer, cfg.max_seq_length),
+                      optimizers=(loraplus_optimizer(model, args, cfg.loraplus_lr_ratio), None),
+                      callbacks=run_callbacks(cfg, checkpoint))
 
-    if cfg.packing != "none":
-        use_row_attention(model)  # sdpa row by row (CPU: 1.37x per step on 4 chat-length rows); checked next
-    check_rows_kept_apart(model, tokenizer, cfg.packing)  # before TRL tokenizes: refused in a second
-    args = SFTConfig(
-        **(common_args(cfg, output_dir, has_eval=eval_dataset is not None) | packing_args(cfg)),
-        completion_only_loss=True,
-        prediction_loss_only=True,  # held-out loss through the trainer's own loop, no logits kept
-        metric_for_best_model="eval_loss" if cfg.early_stopping_patience else None,
-        greater_is_better=False if cfg.early_stopping_patience else None,
-    )
-    keep_packing(args, cfg)  # Unsloth's CPU backend turns packing off in SFTConfig; measured safe above
-    callbacks = [EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else []
-    callbacks += progress_callbacks()
-    trainer_class = type("LoralabSFTTrainer",
-                         (AtomicCheckpoints, ResumeAsTrained, LoraPlusOptimizer, PaddingFreeTruncation, SFTTrainer),
-                         {"truncate_rows_to": cfg.max_seq_length if cfg.packing == "padding_free" else None,
-                          "loraplus_lr_ratio": cfg.loraplus_lr_ratio})
-    trainer = trainer_class(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                            processing_class=tokenizer, callbacks=callbacks)
-    trainer.run_params = cfg.model_dump()  # recorded in each checkpoint; a resume with other params is refused
-    return trainer
+
+def _tokens(dataset, tokenizer, max_seq_length: int):
+    """``dataset`` as ``input_ids`` + ``completion_mask`` rows cut at ``max_seq_length``; None stays None."""
+    if dataset is None or "input_ids" in dataset.column_names:
+        return dataset
+    rows = [{"messages": r["messages"]} if "messages" in r else {"messages": [*r["prompt"], *r["completion"]]}
+            for r in dataset]
+    return supervised_dataset(rows, tokenizer, max_seq_length)
 
 
 def heldout_loss(trainer) -> dict[str, float | None]:

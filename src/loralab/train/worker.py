@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 RESULT_ADAPTER = "adapter"
@@ -34,6 +36,45 @@ def strategy_environment(cfg) -> dict[str, str]:
     NF4 bytes in the compute dtype (``bnb_4bit_quant_storage``; FSDP2 cannot shard uint8 storage) and keep
     its LoRA kernels FSDP2-aware. Nothing for DDP."""
     return {"UNSLOTH_FSDP2": "1"} if cfg.parallel_strategy == "fsdp" else {}
+
+
+@contextmanager
+def optimizer_loads_to_cpu(trainer) -> Iterator[None]:
+    """On CPUs under DDP, a resumed worker's optimizer state loads to ``cpu``.
+
+    transformers 5.17's ``Trainer._load_optimizer_and_scheduler`` loads it with ``map_location=args.device``
+    when ``world_size > 1``; on a CPU that device is ``cpu:0``, a location torch.load cannot restore to.
+    This wraps that method on this one trainer, in the worker's own process, for the length of ``train`` (the one
+    place loralab steps into a private method; ``tests/test_data_parallel.py`` fails when that line changes).
+    """
+    if trainer.args.world_size <= 1 or trainer.args.device.type != "cpu":
+        yield
+        return
+    import torch
+
+    original = trainer._load_optimizer_and_scheduler
+
+    def load_to_cpu(checkpoint):
+        if not checkpoint:
+            return original(checkpoint)
+        load = torch.load
+
+        def to_cpu(*args, **kwargs):
+            if str(kwargs.get("map_location", "")).startswith("cpu"):
+                kwargs["map_location"] = "cpu"
+            return load(*args, **kwargs)
+
+        torch.load = to_cpu
+        try:
+            return original(checkpoint)
+        finally:
+            torch.load = load
+
+    trainer._load_optimizer_and_scheduler = load_to_cpu
+    try:
+        yield
+    finally:
+        del trainer._load_optimizer_and_scheduler
 
 
 def run_worker(job_path: str | Path) -> None:
@@ -62,8 +103,10 @@ def run_worker(job_path: str | Path) -> None:
     model = attach_lora(model, cfg)
     rows, _ = fit_rows_to_length(load_splits(cfg).train, tokenizer, cfg.max_seq_length, cfg.overlong_rows)
     rows, _ = check_supervision(rows, tokenizer, cfg.max_seq_length)  # the rows the notebook kept, in its order
-    trainer = build_trainer(model, tokenizer, to_prompt_completion(rows), cfg, output_dir=job["checkpoints"])
-    result = trainer.train(resume_from_checkpoint=job.get("checkpoint"))
+    trainer = build_trainer(model, tokenizer, to_prompt_completion(rows), cfg, output_dir=job["checkpoints"],
+                            checkpoint=job.get("checkpoint"))
+    with optimizer_loads_to_cpu(trainer):
+        result = trainer.train(resume_from_checkpoint=job.get("checkpoint"))
     if trainer.is_world_process_zero() and job.get("result_dir"):
         out = Path(job["result_dir"])
         trainer.model.save_pretrained(str(out / RESULT_ADAPTER))
