@@ -176,12 +176,9 @@ def _reset_rss_peak() -> bool:
 
 def build_worker(args: argparse.Namespace) -> dict:
     """Build the random-weight model and a word-level tokenizer over its vocabulary; save both."""
-    from loralab.quick_imports import imports_without_collector
-
-    with imports_without_collector(freeze=True):  # a fresh worker: nothing but imports alive yet
-        import torch
-        from tokenizers import Tokenizer, models, pre_tokenizers
-        from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     started = time.time()
     cfg = LlamaConfig(**model_config(args.shape, args.layers))
@@ -326,10 +323,7 @@ def path_worker(path: str, args: argparse.Namespace) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("LORALAB_PROGRESS", "none")
     started = time.time()
-    from loralab.quick_imports import imports_without_collector
-
-    with imports_without_collector(freeze=True):  # a fresh worker: nothing but imports alive yet
-        reason = _missing(path)
+    reason = _missing(path)
     if reason:
         return {"path": path, "status": "skipped", "reason": reason}
     import torch
@@ -644,8 +638,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.split_wheels:
         move_into_parts(Path(args.split_wheels), args.part_mib)
         return 0
-    if args.worker:  # a worker process imports torch & co.: it exits in 0.3 s, not ~1.8 s (loralab.quick_exit)
-        import loralab  # noqa: F401  (stdlib only at import)
     if args.worker == "build":
         print(RESULT + json.dumps(build_worker(args)), flush=True)
         return 0

@@ -42,10 +42,14 @@ def pytest_configure(config) -> None:
     before the test processes start)."""
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         return
-    from loralab.quick_imports import imports_without_collector
+    import gc
 
-    with imports_without_collector(freeze=True):  # before any test: nothing but imports alive
+    gc.disable()  # the test process's own setting: the collector's passes over the imports find no garbage
+    try:
         import unsloth  # noqa: F401
+    finally:
+        gc.freeze()  # before any test: nothing but imports alive
+        gc.enable()
 
 
 def pytest_collection_finish(session) -> None:

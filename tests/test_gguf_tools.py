@@ -72,7 +72,7 @@ def test_export_of_a_folder_that_is_not_a_merged_model_says_so(tmp_path):
 
 
 def test_a_converter_that_fails_says_why_and_leaves_no_file(tmp_path):
-    """The converter runs in loralab's child Python (loralab.export.converter_process): its error still reaches
+    """The converter runs in a child Python (``python convert_hf_to_gguf.py ...``): its error still reaches
     the caller, the tail of what llama.cpp's script printed, and no GGUF (nor a partial one) is left."""
     from loralab.export.gguf import GGUFExportError, export_gguf
 

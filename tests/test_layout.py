@@ -6,9 +6,8 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "loralab"
-# Stages in the order a run passes through them; the top-level modules (quick_exit, quick_imports, atomic_*, cli) sit below and above
-# them all.
-STAGES = ["quick_exit", "quick_imports", "atomic_file", "atomic_folder", "plan", "params", "model", "data", "train", "adapters", "export", "eval", "runs", "sweeps", "cli"]
+# Stages in the order a run passes through them; the top-level modules (atomic_*, cli) sit below and above them all.
+STAGES = ["atomic_file", "atomic_folder", "plan", "params", "model", "data", "train", "adapters", "export", "eval", "runs", "sweeps", "cli"]
 WINGS = [stage for stage in STAGES if (PACKAGE / stage).is_dir()]  # the subpackages
 
 

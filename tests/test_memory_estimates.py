@@ -51,11 +51,10 @@ TOLERANCE = 0.15
 _PROBE = r"""
 import ctypes, gc, json, sys
 configs = json.loads(sys.argv[1])
-from loralab.quick_imports import imports_without_collector
-with imports_without_collector(freeze=True):  # imported before the baseline on purpose; the collector then skips them
-    import torch, transformers, peft, bitsandbytes
-    from peft import LoraConfig, get_peft_model
-    from loralab.model.embedded import resolve_model_path
+import torch, transformers, peft, bitsandbytes
+from peft import LoraConfig, get_peft_model
+from loralab.model.embedded import resolve_model_path
+gc.freeze()  # imported before the baseline on purpose; the collector then skips them
 libc = ctypes.CDLL("libc.so.6")
 def status(key):
     for line in open("/proc/self/status"):
@@ -396,18 +395,17 @@ _TRAINER_PROBE = (
     r"""
 import ctypes, gc, json, os, sys, tempfile
 configs = json.loads(sys.argv[1])
-from loralab.quick_imports import imports_without_collector
-with imports_without_collector(freeze=True):  # imported before the baseline on purpose; the collector then skips them
-    import unsloth  # noqa: F401  (loralab's order: unsloth before transformers/trl/peft)
-    import torch, transformers, peft, trl, datasets, bitsandbytes
-    from loralab.data.preference_rows import load_preference_rows
-    from loralab.eval.grpo_data import prepare_grpo_data
-    from loralab.model.loading import attach_lora, load_model
-    from loralab.params.grpo_config import validate_grpo_params
-    from loralab.params.preference_config import validate_preference_params
-    from loralab.params.yaml_reader import read_params_file
-    from loralab.train.grpo_trainer import build_grpo_trainer
-    from loralab.train.preference_trainer import build_preference_trainer
+import unsloth  # noqa: F401  (loralab's order: unsloth before transformers/trl/peft)
+import torch, transformers, peft, trl, datasets, bitsandbytes
+from loralab.data.preference_rows import load_preference_rows
+from loralab.eval.grpo_data import prepare_grpo_data
+from loralab.model.loading import attach_lora, load_model
+from loralab.params.grpo_config import validate_grpo_params
+from loralab.params.preference_config import validate_preference_params
+from loralab.params.yaml_reader import read_params_file
+from loralab.train.grpo_trainer import build_grpo_trainer
+from loralab.train.preference_trainer import build_preference_trainer
+gc.freeze()  # imported before the baseline on purpose; the collector then skips them
 """
     + _TRAINER_PROBE_HELPERS
     + r"""

@@ -17,7 +17,3 @@ CLI must answer before any model library loads.
 """
 
 __version__ = "0.1.0"
-
-from loralab.quick_exit import register as _register_quick_exit  # stdlib only: atexit, gc, io
-
-_register_quick_exit()

@@ -87,8 +87,7 @@ def check_convertible(model_dir: Path, tools: LlamaCppTools) -> str:
 def _run_converter(script: Path, args: list[str], what: str) -> None:
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
     env.pop("NO_LOCAL_GGUF", None)  # the converter then uses the gguf-py it was written against (its own folder)
-    done = subprocess.run([sys.executable, "-m", "loralab.export.converter_process", str(script), *args], check=False,
-                          capture_output=True, text=True, env=env)
+    done = subprocess.run([sys.executable, str(script), *args], check=False, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-6:])
         raise GGUFExportError(f"llama.cpp's {script.name} could not convert {what}:\n{tail}")

@@ -35,7 +35,6 @@ unsloth 2026.10.9), one optimizer step per ``optim`` name:
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import importlib.util
 import os
@@ -60,10 +59,7 @@ def cuda_available() -> bool:
     first = "torch" not in sys.modules
     if first and not torch_has_gpu_build():
         return False  # what torch.cuda.is_available() says on such a build, 0.7 s sooner (AVX-512 kind)
-    from loralab.quick_imports import imports_without_collector
-
-    with imports_without_collector() if first else contextlib.nullcontext():  # a command's first torch import
-        import torch
+    import torch
 
     return torch.cuda.is_available()
 

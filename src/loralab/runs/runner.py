@@ -337,7 +337,6 @@ def _execute(notebook: Path, run_dir: Path, parameters: dict[str, Any], folder_p
              timeout_s: int) -> None:
     import papermill
 
-    from loralab.quick_imports import KERNEL_ARGUMENT
     from loralab.runs.sections import SECTION_ENGINE, register_section_engine
 
     register_section_engine()  # the terminal hears each section start; the executed notebook is papermill's own
@@ -357,7 +356,6 @@ def _execute(notebook: Path, run_dir: Path, parameters: dict[str, Any], folder_p
             progress_bar=False,
             log_output=False,
             execution_timeout=timeout_s,
-            extra_arguments=[KERNEL_ARGUMENT],  # the collector waits while the notebook imports torch & co.
         )
     except papermill.PapermillExecutionError as error:  # the kernel's error, said once, with where to look
         raise kernel_error(error, run_dir / notebook.name) from None

@@ -79,19 +79,16 @@ def optimizer_loads_to_cpu(trainer) -> Iterator[None]:
 
 def run_worker(job_path: str | Path) -> None:
     """Train this rank's part of the run described in ``job_path``."""
-    from loralab.quick_imports import imports_without_collector
+    import torch
+    import unsloth  # noqa: F401  (before transformers/TRL/PEFT, which it patches; load_model would import it)
 
-    with imports_without_collector(freeze=True):  # torch, transformers, TRL, Unsloth: nothing else alive yet
-        import torch
-        import unsloth  # noqa: F401  (before transformers/TRL/PEFT, which it patches; load_model would import it)
-
-        from loralab.data.chat_rows import to_prompt_completion
-        from loralab.data.heldout import load_splits
-        from loralab.data.row_lengths import fit_rows_to_length
-        from loralab.data.supervision import check_supervision
-        from loralab.model.loading import attach_lora, load_model
-        from loralab.params.run_config import RunConfig
-        from loralab.train.trainer import build_trainer
+    from loralab.data.chat_rows import to_prompt_completion
+    from loralab.data.heldout import load_splits
+    from loralab.data.row_lengths import fit_rows_to_length
+    from loralab.data.supervision import check_supervision
+    from loralab.model.loading import attach_lora, load_model
+    from loralab.params.run_config import RunConfig
+    from loralab.train.trainer import build_trainer
 
     if not torch.cuda.is_available():
         torch.set_num_threads(_threads_per_worker())
