@@ -33,7 +33,7 @@ from loralab.runs.reference_pages import (
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 README = (REPO / "README.md").read_text()
-GENERATED = {"index.md"}  # written while the site builds, by docs/hooks/home_page.py
+GENERATED = {"index.md"}  # written while the site builds, by docs/hooks/as_on_github.py
 
 
 def test_readme_is_a_front_door():
