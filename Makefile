@@ -14,7 +14,7 @@ TORCH_SPEC ?= torch==2.13.0
 PARAMS    ?= params/01_qlora_finetune/default.yaml
 PIP       := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup setup-gguf run test test-fast lint bench docs docs-notebooks clean-venv
+.PHONY: setup setup-gguf run test test-fast lint bench docs docs-reference docs-notebooks clean-venv
 
 setup: $(STAMP)
 
@@ -62,9 +62,14 @@ lint: setup
 	$(VENV)/bin/ruff check src tests scripts bench
 
 # The docs site into site/ (mkdocs-material, the `docs` extra). Strict: a warning (a broken link or anchor)
-# fails the build. The parameters and command-line references are generated from the code while it builds.
+# fails the build. The parameters and command-line references are committed pages in docs/reference/.
 docs: setup
 	$(VENV)/bin/mkdocs build --strict
+
+# docs/reference/params.md and cli.md written again from the schemas and the parsers (a test fails while
+# they differ from what the code generates: run this after changing a parameter or a command's options).
+docs-reference: setup
+	$(PY) scripts/docs_reference.py
 
 # The notebook pages of the site (docs/notebooks/): each notebook run on its smoke params, outputs kept
 # (loralab.runs.notebook_pages; a test fails when a page's cells differ from its notebook's). All of

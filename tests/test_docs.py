@@ -1,8 +1,9 @@
 """The front door and the docs site: a short README, pages that exist, references generated from the code.
 
-The fast tests check the README's size and links, the site's navigation and the generated reference pages
-against ``CONTRACTS`` and the parsers. The strict site build is a slow test and part of ``make docs``; it
-fails, not skips, when the docs packages are missing (``pip install -e ".[docs]"``; ``make setup`` installs
+The fast tests check the README's size and links, the site's navigation, and the reference pages in
+``docs/reference/``: committed, and equal to what ``loralab.runs.reference_pages`` generates from
+``CONTRACTS`` and the parsers (``make docs-reference`` writes them). The strict site build is a slow test
+and part of ``make docs``; it fails, not skips, when the docs packages are missing (``pip install -e ".[docs]"``; ``make setup`` installs
 them).
 """
 
@@ -25,13 +26,14 @@ from loralab.runs.reference_pages import (
     command_help,
     default_of,
     params_reference,
+    reference_pages,
     value_range,
 )
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 README = (REPO / "README.md").read_text()
-GENERATED = {"index.md", "reference/params.md", "reference/cli.md"}  # written by docs/hooks/reference_pages.py
+GENERATED = {"index.md"}  # written while the site builds, by docs/hooks/as_on_github.py
 
 
 def test_readme_is_a_front_door():
@@ -149,6 +151,16 @@ def test_cli_reference_holds_every_command_help_as_the_parsers_print_it():
         assert command_help(main, [command, "--help"]) in page
     assert "--check" in _section(page, "loralab run")
     assert "--objective" in _section(page, "loralab plan")
+
+
+def test_the_committed_reference_pages_are_what_the_code_generates():
+    """The pages are committed so that links to them resolve on the repository's page; a schema or an option
+    changed without writing them again fails here, in one line."""
+    stale = [f"docs/reference/{name}" for name, text in reference_pages(main, COMMANDS).items()
+             if not (DOCS / "reference" / name).is_file() or (DOCS / "reference" / name).read_text() != text]
+    if stale:
+        pytest.fail(f"{' and '.join(stale)} {'differ' if len(stale) > 1 else 'differs'} from what the code "
+                    "generates: run `make docs-reference`", pytrace=False)
 
 
 def test_cli_reference_does_not_depend_on_the_terminal_width(monkeypatch):

@@ -1,17 +1,19 @@
 """The docs' reference pages, written from the code itself: every notebook parameter and every command's help.
 
     from loralab.cli import COMMANDS, main
-    from loralab.runs.reference_pages import params_reference, cli_reference
+    from loralab.runs.reference_pages import params_reference, cli_reference, reference_pages
     params_reference()              # Markdown: per notebook, its parameters cell's groups, one row per parameter
     cli_reference(main, COMMANDS)   # Markdown: `loralab --help` and each `loralab COMMAND --help`, as printed
+    reference_pages(main, COMMANDS) # {"params.md": ..., "cli.md": ...}: the files of docs/reference/
 
-The docs site builds both at every build (``docs/hooks/reference_pages.py``, a mkdocs hook), so they cannot
-drift from the schemas (``loralab.params.contracts.CONTRACTS``) or the parsers. The parameters page takes
-each field's type, default (written as the parameters cell writes it), range (the field's ge/le/gt/lt) and
-help line (its description); the CLI page runs ``loralab.cli.main([COMMAND, "--help"])`` in this process
-with a fixed width of 100 columns, so the text does not depend on the terminal of whoever builds. The
-caller hands ``main`` and ``COMMANDS`` in: ``cli`` is the last stage of the package, and ``runs`` does not
-import from it.
+The pages are committed in ``docs/reference/`` so that their links resolve on the repository's page as well
+as in the site; ``make docs-reference`` (``scripts/docs_reference.py``) writes them again, and a fast test
+(``tests/test_docs.py``) fails when they differ from what this module generates, so they cannot drift from
+the schemas (``loralab.params.contracts.CONTRACTS``) or the parsers. The parameters page takes each field's
+type, default (written as the parameters cell writes it), range (the field's ge/le/gt/lt) and help line (its
+description); the CLI page runs ``loralab.cli.main([COMMAND, "--help"])`` in this process with a fixed width
+of 100 columns, so the text does not depend on the terminal of whoever generates it. The caller hands
+``main`` and ``COMMANDS`` in: ``cli`` is the last stage of the package, and ``runs`` does not import from it.
 """
 
 from __future__ import annotations
@@ -84,10 +86,11 @@ def params_reference() -> str:
     lines = [
         "# Notebook parameters",
         "",
-        "Generated from the code at every docs build (`loralab.runs.reference_pages`): each notebook's schema",
-        "in `loralab.params` holds the default and the help line of every parameter, and its parameters cell",
-        "is rendered from it, in the groups below. Parameters are validated before any model loads: unknown",
-        "names (with the nearest valid one), wrong types and values outside the range are refused.",
+        "Generated from the code (`make docs-reference`; a test fails when this page differs from the code):",
+        "each notebook's schema in `loralab.params` holds the default and the help line of every parameter,",
+        "and its parameters cell is rendered from it, in the groups below. Parameters are validated before",
+        "any model loads: unknown names (with the nearest valid one), wrong types and values outside the",
+        "range are refused.",
         "",
     ]
     for name, contract in CONTRACTS.items():
@@ -131,8 +134,8 @@ def cli_reference(main: Callable[[list[str]], int], commands: Mapping[str, tuple
     """The command-line page: ``loralab --help``, then each command's ``--help`` (``loralab.cli``'s
     ``main`` and ``COMMANDS``)."""
     lines = ["# The command line", "",
-             "Generated from the parsers at every docs build (`loralab.runs.reference_pages` runs each",
-             "`--help` in-process). A mistake prints one line, `error: ...`, and exits with 2; `--debug`",
+             "Generated from the parsers (`make docs-reference` runs each `--help`; a test fails when this",
+             "page differs from them). A mistake prints one line, `error: ...`, and exits with 2; `--debug`",
              "(anywhere) shows the traceback instead.", "",
              "## loralab", "", "```text", command_help(main, ["--help"]), "```", ""]
     for command, (_, line) in commands.items():
@@ -140,3 +143,8 @@ def cli_reference(main: Callable[[list[str]], int], commands: Mapping[str, tuple
                   "```text", command_help(main, [command, "--help"]), "```", ""]
     return "\n".join(lines)
 
+
+
+def reference_pages(main: Callable[[list[str]], int], commands: Mapping[str, tuple[str, str]]) -> dict[str, str]:
+    """The files of ``docs/reference/`` as the code generates them now: file name -> Markdown."""
+    return {"params.md": params_reference(), "cli.md": cli_reference(main, commands)}
