@@ -62,3 +62,23 @@ def test_run_all_twice_in_one_kernel_trains_with_the_edit(tmp_path):
             client.execute_cell(nb.cells[i], i)
         with pytest.raises(CellExecutionError, match="unknown parameter 'lora_rnak'. Did you mean 'lora_r'"):
             client.execute_cell(nb.cells[validation], validation)
+
+
+@pytest.mark.parametrize("name", ["01_qlora_finetune", "04_preference_tuning", "05_grpo"])
+def test_no_cell_after_the_parameters_overwrites_a_parameter(name):
+    """A later cell that assigned a parameter's name (``run_dir = new_run_dir(cfg)``) would hand that value to
+    the next "Run all" in the same kernel, where the validation cell reads every parameter's name."""
+    import ast
+
+    from loralab.params.contracts import CONTRACTS
+
+    nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+    params = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    fields = set(CONTRACTS[name].schema.model_fields) | {"params_file"}
+    for cell in nb.cells[params + 1:]:
+        if cell.cell_type != "code":
+            continue
+        source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        for node in ast.walk(ast.parse(source)):
+            targets = [node.id] if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) else []
+            assert not set(targets) & fields, f"{name}: a cell assigns the parameter {targets}: {cell.source[:80]}"

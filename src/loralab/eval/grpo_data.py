@@ -14,7 +14,7 @@ removed (they would inflate the held-out reward).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from loralab.data.chat_rows import DatasetError
@@ -36,6 +36,11 @@ class GrpoData:
     source: str
     leaked: int = 0
     notes: list[str] = field(default_factory=list)
+
+    def with_rewards(self, functions: list[Callable]) -> GrpoData:
+        """These rewards and ``functions`` (reward functions with TRL's signature, e.g. defined in a notebook
+        cell), each of those with weight 1."""
+        return replace(self, rewards=[*self.rewards, *functions], weights=[*self.weights, *[1.0] * len(functions)])
 
     @property
     def reward_names(self) -> list[str]:

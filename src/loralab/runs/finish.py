@@ -104,8 +104,7 @@ def finish_run(run_dir: str | Path, cfg: RunConfig, trainer, tokenizer, adapter_
 
 def finish_preference_run(run_dir: str | Path, cfg: PreferenceConfig, trainer, tokenizer,
                           adapter_dir: str | Path, *, started: float, tracking: dict[str, str],
-                          data: PreferenceData, train_result, resumed_from_step: int | None,
-                          model_size: tuple[int, int],
+                          data: PreferenceData, train_result, checkpoint: str | Path | None,
                           preference: tuple[PreferenceScores, PreferenceScores],
                           evals: tuple[EvalResult, EvalResult],
                           retention: tuple[RetentionResult | None, RetentionResult | None],
@@ -113,15 +112,15 @@ def finish_preference_run(run_dir: str | Path, cfg: PreferenceConfig, trainer, t
                           supervision: SupervisionReport | None = None) -> dict[str, Any]:
     """Notebook 04 (DPO, ORPO, KTO): metrics.json, the adapter manifest and the tracker summary.
 
-    ``train_result``: what ``trainer.train()`` returned; ``model_size``: ``(trainable_params, total_params)``
-    counted when the adapter was attached; ``preference``: ``preference_metrics`` on the held-out pairs
+    ``train_result``: what ``trainer.train()`` returned; ``checkpoint``: the one training resumed from (None:
+    from step 0); ``preference``: ``preference_metrics`` on the held-out pairs
     before and after training; ``evals``: the scored generations (``score_model``) before and after;
     ``base_fingerprints``: ``base_weights_fingerprint`` before and after training. The manifest records
     the method, beta and the SFT adapter the run started from (``sft_lineage``) next to the preference
     accuracy; the metrics under ``preference`` too. ``supervision``: ``check_preference_supervision``'s report
     (metrics.json's ``supervision``, counted over the answers). Returns the metrics.
     """
-    trainable_params, total_params = model_size
+    trainable_params, total_params = adapter_size(trainer.model)
     before, after = preference
     before_gen, after_gen = evals
     lineage = {"method": cfg.method, "beta": cfg.beta,
@@ -139,7 +138,7 @@ def finish_preference_run(run_dir: str | Path, cfg: PreferenceConfig, trainer, t
         "eval_scores_after": after_gen.scores,
         "eval_score_before": before_gen.primary,
         "eval_score_after": after_gen.primary,
-        **_training_keys(trainer, train_result, resumed_from_step, base_fingerprints, data.train),
+        **_training_keys(trainer, train_result, checkpoint, base_fingerprints, data.train),
         "eval_dataset_sha256": dataset_sha256(data.eval_pairs) if data.eval_pairs else None,
         "preference": lineage,
         "supervision": supervision.metrics() if supervision is not None else None,
@@ -152,7 +151,7 @@ def finish_preference_run(run_dir: str | Path, cfg: PreferenceConfig, trainer, t
 
 def finish_grpo_run(run_dir: str | Path, cfg: GrpoConfig, trainer, tokenizer, adapter_dir: str | Path, *,
                     started: float, tracking: dict[str, str], data: GrpoData, train_result,
-                    resumed_from_step: int | None, model_size: tuple[int, int],
+                    checkpoint: str | Path | None,
                     heldout: tuple[HeldOutRewards, HeldOutRewards], preflight: dict[str, float],
                     base_fingerprints: tuple[str, str]) -> dict[str, Any]:
     """Notebook 05 (GRPO): metrics.json, the adapter manifest and the tracker summary; returns the metrics.
@@ -164,10 +163,10 @@ def finish_grpo_run(run_dir: str | Path, cfg: GrpoConfig, trainer, tokenizer, ad
     """
     from loralab.train.grpo_trainer import COMPLETIONS_FILE, reward_log
 
-    trainable_params, total_params = model_size
+    trainable_params, total_params = adapter_size(trainer.model)
     before, after = heldout
     steps = reward_log(trainer.state.log_history)
-    lineage = {"method": "grpo", "rewards": list(cfg.rewards or []), "reward_weights": cfg.reward_weight_list,
+    lineage = {"method": "grpo", "rewards": data.reward_names, "reward_weights": data.weights,
                "beta": cfg.beta, "num_generations": cfg.num_generations, "sft_adapter": sft_lineage(cfg)}
     metrics = {
         "params": cfg.model_dump(),
@@ -189,7 +188,7 @@ def finish_grpo_run(run_dir: str | Path, cfg: GrpoConfig, trainer, tokenizer, ad
         "frac_reward_zero_std_mean": (sum(s.get("frac_reward_zero_std", 0.0) for s in steps) / len(steps)
                                       if steps else None),
         "completions_file": str(Path(run_dir) / COMPLETIONS_FILE),
-        **_training_keys(trainer, train_result, resumed_from_step, base_fingerprints, data.train),
+        **_training_keys(trainer, train_result, checkpoint, base_fingerprints, data.train),
         "eval_dataset_sha256": dataset_sha256(data.heldout) if data.heldout else None,
         "grpo": lineage,
     }
@@ -199,13 +198,19 @@ def finish_grpo_run(run_dir: str | Path, cfg: GrpoConfig, trainer, tokenizer, ad
                             manifest_extra={"grpo": lineage})
 
 
-def _training_keys(trainer, train_result, resumed_from_step: int | None, base_fingerprints: tuple[str, str],
+def adapter_size(model) -> tuple[int, int]:
+    """(weights of the trained adapter ``default``, all weights of the model), whatever ``requires_grad`` a
+    preference or GRPO trainer left on other tensors."""
+    return sum(layer.params for layer in lora_layer_table(model)), count_parameters(model)[1]
+
+
+def _training_keys(trainer, train_result, checkpoint: str | Path | None, base_fingerprints: tuple[str, str],
                    train_rows: list) -> dict[str, Any]:
     """The metrics of how notebooks 04 and 05 trained: losses, runtime, resume, the frozen base, the data."""
     return {
         "train_losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
         "train_runtime_s": train_result.metrics.get("train_runtime"),
-        "resumed_from_step": resumed_from_step,
+        "resumed_from_step": checkpoint_step(checkpoint),
         "base_fingerprint_before": base_fingerprints[0],
         "base_fingerprint_after": base_fingerprints[1],
         "dataset_sha256": dataset_sha256(train_rows),

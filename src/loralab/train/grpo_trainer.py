@@ -18,7 +18,7 @@ The trainer logs, per step, ``rewards/<name>/mean`` and ``/std`` for each reward
 got the same reward: they teach nothing), completion lengths, and ``kl`` when ``beta`` > 0. Every
 ``cfg.completions_every`` steps the completions sampled at that step, with each reward and their
 advantage, are appended to ``completions.jsonl`` in the run folder (on a resume, what the interrupted run wrote
-after its last checkpoint is dropped first). Checkpoints are written aside and renamed into place as in notebook
+after its last checkpoint is dropped first: ``record_completions``). Checkpoints are whole or absent as in notebook
 01 (``loralab.train.checkpoints``).
 """
 
@@ -70,35 +70,49 @@ def grpo_args(cfg: GrpoConfig, output_dir: str | Path, vllm: bool) -> dict:
     }
 
 
-class CompletionsTable:
-    """Mixed into GRPOTrainer: every N steps, the sampled completions with their rewards into a JSON Lines file."""
+def record_completions(trainer, run_dir: str | Path, every: int):
+    """Every ``every`` steps (and at the last), the completions the GRPO trainer just sampled, with each reward and
+    their advantage, appended to ``run_dir/completions.jsonl``; a trainer callback, added to ``trainer``.
 
-    completions_path: Path | None = None
-    completions_every: int = 5
+    It reads the table TRL's ``GRPOTrainer`` keeps for its own ``log_completions`` (``trainer._logs``: prompts,
+    completions, rewards, advantages; ``tests/test_grpo.py`` fails if that changes). On a resume, what an
+    interrupted run wrote after its last checkpoint is dropped first.
+    """
+    from transformers import TrainerCallback
 
-    def log(self, logs: dict, start_time: float | None = None) -> None:
-        step = self.state.global_step
-        if (self.completions_path is not None and "loss" in logs and step
-                and (step % self.completions_every == 0 or step == self.state.max_steps)):
-            self._write_completions(step)
-        super().log(logs, start_time)
+    path = Path(run_dir) / COMPLETIONS_FILE
 
-    def _write_completions(self, step: int) -> None:
-        if not getattr(self, "_completions_trimmed", False):  # first write of this process: after a resume, drop
-            self._completions_trimmed = True                  # what a killed run wrote past its last checkpoint
-            _drop_completions_from(self.completions_path, step)
-        logged = self._logs
-        rewards = {name: list(values) for name, values in logged["rewards"].items()}
-        advantages = list(logged["advantages"])
-        lines = []
-        for i, (prompt, completion) in enumerate(zip(logged["prompt"], logged["completion"])):
-            prompt_text = prompt[-1]["content"] if isinstance(prompt, list) else str(prompt)
-            text = "".join(m.get("content", "") for m in completion) if isinstance(completion, list) else completion
-            lines.append({"step": step, "prompt": prompt_text, "completion": text,
-                          "rewards": {name: values[i] for name, values in rewards.items() if i < len(values)},
-                          "advantage": advantages[i] if i < len(advantages) else None})
-        with self.completions_path.open("a", encoding="utf-8") as out:
-            out.write("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+    class CompletionsTable(TrainerCallback):
+        trimmed = False
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            step = state.global_step
+            if not state.is_world_process_zero or not logs or "loss" not in logs or not step:
+                return
+            if step % every and step != state.max_steps:
+                return
+            if not self.trimmed:  # first write of this process: after a resume, drop what a killed run wrote
+                self.trimmed = True
+                _drop_completions_from(path, step)
+            _append_completions(path, step, trainer._logs)
+
+    trainer.add_callback(CompletionsTable())
+    return trainer
+
+
+def _append_completions(path: Path, step: int, logged) -> None:
+    """One JSON line per completion of ``logged`` (TRL's table of the last step)."""
+    rewards = {name: list(values) for name, values in logged["rewards"].items()}
+    advantages = list(logged["advantages"])
+    lines = []
+    for i, (prompt, completion) in enumerate(zip(logged["prompt"], logged["completion"])):
+        prompt_text = prompt[-1]["content"] if isinstance(prompt, list) else str(prompt)
+        text = "".join(m.get("content", "") for m in completion) if isinstance(completion, list) else completion
+        lines.append({"step": step, "prompt": prompt_text, "completion": text,
+                      "rewards": {name: values[i] for name, values in rewards.items() if i < len(values)},
+                      "advantage": advantages[i] if i < len(advantages) else None})
+    with path.open("a", encoding="utf-8") as out:
+        out.write("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
 
 
 def _drop_completions_from(path: Path, step: int) -> None:
@@ -120,22 +134,30 @@ def _logged_step(line: str) -> float:
         return float("inf")
 
 
+# The GRPOConfig knobs notebook 05 writes out in its trainer cell; grpo_settings gives the rest.
+CELL_KNOBS = ("num_generations", "max_completion_length", "temperature", "beta", "loss_type", "reward_weights",
+              "per_device_train_batch_size", "max_steps", "learning_rate", "seed")
+
+
+def grpo_settings(cfg: GrpoConfig, output_dir: str | Path, vllm: bool) -> dict:
+    """The GRPOConfig arguments a notebook leaves to loralab (``grpo_args`` minus ``CELL_KNOBS``): checkpoints,
+    precision and device, vLLM, reward scaling, tracking and progress."""
+    return {k: v for k, v in grpo_args(cfg, output_dir, vllm).items() if k not in CELL_KNOBS}
+
+
 def build_grpo_trainer(model, tokenizer, rows: list[dict], rewards: list[Callable], cfg: GrpoConfig,
                        output_dir: str | Path, run_dir: str | Path | None = None, vllm: bool = False,
                        checkpoint: str | Path | None = None):
-    """A GRPOTrainer for ``model`` on prompt rows (``loralab.data.grpo_prompts``) with reward functions
+    """Notebook 05's GRPOTrainer in one call, on prompt rows (``loralab.data.grpo_prompts``) with reward functions
     (``loralab.eval.rewards``). ``run_dir``: where ``completions.jsonl`` goes (None: not written)."""
     import datasets
     from trl import GRPOConfig, GRPOTrainer
 
     datasets.disable_progress_bars()
-    args = GRPOConfig(**grpo_args(cfg, output_dir, vllm))
-    trainer_class = type("LoralabGRPOTrainer", (CompletionsTable, GRPOTrainer),
-                         {"completions_path": Path(run_dir) / COMPLETIONS_FILE if run_dir else None,
-                          "completions_every": cfg.completions_every})
-    return trainer_class(model=model, reward_funcs=list(rewards), args=args,
-                         train_dataset=datasets.Dataset.from_list(rows), processing_class=tokenizer,
-                         callbacks=run_callbacks(cfg, checkpoint))
+    trainer = GRPOTrainer(model=model, reward_funcs=list(rewards), args=GRPOConfig(**grpo_args(cfg, output_dir, vllm)),
+                          train_dataset=datasets.Dataset.from_list(rows), processing_class=tokenizer,
+                          callbacks=run_callbacks(cfg, checkpoint))
+    return record_completions(trainer, run_dir, cfg.completions_every) if run_dir else trainer
 
 
 def reward_log(log_history: list[dict]) -> list[dict]:

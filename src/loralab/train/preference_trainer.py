@@ -1,9 +1,9 @@
-"""The preference-trainer factory: TRL's DPOTrainer, ORPOTrainer or KTOTrainer from a PreferenceConfig.
+"""TRL's DPOTrainer, ORPOTrainer or KTOTrainer as notebook 04 builds them: the knobs in view, loralab's settings beside.
 
-    from loralab.train.preference_trainer import build_preference_trainer
-    trainer = build_preference_trainer(model, tokenizer, train_rows, cfg, output_dir=run_dir / "checkpoints",
-                                       eval_rows=eval_rows)
-    trainer.train(resume_from_checkpoint=resume_checkpoint(run_dir / "checkpoints", cfg))
+    args = DPOConfig(beta=cfg.beta, max_steps=..., learning_rate=..., **preference_settings(cfg, run_dir / "checkpoints"))
+    trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=..., processing_class=tokenizer,
+                         callbacks=run_callbacks(cfg, checkpoint))
+    trainer = build_preference_trainer(model, tokenizer, train_rows, cfg, output_dir=...)   # the same, one call
 
 DPO and KTO need a reference model. With a PEFT model none is copied: TRL's ``ref_model=None`` makes
 the reference the same base with the adapter switched off, or, when the model carries a frozen
@@ -24,7 +24,24 @@ from loralab.train.trainer import common_args, run_callbacks
 REFERENCE_ADAPTER = "ref"  # the adapter name TRL uses as the reference when it is present
 
 
-def _trainer_classes(method: str):
+# The config knobs notebook 04 writes out in its trainer cell; preference_settings gives the rest.
+CELL_KNOBS = ("beta", "per_device_train_batch_size", "max_steps", "learning_rate", "warmup_steps", "optim", "seed")
+
+
+def preference_args(cfg: PreferenceConfig, output_dir: str | Path, has_eval: bool) -> dict:
+    """Every argument of the method's TRL config (``DPOConfig``, ``ORPOConfig`` or ``KTOConfig``) for ``cfg``."""
+    return common_args(cfg, output_dir, has_eval) | {"beta": cfg.beta} | (
+        {"loss_type": cfg.loss_type} if cfg.method == "dpo" else {})
+
+
+def preference_settings(cfg: PreferenceConfig, output_dir: str | Path, has_eval: bool = False) -> dict:
+    """The config arguments a notebook leaves to loralab (``preference_args`` minus ``CELL_KNOBS``): checkpoints,
+    precision and device, DPO's loss, tracking and progress."""
+    return {k: v for k, v in preference_args(cfg, output_dir, has_eval).items() if k not in CELL_KNOBS}
+
+
+def trainer_classes(method: str):
+    """(config class, trainer class) of TRL for ``method``: dpo, orpo (``trl.experimental``) or kto."""
     if method == "dpo":
         from trl import DPOConfig, DPOTrainer
 
@@ -41,17 +58,15 @@ def _trainer_classes(method: str):
 def build_preference_trainer(model, tokenizer, train_rows: list[dict], cfg: PreferenceConfig,
                              output_dir: str | Path, eval_rows: list[dict] | None = None,
                              checkpoint: str | Path | None = None):
-    """A TRL preference trainer for ``model`` on normalised rows (``loralab.data.preference_rows``); ``checkpoint``:
-    the one ``trainer.train(resume_from_checkpoint=...)`` will resume from."""
+    """Notebook 04's TRL preference trainer in one call, on normalised rows (``loralab.data.preference_rows``);
+    ``checkpoint``: the one ``trainer.train(resume_from_checkpoint=...)`` will resume from."""
     import datasets
 
     datasets.disable_progress_bars()
-    config_class, trainer_class = _trainer_classes(cfg.method)
-    extra = {"loss_type": cfg.loss_type} if cfg.method == "dpo" else {}
-    args = config_class(**common_args(cfg, output_dir, has_eval=bool(eval_rows)), beta=cfg.beta, **extra)
+    config_class, trainer_class = trainer_classes(cfg.method)
+    args = config_class(**preference_args(cfg, output_dir, has_eval=bool(eval_rows)))
     kwargs = {"ref_model": None} if cfg.uses_reference else {}
     return trainer_class(model=model, args=args, train_dataset=datasets.Dataset.from_list(train_rows),
                          eval_dataset=datasets.Dataset.from_list(eval_rows) if eval_rows else None,
                          processing_class=tokenizer, callbacks=run_callbacks(cfg, checkpoint),
                          optimizers=(loraplus_optimizer(model, args, cfg.loraplus_lr_ratio), None), **kwargs)
-
