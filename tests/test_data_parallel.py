@@ -193,3 +193,14 @@ def test_a_killed_worker_fails_the_run_clearly_and_the_same_command_resumes(kill
     metrics = _metrics(two_processes)
     assert metrics["resumed_from_step"] in (4, 6)
     assert len(metrics["train_losses"]) == 8
+
+
+def test_the_trainer_line_the_cpu_workers_step_around_is_still_there():
+    """``loralab.train.worker.optimizer_loads_to_cpu`` exists for one line of transformers' Trainer: under DDP
+    the optimizer state loads to ``args.device`` (``cpu:0`` on a CPU). If that line changes, so must the worker."""
+    import inspect
+
+    from transformers import Trainer
+
+    source = inspect.getsource(Trainer._load_optimizer_and_scheduler)
+    assert 'map_location = self.args.device if self.args.world_size > 1 else "cpu"' in source
