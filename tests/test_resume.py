@@ -5,15 +5,15 @@ model's; tiny params: 8 steps of batch 4, a checkpoint every 2 steps, no eval):
 
 * A: uninterrupted (``run_notebook``, in this process's papermill);
 * K: ``python -m loralab.cli run ... -f params.yaml`` as a subprocess, SIGKILLed (runner and kernel
-  together, like a dead Colab VM) at the moment a checkpoint save is in progress, or at the latest once
-  checkpoint-6 exists;
+  together, like a dead Colab VM) at the moment a checkpoint save is in progress (a ``checkpoint-N`` folder
+  not yet marked whole), or at the latest once checkpoint-6 exists;
 * R: the very same command again: it must pick K's folder and resume from its newest complete checkpoint.
 
 Same seed, same run: the steps K logged before it was killed (R's log keeps them) equal A's, computed in
 another process. Measured (transformers 5.17, torch 2.13 CPU, 2 cores): A vs R are bit-identical
 (max |diff| 0.0 on every adapter tensor and on every logged loss); the tolerances below leave room for
 other CPUs/kernels and are far below what training changes (the last two optimizer steps move the
-adapter by up to 6e-4). Before loralab.train.checkpoints.ResumeAsTrained the resumed run drifted by 2.6e-3 in
+adapter by up to 6e-4). Before loralab.train.checkpoints.resume_as_trained the resumed run drifted by 2.6e-3 in
 the loss (PEFT's resume upcast the bf16 adapter to fp32): these tests caught that.
 """
 
@@ -33,7 +33,7 @@ from conftest import TINY_MODEL
 from loralab.params.yaml_reader import read_params_file
 from loralab.runs.record import RECORD_NAME, read_run_record
 from loralab.runs.runner import run_notebook
-from loralab.train.checkpoints import COMPLETE_MARKER, PARAMS_NAME, STAGING_PREFIX
+from loralab.train.checkpoints import COMPLETE_MARKER, PARAMS_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks/01_qlora_finetune.ipynb"
@@ -95,7 +95,7 @@ def killed_and_resumed(tmp_path_factory, kill_tree) -> dict:
             if found:
                 checkpoints = found[0]
                 complete = _complete(checkpoints)
-                saving = list(checkpoints.glob(f"{STAGING_PREFIX}*"))
+                saving = [p for p in checkpoints.glob("checkpoint-*") if p not in complete]
                 if complete and saving:
                     mid_save = True
                     break
@@ -109,8 +109,8 @@ def killed_and_resumed(tmp_path_factory, kill_tree) -> dict:
         "mid_save": mid_save,
         "returncode": process.returncode,
         "names": sorted(p.name for p in (run_dir / "checkpoints").iterdir()),
-        "incomplete": [p.name for p in (run_dir / "checkpoints").glob("checkpoint-*")
-                       if not CHECKPOINT_FILES <= {f.name for f in p.iterdir()}],
+        "marked_but_not_whole": [p.name for p in _complete(run_dir / "checkpoints")
+                                 if not CHECKPOINT_FILES <= {f.name for f in p.iterdir()}],
         "finished": (run_dir / "metrics.json").exists(),
         "adapter": (run_dir / "adapter").exists(),
     }
@@ -121,13 +121,13 @@ def killed_and_resumed(tmp_path_factory, kill_tree) -> dict:
             "runs": sorted(p.name for p in (root / "runs").iterdir())}
 
 
-def test_kill_leaves_only_complete_checkpoints(killed_and_resumed):
+def test_kill_leaves_only_whole_checkpoints_marked(killed_and_resumed):
     killed = killed_and_resumed["killed"]
     print("killed run:", killed)
     assert killed["returncode"] == -signal.SIGKILL
     assert not killed["finished"] and not killed["adapter"], "the run was killed only after it finished"
     assert any(name.startswith("checkpoint-") for name in killed["names"]), "killed before any checkpoint"
-    assert killed["incomplete"] == [], f"half-written checkpoint folders: {killed['incomplete']}"
+    assert killed["marked_but_not_whole"] == [], f"checkpoints marked whole too early: {killed['marked_but_not_whole']}"
 
 
 def test_same_command_resumes_the_killed_run(killed_and_resumed):
@@ -138,10 +138,9 @@ def test_same_command_resumes_the_killed_run(killed_and_resumed):
     assert 0 < metrics["resumed_from_step"] < MAX_STEPS, metrics["resumed_from_step"]
     assert len(read_run_record(run_dir)["attempts"]) == 2
     checkpoints = run_dir / "checkpoints"
-    assert not list(checkpoints.glob(f"{STAGING_PREFIX}*")), "leftovers of the killed save were not removed"
     assert sorted(p.name for p in checkpoints.glob("checkpoint-*")) == [f"checkpoint-{MAX_STEPS - 2}",
                                                                        f"checkpoint-{MAX_STEPS}"]
-    state = json.loads((checkpoints / f"checkpoint-{MAX_STEPS}" / COMPLETE_MARKER).read_text())
+    state = json.loads((checkpoints / f"checkpoint-{MAX_STEPS}" / "trainer_state.json").read_text())
     assert state["global_step"] == MAX_STEPS
 
 

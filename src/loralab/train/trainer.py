@@ -32,12 +32,22 @@ from loralab.train.packing import keep_rows_apart, packing_args
 from loralab.train.progress import progress_callbacks, progress_mode
 
 
+def precision_for(capability: tuple[int, int] | None) -> dict[str, bool]:
+    """Mixed precision for a CUDA device of compute ``capability`` (None: a CPU): bf16 from Ampere (8.x) on,
+    fp16 before it (a T4 is 7.5 and only emulates bf16, though ``torch.cuda.is_bf16_supported()`` says True).
+    It is the rule Unsloth's ``is_bfloat16_supported`` and ``from_pretrained(dtype=None)`` follow, so the
+    trainer computes in the dtype the model was loaded in. On a CPU: neither flag (Unsloth picks the dtype)."""
+    if capability is None:
+        return {"bf16": False, "fp16": False, "use_cpu": True}
+    bf16 = capability[0] >= 8
+    return {"bf16": bf16, "fp16": not bf16, "use_cpu": False}
+
+
 def common_args(cfg: RunConfig, output_dir: str | Path, has_eval: bool) -> dict:
     """The TrainingArguments every loralab trainer shares (SFT, DPO, ORPO, KTO), from the config."""
     import torch
 
     on_gpu = torch.cuda.is_available()
-    bf16 = on_gpu and torch.cuda.is_bf16_supported()
     return {
         "output_dir": str(output_dir),
         "max_length": cfg.max_seq_length,
@@ -62,9 +72,7 @@ def common_args(cfg: RunConfig, output_dir: str | Path, has_eval: bool) -> dict:
         "eval_steps": cfg.eval_steps or None,
         "report_to": [cfg.report_to] if cfg.report_to != "none" else "none",  # loralab.train.tracking
         "disable_tqdm": progress_mode() != "notebook",  # loralab.train.progress: lines go to the terminal
-        "bf16": bf16,
-        "fp16": on_gpu and not bf16,
-        "use_cpu": not on_gpu,
+        **precision_for(torch.cuda.get_device_capability() if on_gpu else None),
         # under torchrun (loralab.train.workers): DDP over gloo on CPUs; NCCL, the default, on GPUs
         "ddp_backend": "gloo" if not on_gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
         # Tokenize in this process. datasets >= 4.1 starts a worker pool for any num_proc >= 1, and on this

@@ -14,7 +14,8 @@ folder; this process then loads them into its own model and trainer, and evaluat
 
 Why torchrun and not ``accelerate.notebook_launcher``: the launcher forks the notebook's process, which
 needs CUDA untouched, and the notebook has loaded the model onto the GPU by then; torchrun starts
-fresh processes, in a notebook and headless alike.
+fresh processes, in a notebook and headless alike. While they train, the notebook's own model waits in host
+memory (``model_off_the_gpu``), so the first GPU holds one copy of the model, the worker's.
 
 Another machine joins with ``loralab run NOTEBOOK -f PARAMS --nnodes 2 --node-rank 1 --master-addr
 HOST --master-port PORT`` (``join_as_node``): the same params, workers only, no run folder.
@@ -29,6 +30,8 @@ import subprocess
 import sys
 import tempfile
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from loralab.params.errors import ParamsError
@@ -112,6 +115,24 @@ def _job(cfg: RunConfig, checkpoints: Path, checkpoint: Path | None, result_dir:
             "result_dir": str(result_dir) if result_dir else None}
 
 
+@contextmanager
+def model_off_the_gpu(model) -> Iterator[None]:
+    """The notebook's model in host memory while the workers train, so GPU 0 holds the worker's copy only
+    (two T4s of 15 GB each hold one model apiece, not two on the first); back on its GPU afterwards."""
+    import torch
+
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        yield
+        return
+    model.to("cpu")
+    torch.cuda.empty_cache()
+    try:
+        yield
+    finally:
+        model.to(device)
+
+
 def train_in_workers(trainer, cfg: RunConfig, checkpoint: Path | None, run_dir: Path):
     """Train under torchrun (this machine is node 0); load the result into ``trainer``; a TrainOutput."""
     from peft import set_peft_model_state_dict
@@ -124,7 +145,7 @@ def train_in_workers(trainer, cfg: RunConfig, checkpoint: Path | None, run_dir: 
         check_port_free(cfg.master_addr, port)
     terminal_line(f"training with {cfg.world_size} processes ({cfg.num_processes} per machine x {cfg.num_nodes} "
                   f"machines), global batch {cfg.global_batch}")
-    with tempfile.TemporaryDirectory(prefix="loralab-workers-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="loralab-workers-") as scratch, model_off_the_gpu(trainer.model):
         scratch_dir = Path(scratch)
         job_file = scratch_dir / "job.json"
         job_file.write_text(json.dumps(_job(cfg, Path(run_dir) / "checkpoints", checkpoint, scratch_dir)))
