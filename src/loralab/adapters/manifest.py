@@ -62,6 +62,7 @@ from loralab.atomic_file import write_text_aside
 from loralab.model.embedded import cache_dir, resolve_model_path
 from loralab.params.names import is_embedded
 from loralab.params.run_config import RunConfig, changes_base
+from loralab.plan.lora_math import alpha_scale
 
 MANIFEST_NAME = "loralab_manifest.json"
 # 2: "adapter_files" holds every file of the adapter folder (1: only adapter_model*).
@@ -230,7 +231,7 @@ def lora_summary(adapter_dir: str | Path) -> dict[str, Any]:
     return {
         "r": r,
         "lora_alpha": alpha,
-        "scale": alpha / (r ** 0.5) if rslora else alpha / r,
+        "scale": alpha_scale(alpha, r, rslora),
         "scale_formula": "alpha/sqrt(r)" if rslora else "alpha/r",
         "target_modules": sorted(targets) if isinstance(targets, list) else targets,
         "lora_dropout": config.get("lora_dropout"),

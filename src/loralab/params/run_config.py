@@ -13,7 +13,6 @@ are numbers; text that is not a number is refused. Params files are read with
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from pathlib import Path
@@ -32,6 +31,7 @@ from loralab.params.names import (
 from loralab.params.prompt_template import template_columns
 from loralab.params.schema import validate_against
 from loralab.params.yaml_reader import read_params_file
+from loralab.plan.lora_math import alpha_scale
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 ATTENTION_ONLY = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -349,7 +349,7 @@ class RunConfig(BaseModel):
     @property
     def lora_scale(self) -> float:
         """The factor on every LoRA update B @ A: alpha / r, or alpha / sqrt(r) with rsLoRA."""
-        return lora_scale(self.lora_alpha, self.lora_r, self.use_rslora)
+        return alpha_scale(self.lora_alpha, self.lora_r, self.use_rslora)
 
     @property
     def adapter_line(self) -> str:
@@ -393,14 +393,9 @@ def changes_base(init_lora_weights: bool | str) -> bool:
     return isinstance(init_lora_weights, str) and init_lora_weights.split("_niter_")[0] in RESIDUAL_INITS_NAMES
 
 
-def lora_scale(alpha: float, r: int, use_rslora: bool = False) -> float:
-    """alpha / r (LoRA) or alpha / sqrt(r) (rsLoRA): PEFT's ``scaling``."""
-    return alpha / math.sqrt(r) if use_rslora else alpha / r
-
-
 def scale_formula(alpha: float, r: int, use_rslora: bool = False) -> str:
     """The scale with its formula: "scale alpha/r = 32/16 = 2" or "scale alpha/sqrt(r) = 32/sqrt(64) = 4"."""
-    value = lora_scale(alpha, r, use_rslora)
+    value = alpha_scale(alpha, r, use_rslora)
     if use_rslora:
         return f"scale alpha/sqrt(r) = {alpha:g}/sqrt({r}) = {value:.4g}"
     return f"scale alpha/r = {alpha:g}/{r} = {value:.4g}"
