@@ -70,8 +70,8 @@ class RunConfig(BaseModel):
     use_gradient_checkpointing: bool = Field(False, description="recompute activations to save memory (slower; "
                                              "for long rows or a large model on a GPU)")
     # LoRA variants (docs/lora-variants.md); the defaults are plain LoRA
-    use_rslora: bool = Field(False, description="rsLoRA: scale the update by alpha/sqrt(r) instead of alpha/r, so a "
-                             "larger r no longer weakens it")
+    use_rslora: bool = Field(False, description="rsLoRA: scale the update by alpha/sqrt(r) instead of alpha/r, so "
+                             "the scale falls less as r grows")
     use_dora: bool = Field(False, description="DoRA: train a magnitude per output row next to the LoRA direction "
                            "(d more weights per layer; slower)")
     init_lora_weights: bool | str = Field(
