@@ -73,7 +73,7 @@ def test_the_held_out_loss_of_a_flattened_batch_ignores_a_generation_cache(model
     """After generating (use_cache on), the trainer's loss on a padding-free batch still keeps rows apart.
 
     transformers' sdpa mixes the rows of a flattened batch when the cache is on; loralab's row attention
-    cuts them from the position ids whatever the cache, and the trainer's loss runs without a cache anyway.
+    cuts them from the position ids whatever the cache, and TRL's own ``compute_loss`` runs without a cache.
     """
     import torch
 
@@ -89,10 +89,10 @@ def test_the_held_out_loss_of_a_flattened_batch_ignores_a_generation_cache(model
         model.eval()
         with torch.no_grad():
             rows = float(model(**batch).loss)  # row attention, cache on
-            kept = float(trainer.compute_loss(model, batch))
+            kept = float(trainer.compute_loss(model, dict(batch)))  # (it sets use_cache in the dict it gets)
             use_sdpa(model)
             mixed = float(model(**batch).loss)  # what transformers' sdpa computes with the cache on
-            kept_sdpa = float(trainer.compute_loss(model, batch))
+            kept_sdpa = float(trainer.compute_loss(model, dict(batch)))
     finally:
         use_row_attention(model)
         model.config.use_cache = previous

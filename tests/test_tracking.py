@@ -31,8 +31,8 @@ def tensorboard_run(default_cli_run) -> tuple[Path, str]:
 def test_the_terminal_hears_sections_and_steps_and_the_notebook_does_not(tensorboard_run):
     run_dir, terminal = tensorboard_run
     steps = read_params_file(DEFAULT)["max_steps"]
-    for section in ("[loralab] 2. Load the model", "[loralab] Before training", "[loralab] 5. Train",
-                    "[loralab] 7. Save"):
+    for section in ("[loralab] 2. Load the model", "[loralab] 5. The trainer", "[loralab] 6. Train",
+                    "[loralab] 8. Save"):
         assert section in terminal
     for step in range(1, steps + 1):
         assert f"[loralab] step {step}/{steps} | loss " in terminal

@@ -59,8 +59,8 @@ def keep_rows_apart(model, tokenizer, args, packing: str) -> None:
     attention is transformers' sdpa it switches to ``loralab.model.row_attention`` first (the same result, row by
     row). Unsloth's CPU backend switches ``padding_free`` and ``packing`` off in ``SFTConfig`` ("SDPA on CPU then
     attends across examples"): the check has just measured that this model keeps the rows apart, so the
-    arguments of ``packing`` are set again. The model trains without a KV cache (``use_cache``): with one,
-    transformers skips its packed-row detection and a flattened batch attends across its rows.
+    arguments of ``packing`` are set again. (With a KV cache transformers skips its packed-row detection and a
+    flattened batch attends across its rows; TRL's ``compute_loss`` runs without one: tests/test_packing.py.)
     """
     if packing == "none":
         return
@@ -68,7 +68,6 @@ def keep_rows_apart(model, tokenizer, args, packing: str) -> None:
     check_rows_kept_apart(model, tokenizer, packing)
     for name, value in packing_args(packing).items():
         setattr(args, name, value)
-    model.config.use_cache = False
 
 
 def rows_apart_difference(model, tokenizer) -> float:
