@@ -219,3 +219,8 @@ def test_a_failed_pip_stops_the_cell_with_pips_words(monkeypatch, tmp_path):
         _run_cell(unsloth=True)
     assert runtime.pip_calls == []
 
+
+def test_the_docs_say_how_to_install_on_colab_and_how_to_refresh_the_snapshots():
+    page = (REPO / "docs" / "install.md").read_text()
+    assert "not published" in page and "make check-hosted" in page and "hosted/" in page
+    assert REPOSITORY in page
