@@ -14,7 +14,7 @@ TORCH_SPEC ?= torch==2.13.0
 PARAMS    ?= params/01_qlora_finetune/default.yaml
 PIP       := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup setup-gguf run test test-fast lint bench docs docs-reference docs-notebooks clean-venv
+.PHONY: setup setup-gguf run test test-fast lint check-hosted bench docs docs-reference docs-notebooks clean-venv
 
 setup: $(STAMP)
 
@@ -60,6 +60,13 @@ test-fast: setup-gguf
 
 lint: setup
 	$(VENV)/bin/ruff check src tests scripts bench
+
+# The notebooks' Colab/Kaggle install cell resolved against the recorded runtimes in hosted/ (pip --dry-run
+# --report, asking PyPI: not part of `make test`). Fails, one line per problem, when the cell would replace
+# torch, torchvision, torchaudio, triton or a CUDA package, cannot be resolved, or leaves a requirement unmet.
+# docs/install.md says how to refresh the snapshots.
+check-hosted: setup
+	$(PY) scripts/check_hosted.py
 
 # The docs site into site/ (mkdocs-material, the `docs` extra). Strict: a warning (a broken link or anchor)
 # fails the build. The parameters and command-line references are committed pages in docs/reference/.
