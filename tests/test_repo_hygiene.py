@@ -71,7 +71,7 @@ def test_install_cell_pins_agree_with_pyproject(path):
     strings = [node.value for node in ast.walk(tree)
                if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in in_fstrings]
     specs = [s for s in strings if re.fullmatch(r"[A-Za-z0-9_.\[\]-]+ *(@ .+|[=<>!~].+)", s)]
-    assert len(specs) > 20, specs
+    assert len(specs) > 15, specs  # the stack and loralab's own dependencies: the regex found them
     known = _pyproject_requirements()
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     for spec in specs:

@@ -111,10 +111,12 @@ def stack_step(project: dict) -> list[str]:
             + [specs[name] for name in NO_DEPS_STACK])
 
 
-def dependencies_step(project: dict) -> list[str]:
-    """Step 3: pyproject's dependencies but torch (kept), torchao and what step 2 installs without its dependencies."""
+def dependencies_step(project: dict, unsloth: bool = True) -> list[str]:
+    """Step 3: pyproject's dependencies (and, beside unsloth, the ``unsloth-deps`` extra: what a --no-deps unsloth
+    needs) but torch (kept), torchao and what step 2 installs without its dependencies."""
     skip = {"torch", "torchao", *NO_DEPS_STACK}
-    return [line for line in project["dependencies"] if normalized(Requirement(line).name) not in skip]
+    lines = list(project["dependencies"]) + (list(project["optional-dependencies"]["unsloth-deps"]) if unsloth else [])
+    return [line for line in lines if normalized(Requirement(line).name) not in skip]
 
 
 def torchao_spec(project: dict, torch_version: str) -> str:
@@ -137,7 +139,7 @@ def install_commands(project: dict, torch_version: str, *, unsloth: bool, lorala
     stack += [f"xformers=={xformers}"] if xformers else []
     return [["--no-deps", loralab or loralab_from_repository(project), *loralab_step(project)],
             ["--no-deps", *stack, torchao_spec(project, torch_version)],
-            dependencies_step(project)]
+            dependencies_step(project, unsloth)]
 
 
 def _list(items: list[str], column: int, indent: int, width: int = 110) -> str:
@@ -240,7 +242,7 @@ def install_cell(project: dict, *, unsloth: bool) -> str:
         "__STACK_XFORMERS__": 'stack += [f"xformers=={xformers}"] if xformers else []\n' if unsloth else "",
         "__TORCHAO__": _specs(project)["torchao"],
         "__LORALAB_STEP__": ", ".join(f'"{spec}"' for spec in loralab_step(project)),
-        "__DEPENDENCIES__": _list(dependencies_step(project), len("dependencies = "), indent),
+        "__DEPENDENCIES__": _list(dependencies_step(project, unsloth), len("dependencies = "), indent),
         "__XFORMERS_SAID__": ('\n      f"; xformers {xformers or \'none (none is built for this torch: Unsloth runs without it)\'}"'
                               if unsloth else ""),
     }.items():
