@@ -310,12 +310,12 @@ def test_dataset_fingerprint_sees_order_and_content():
 
 
 def test_demo_params_validate():
-    demo = validate_demo_params({"train_steps": 3, "adapter_dirs": {"json": "/x"}})
+    demo = validate_demo_params({"max_steps": 3, "adapter_dirs": {"json": "/x"}})
     assert demo.train_config().max_steps == 3 and not demo.train_config().load_in_4bit
-    with pytest.raises(ParamsError, match="Did you mean 'train_steps'"):
-        validate_demo_params({"train_step": 3})
-    with pytest.raises(ParamsError, match="train_steps"):
-        validate_demo_params({"train_steps": 0})
+    with pytest.raises(ParamsError, match="Did you mean 'max_steps'"):
+        validate_demo_params({"max_step": 3})
+    with pytest.raises(ParamsError, match="max_steps"):
+        validate_demo_params({"max_steps": 0})
     with pytest.raises(ParamsError, match="simple name"):
         validate_demo_params({"adapter_dirs": {"my adapter": "/x"}})
     assert demo.merge_options() == {"merge_into": None, "parity": True, "parity_prompts_n": 8, "parity_new_tokens": 24}

@@ -48,9 +48,9 @@ def run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("nb03")
     papermill.execute_notebook(
         str(REPO / "notebooks/03_adapters.ipynb"), str(out / "03_adapters.ipynb"),
-        parameters={"train_steps": 4, "batch_size": 4, "questions": 3, "max_new_tokens": 12,
-                    "merge_parity_prompts": 4, "merge_parity_tokens": 12, "output_dir": str(out),
-                    "base_model": BASE},
+        parameters={"max_steps": 4, "per_device_train_batch_size": 4, "questions": 3, "max_new_tokens": 12,
+                    "merge_parity_prompts": 4, "merge_parity_tokens": 12, "run_dir": str(out),
+                    "model_name": BASE},
         kernel_name="python3", cwd=str(REPO / "notebooks"), progress_bar=False, execution_timeout=900)
     return out
 

@@ -121,6 +121,23 @@ def test_a_typo_in_p_is_blamed_on_p_not_on_the_file(refused):
     assert "smoke.yaml" not in out
 
 
+@pytest.mark.parametrize("notebook, old, new", [("03", "train_steps", "max_steps"),
+                                              ("03", "base_model", "model_name"),
+                                              ("03", "batch_size", "per_device_train_batch_size"),
+                                              ("00", "rank", "lora_r"), ("00", "seq", "max_seq_length"),
+                                              ("00", "batch", "per_device_train_batch_size"),
+                                              ("01", "targets", "target_modules")])
+def test_an_old_parameter_name_is_refused_naming_the_new_one(refused, notebook, old, new):
+    out = refused(["run", notebook, "--runs-root", "runs", "-p", old, "3"])
+    assert out.strip() == f"error: -p {old}: {old!r} is now {new!r}.", out
+
+
+def test_an_old_name_in_a_params_file_is_refused_naming_the_new_one(refused, tmp_path):
+    write(tmp_path, "p.yaml", "output_dir: somewhere\n")
+    out = refused(["run", "03", "--runs-root", "runs", "-f", "p.yaml"])
+    assert out.strip() == "error: p.yaml: 'output_dir' is now 'run_dir'.", out
+
+
 def test_a_p_value_that_is_not_yaml(refused):
     refused(run01("-p", "target_modules", "[q_proj"), "-p target_modules", "is not a YAML value")
 

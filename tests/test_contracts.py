@@ -87,6 +87,26 @@ def test_each_schema_field_has_one_place_the_knobs_first():
     assert "master_port" not in first
 
 
+def test_one_name_per_idea_and_the_old_names_are_refused_naming_the_new_one():
+    """Every notebook uses notebook 01's name for an idea (run_dir, model_name, max_steps, lora_r...); a name a
+    notebook used before is refused, in every schema that has the new one, with the one sentence."""
+    from loralab.params.errors import ParamsError
+    from loralab.params.schema import RENAMED, validate_against
+
+    refused = 0
+    for contract in CONTRACTS.values():
+        fields = set(contract.schema.model_fields)
+        assert not fields & set(RENAMED), f"{contract.name} still has {fields & set(RENAMED)}"
+        assert contract.folder_param in (None, "run_dir"), contract.name
+        for old, new in RENAMED.items():
+            if new in fields:
+                with pytest.raises(ParamsError) as error:
+                    validate_against(contract.schema, {old: 1})
+                assert str(error.value) == f"params: {old!r} is now {new!r}.", contract.name
+                refused += 1
+    assert refused >= 30
+
+
 def test_notebook_04s_hidden_fields_keep_defaults_it_accepts():
     cfg = PreferenceConfig()
     assert cfg.world_size == 1 and cfg.packing == "none" and not cfg.full_finetuning

@@ -9,7 +9,7 @@ The dequantized merge is then exported for llama.cpp (F16, Q4_K_M, the adapter a
 Modelfile) and every file is run in llama.cpp against the same reference and scored on the embedded
 task. These are the mechanics, on random weights (near-tied logits: a greedy pick may flip, so the checks
 are on KL and top-1). What the real model's adapter keeps through each merge and format is measured by
-`bench/export_table.py runs/<run>/adapter` on the default run's adapter, and tabled in docs/adapters.md (the
+`bench/export_table.py runs/<run>/adapter` on `make run`'s adapter, and tabled in docs/adapters.md (the
 dequantized merge 8/8 greedy identical, mean KL 1.3e-5; the 16-bit merge 3/8, 4.9e-2; F16 to Q4_K_M).
 """
 
@@ -34,7 +34,7 @@ def qlora_adapter(tmp_path_factory) -> Path:
     from loralab.data.chat_rows import load_chat_rows
     from loralab.params.adapters_demo import validate_demo_params
 
-    cfg = validate_demo_params({"load_in_4bit": True, "base_model": TINY_MODEL}).train_config()
+    cfg = validate_demo_params({"load_in_4bit": True, "model_name": TINY_MODEL}).train_config()
     out = tmp_path_factory.mktemp("qlora")
     return train_adapter(cfg, load_chat_rows("embedded/json-answers"), out / "json", "json",
                          reference_logits=False).path

@@ -34,7 +34,7 @@ def test_notebook_00_runs_and_its_checks_pass(tmp_path):
     papermill.execute_notebook(
         str(NOTEBOOK),
         str(tmp_path / "00_lora_basics.ipynb"),
-        parameters={"output_dir": str(out_dir), "reader_answer": 131072, "train_steps": 150},
+        parameters={"run_dir": str(out_dir), "reader_answer": 131072, "max_steps": 150},
         kernel_name="python3",
         cwd=str(REPO),
         progress_bar=False,
@@ -61,4 +61,4 @@ def test_notebook_00_runs_and_its_checks_pass(tmp_path):
     mem = checks["memory_gib"]
     assert mem["llama-3.1-8b/qlora"] < mem["llama-3.1-8b/lora"] < mem["llama-3.1-8b/full"]
     assert (out_dir / "memory_by_method.png").stat().st_size > 10_000
-    assert not list((REPO / "notebooks").glob("*.png")), "plots must go to output_dir, not notebooks/"
+    assert not list((REPO / "notebooks").glob("*.png")), "plots must go to run_dir, not notebooks/"

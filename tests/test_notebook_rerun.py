@@ -64,7 +64,8 @@ def test_run_all_twice_in_one_kernel_trains_with_the_edit(tmp_path):
             client.execute_cell(nb.cells[validation], validation)
 
 
-@pytest.mark.parametrize("name", ["01_qlora_finetune", "04_preference_tuning", "05_grpo"])
+@pytest.mark.parametrize("name", ["00_lora_basics", "01_qlora_finetune", "03_adapters", "04_preference_tuning",
+                                  "05_grpo"])
 def test_no_cell_after_the_parameters_overwrites_a_parameter(name):
     """A later cell that assigned a parameter's name (``run_dir = new_run_dir(cfg)``) would hand that value to
     the next "Run all" in the same kernel, where the validation cell reads every parameter's name."""

@@ -26,11 +26,11 @@ class AdaptersDemoConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base_model: str = Field("embedded/smollm2-135m-instruct", description="the base every adapter is served on")
+    model_name: str = Field("embedded/smollm2-135m-instruct", description="the base every adapter is served on")
     adapter_dirs: dict[str, str] = Field(
         default_factory=dict, description="name -> adapter folder from earlier runs; {}: train json and caps here")
-    train_steps: int = Field(6, ge=1, le=500, description="optimizer steps per adapter trained here")
-    batch_size: int = Field(4, ge=1, description="examples per training step")
+    max_steps: int = Field(6, ge=1, le=500, description="optimizer steps per adapter trained here")
+    per_device_train_batch_size: int = Field(4, ge=1, description="examples per training step")
     learning_rate: float = Field(3e-3, gt=0, le=1, description="learning rate of the short training runs")
     lora_r: int = Field(8, ge=1, le=256, description="LoRA rank of the adapters trained here")
     lora_alpha: float = Field(16, gt=0, description="LoRA alpha (scale alpha/r)")
@@ -51,7 +51,7 @@ class AdaptersDemoConfig(BaseModel):
     gguf_score_questions: int = Field(
         20, ge=0, le=69, description="held-out questions each GGUF answers in llama.cpp for its task score (0: skip)")
     seed: int = Field(3407, ge=0, le=2**32 - 1, description="seed for LoRA init and data order (0 to 4294967295)")
-    output_dir: str = Field("", description="folder for metrics.json, adapters and the merged model ('': runs/<time>-03)")
+    run_dir: str = Field("", description="folder for metrics.json, adapters and the merged model ('': runs/<time>-03)")
 
     @field_validator("adapter_dirs")
     @classmethod
@@ -61,10 +61,10 @@ class AdaptersDemoConfig(BaseModel):
                 raise ValueError(f"adapter name {name!r} must be a simple name such as 'json' or 'support_bot'")
         return value
 
-    def resolve_output_dir(self, runs_root: str = "runs") -> Path:
-        """``output_dir``, or a new ``runs_root/<time>-03_adapters`` folder; created either way."""
+    def resolve_run_dir(self, runs_root: str = "runs") -> Path:
+        """``run_dir``, or a new ``runs_root/<time>-03_adapters`` folder; created either way."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = Path(self.output_dir) if self.output_dir else Path(runs_root) / f"{stamp}-03_adapters"
+        path = Path(self.run_dir) if self.run_dir else Path(runs_root) / f"{stamp}-03_adapters"
         path.mkdir(parents=True, exist_ok=True)
         return path.resolve()
 
@@ -76,9 +76,9 @@ class AdaptersDemoConfig(BaseModel):
     def train_config(self) -> RunConfig:
         """The RunConfig each adapter trained in the notebook uses."""
         return validate_params({
-            "model_name": self.base_model, "load_in_4bit": self.load_in_4bit, "max_seq_length": self.max_seq_length,
-            "lora_r": self.lora_r, "lora_alpha": self.lora_alpha, "max_steps": self.train_steps,
-            "per_device_train_batch_size": self.batch_size, "learning_rate": self.learning_rate,
+            "model_name": self.model_name, "load_in_4bit": self.load_in_4bit, "max_seq_length": self.max_seq_length,
+            "lora_r": self.lora_r, "lora_alpha": self.lora_alpha, "max_steps": self.max_steps,
+            "per_device_train_batch_size": self.per_device_train_batch_size, "learning_rate": self.learning_rate,
             "warmup_steps": 0, "use_gradient_checkpointing": False, "seed": self.seed, "eval_dataset": "", "eval_scorers": [],
         }, source="notebook 03 parameters")
 

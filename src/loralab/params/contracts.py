@@ -113,13 +113,13 @@ _GRPO_CELL = (
     ("output", ("run_dir",)),
 )
 _ADAPTERS_CELL = (
-    ("", ("base_model", "adapter_dirs", "load_in_4bit", "train_steps", "questions")),
-    ("training the two adapters", ("batch_size", "learning_rate", "lora_r", "lora_alpha", "max_seq_length",
-                                   "seed")),
+    ("", ("model_name", "adapter_dirs", "load_in_4bit", "max_steps", "questions")),
+    ("training the two adapters", ("per_device_train_batch_size", "learning_rate", "lora_r", "lora_alpha",
+                                   "max_seq_length", "seed")),
     ("answers", ("max_new_tokens",)),
     ("merge", ("merge_adapter_name", "merge_into", "merge_parity_prompts", "merge_parity_tokens")),
     ("GGUF export", ("gguf_type", "gguf_lora", "gguf_score_questions")),
-    ("output", ("output_dir",)),
+    ("output", ("run_dir",)),
 )
 
 PARAMS_FILE_COMMENT = "a params file whose values replace this cell's: a shipped one (e.g. \"colab_t4.yaml\") or yours"
@@ -174,11 +174,11 @@ _GRPO_KNOBS = (
 
 CONTRACTS = {c.name: c for c in (
     NotebookContract("00_lora_basics", LoraBasicsConfig, (("", tuple(LoraBasicsConfig.model_fields)),),
-                     folder_param="output_dir", results_file="checks.json"),
+                     folder_param="run_dir", results_file="checks.json"),
     NotebookContract("01_qlora_finetune", RunConfig, _RUN_CELL, folder_param="run_dir", several_machines=True,
                      knobs=_RUN_KNOBS),
     NotebookContract("02_sweep_report", SweepReportConfig, (("", ("sweep_dir",)),), results_file=None),
-    NotebookContract("03_adapters", AdaptersDemoConfig, _ADAPTERS_CELL, folder_param="output_dir"),
+    NotebookContract("03_adapters", AdaptersDemoConfig, _ADAPTERS_CELL, folder_param="run_dir"),
     NotebookContract("04_preference_tuning", PreferenceConfig, _PREFERENCE_CELL, folder_param="run_dir",
                      knobs=_PREFERENCE_KNOBS),
     NotebookContract("05_grpo", GrpoConfig, _GRPO_CELL, folder_param="run_dir", knobs=_GRPO_KNOBS),

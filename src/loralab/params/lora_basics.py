@@ -2,7 +2,7 @@
 
     from loralab.params.notebook import params_from_namespace
     from loralab.params.lora_basics import LoraBasicsConfig
-    basics = params_from_namespace(globals(), _names_before_parameters, schema=LoraBasicsConfig)
+    cfg = params_from_namespace(globals(), _names_before_parameters, LoraBasicsConfig)  # unknown names refused
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ class LoraBasicsConfig(BaseModel):
 
     model_name: str = Field("embedded/smollm2-135m-instruct", description="the real model whose layer we adapt")
     layer_index: int = Field(0, ge=0, description="which decoder block's q_proj gets the adapter")
-    rank: int = Field(4, ge=1, description="LoRA r for the hands-on layer")
-    alpha: float = Field(8, gt=0, description="LoRA alpha for the hands-on layer (the convention is 2 * rank)")
-    train_steps: int = Field(150, ge=1, description="Adam steps on the toy target")
+    lora_r: int = Field(4, ge=1, description="LoRA r for the hands-on layer")
+    lora_alpha: float = Field(8, gt=0, description="LoRA alpha for the hands-on layer (the convention is 2 * lora_r)")
+    max_steps: int = Field(150, ge=1, description="Adam steps on the toy target")
     learning_rate: float = Field(0.01, gt=0, description="learning rate for A and B")
-    seq: int = Field(2048, ge=1, description="tokens per sequence in the memory tables")
-    batch: int = Field(1, ge=1, description="sequences per step in the memory tables")
+    max_seq_length: int = Field(2048, ge=1, description="tokens per sequence in the memory tables")
+    per_device_train_batch_size: int = Field(1, ge=1, description="sequences per step on each GPU in the memory "
+                                             "tables")
     reader_answer: int = Field(0, ge=0, description="your loraParams answer for d, k, r of 4096, 4096, 16 (0 means "
                                "not answered yet)")
-    output_dir: str = Field("runs/00_lora_basics", description="plots and checks.json go here (never into "
-                            "notebooks/)")
+    run_dir: str = Field("runs/00_lora_basics", description="plots and checks.json go here (never into notebooks/)")

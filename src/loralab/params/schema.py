@@ -2,11 +2,13 @@
 
     from loralab.params.schema import validate_against, ParamsError
     cfg = validate_against(MySchema, {"lora_rank": 8})   # ParamsError: unknown parameter 'lora_rank'. Did you mean ...
+    cfg = validate_against(RunConfig, {"train_steps": 8})  # ParamsError: 'train_steps' is now 'max_steps'.
 
 Each notebook has a pydantic schema (``RunConfig`` for notebook 01, ``AdaptersDemoConfig`` for 03);
 this module turns a mapping into one of them or raises :class:`ParamsError`, whose message names the
 field and says what to write. A parameter named like a secret (``hf_token``, ``api_key``...) is
-refused: tokens come from the environment or Colab/Kaggle secrets, never parameters.
+refused: tokens come from the environment or Colab/Kaggle secrets, never parameters. A name an older
+loralab used for a parameter (``RENAMED``) is refused with the one name every notebook uses now.
 """
 
 from __future__ import annotations
@@ -23,6 +25,19 @@ from loralab.params.yaml_reader import is_yaml11_bool_word
 # Parameter names that hold secrets: papermill writes every parameter into the executed notebook.
 SECRET_NAME = re.compile(r"(?:^|_)(?:token|api_?key|secret|password|passwd|credentials?)$", re.IGNORECASE)
 Schema = TypeVar("Schema", bound=BaseModel)
+# Old parameter names -> the one name every notebook now uses for that idea (notebook 01's): refused, naming
+# the new one, wherever a schema has it (``'train_steps' is now 'max_steps'``).
+RENAMED = {
+    "output_dir": "run_dir",
+    "base_model": "model_name",
+    "train_steps": "max_steps",
+    "batch_size": "per_device_train_batch_size",
+    "batch": "per_device_train_batch_size",
+    "rank": "lora_r",
+    "alpha": "lora_alpha",
+    "seq": "max_seq_length",
+    "targets": "target_modules",
+}
 
 
 def _nearest(key: str, names: list[str]) -> str:
@@ -31,11 +46,14 @@ def _nearest(key: str, names: list[str]) -> str:
 
 
 def unknown_name(key: str, names: list[str]) -> str:
-    """The sentence for a parameter name that is not one of ``names``: a secret, a look-alike, or a typo."""
+    """The sentence for a parameter name that is not one of ``names``: a secret, an old name (:data:`RENAMED`), a
+    look-alike, or a typo."""
     if SECRET_NAME.search(key):
         return (f"{key!r} looks like a secret: never pass a token as a parameter (papermill writes every "
                 "parameter into the executed notebook). Set HF_TOKEN in the environment, or in Colab's Secrets / "
                 "Kaggle's Add-ons > Secrets; loralab reads it from there.")
+    if RENAMED.get(key) in names:
+        return f"{key!r} is now {RENAMED[key]!r}."
     return f"unknown parameter {key!r}{visible(key)}.{_nearest(key, names)}"
 
 

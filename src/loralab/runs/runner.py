@@ -59,7 +59,7 @@ from loralab.runs.shipped import find_params_file, notebook_argument, shipped_no
 
 # Parameters that name files or folders: a relative path given to `loralab run` means a path from where
 # the user ran the command (the kernel runs in the notebook's folder), so it is made absolute first.
-PATH_PARAMS = ("model_name", "dataset", "eval_dataset", "base_model", "sweep_dir", "sft_adapter")
+PATH_PARAMS = ("model_name", "dataset", "eval_dataset", "sweep_dir", "sft_adapter")
 
 
 def validate_run_params(params: dict[str, Any], source: str = "params") -> RunConfig:
