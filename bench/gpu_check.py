@@ -406,8 +406,8 @@ def path_worker(path: str, args: argparse.Namespace) -> dict:
 
 def _worker_cmd(role: str, args: argparse.Namespace) -> list[str]:
     cmd = [sys.executable, __file__, "--worker", role, "--shape", args.shape, "--model-dir", args.model_dir,
-           "--work-dir", args.work_dir, "--batch", str(args.batch), "--seq", str(args.seq), "--steps",
-           str(args.steps), "--warmup", str(args.warmup), "--r", str(args.r), "--threads", str(args.threads)]
+           "--work-dir", args.work_dir, "-b", str(args.batch), "-s", str(args.seq), "--steps",
+           str(args.steps), "--warmup", str(args.warmup), "-r", str(args.r), "--threads", str(args.threads)]
     if args.layers:
         cmd += ["--layers", str(args.layers)]
     if not args.gradient_checkpointing:
@@ -597,11 +597,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", choices=sorted(SHAPES), default="llama-3.1-8b")
     parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated subset of " + ",".join(PATHS))
-    parser.add_argument("--batch", type=int, help="sequences per step (8B: 4, tiny: 2)")
-    parser.add_argument("--seq", type=int, help="tokens per sequence (8B: 2048, tiny: 64)")
+    parser.add_argument("--per-device-train-batch-size", "-b", dest="batch", type=int,
+                        help="sequences per step (8B: 4, tiny: 2)")
+    parser.add_argument("--max-seq-length", "-s", dest="seq", type=int, help="tokens per sequence (8B: 2048, tiny: 64)")
     parser.add_argument("--steps", type=int, help="timed steps (8B: 5, tiny: 3)")
     parser.add_argument("--warmup", type=int, help="untimed steps first, at least 1 (8B: 2, tiny: 1)")
-    parser.add_argument("--r", type=int, default=16, help="LoRA rank (alpha = 2r), all linear layers")
+    parser.add_argument("--lora-r", "-r", dest="r", type=int, default=16,
+                        help="LoRA rank (lora_alpha = 2 * lora_r), all linear layers")
     parser.add_argument("--layers", type=int, help="override the shape's block count (fewer: a quicker check)")
     parser.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false")
     parser.add_argument("--threads", type=int, help="CPU threads, CPU runs only (8B: all cores, tiny: 1)")
@@ -615,13 +617,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--preflight", action="store_true", help="list the installed packages and stop")
     parser.add_argument("--split-wheels", metavar="DIR", help="move DIR's wheels into parts (gpu_check.sh --download)")
     parser.add_argument("--part-mib", type=float, default=56, help="size limit of one --split-wheels part")
+    from loralab.plan.cli import renamed_flag  # an old option name: refused, naming the new one
+
+    old = renamed_flag(sys.argv[1:] if argv is None else argv, ("--per-device-train-batch-size", "--max-seq-length",
+                                                                "--lora-r"))
+    if old:
+        parser.error(old)
     args = parser.parse_args(argv)
     for key, value in RUN_DEFAULTS[args.shape].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    flags = {"batch": "--per-device-train-batch-size", "seq": "--max-seq-length", "r": "--lora-r"}
     for key in ("batch", "seq", "steps", "warmup", "r", "threads"):
         if getattr(args, key) < 1:
-            parser.error(f"--{key} must be at least 1, got {getattr(args, key)}")
+            parser.error(f"{flags.get(key, '--' + key)} must be at least 1, got {getattr(args, key)}")
     if isinstance(args.paths, str):
         args.paths = [p.strip() for p in args.paths.split(",") if p.strip()]
         unknown = sorted(set(args.paths) - set(PATHS))

@@ -289,13 +289,20 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per run")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
-    parser.add_argument("--batch", type=int, default=4, help="rows per optimizer step")
-    parser.add_argument("--seq", type=int, default=1024, help="max length (tokens)")
+    parser.add_argument("--per-device-train-batch-size", "-b", dest="batch", type=int, default=4,
+                        help="rows per optimizer step")
+    parser.add_argument("--max-seq-length", "-s", dest="seq", type=int, default=1024, help="max length (tokens)")
     parser.add_argument("--rows", type=int, default=64, help="rows generated (bench/chat_lengths.py)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", help="also write the results as JSON here")
     parser.add_argument("--report", nargs="+", metavar="JSON", help="print the table for earlier --out files, pooled")
+    if "--worker" not in sys.argv:  # a worker imports nothing before its clock starts
+        from loralab.plan.cli import renamed_flag  # an old option name: refused, naming the new one
+
+        old = renamed_flag(sys.argv[1:], ("--per-device-train-batch-size", "--max-seq-length"))
+        if old:
+            parser.error(old)
     args = parser.parse_args()
     if args.worker:
         print("BENCH_RESULT " + json.dumps(worker(args.worker, args)), flush=True)
@@ -324,7 +331,7 @@ def main() -> int:
     for round_no in range(args.rounds):
         for name in (configs if round_no % 2 == 0 else configs[::-1]):
             cmd = [sys.executable, __file__, "--worker", name, "--steps", str(args.steps), "--warmup",
-                   str(args.warmup), "--batch", str(args.batch), "--seq", str(args.seq), "--rows", str(args.rows),
+                   str(args.warmup), "-b", str(args.batch), "-s", str(args.seq), "--rows", str(args.rows),
                    "--threads", str(args.threads)]
             with tempfile.TemporaryDirectory() as cwd:  # Unsloth writes its compile cache into the working folder
                 proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=cwd)

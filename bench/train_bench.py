@@ -1,7 +1,7 @@
 """Training-path benchmark: loralab vs raw Unsloth vs plain transformers + PEFT + TRL.
 
     make bench                                   # defaults below, prints the table and ratios
-    .venv/bin/python bench/train_bench.py --rounds 3 --steps 10 --batch 8 --seq 256 --out a.json
+    .venv/bin/python bench/train_bench.py --rounds 3 --steps 10 -b 8 -s 256 --out a.json
     .venv/bin/python bench/train_bench.py --configs loralab,unsloth --rounds 8 --out b.json
     .venv/bin/python bench/train_bench.py --report a.json b.json   # pool the rounds of earlier runs
 
@@ -240,13 +240,21 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="fresh-process runs per configuration")
     parser.add_argument("--steps", type=int, default=6, help="timed steps per run")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--seq", type=int, default=256)
+    parser.add_argument("--per-device-train-batch-size", "-b", dest="batch", type=int, default=4,
+                        help="rows per step (default 4)")
+    parser.add_argument("--max-seq-length", "-s", dest="seq", type=int, default=256,
+                        help="max length in tokens (default 256)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", help="also write the results as JSON here")
     parser.add_argument("--report", nargs="+", metavar="JSON",
                         help="run nothing: print the table for earlier --out files, their rounds pooled")
+    if "--worker" not in sys.argv:  # a worker imports nothing before its clock starts
+        from loralab.plan.cli import renamed_flag  # an old option name: refused, naming the new one
+
+        old = renamed_flag(sys.argv[1:], ("--per-device-train-batch-size", "--max-seq-length"))
+        if old:
+            parser.error(old)
     args = parser.parse_args()
     if args.worker:
         print("BENCH_RESULT " + json.dumps(worker(args.worker, args)), flush=True)
@@ -264,7 +272,7 @@ def main() -> int:
         order = configs if round_no % 2 == 0 else configs[::-1]
         for name in order:
             cmd = [sys.executable, __file__, "--worker", name, "--steps", str(args.steps), "--warmup",
-                   str(args.warmup), "--batch", str(args.batch), "--seq", str(args.seq), "--threads", str(args.threads)]
+                   str(args.warmup), "-b", str(args.batch), "-s", str(args.seq), "--threads", str(args.threads)]
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             line = next((l for l in proc.stdout.splitlines() if l.startswith("BENCH_RESULT ")), None)
             if line is None:

@@ -42,14 +42,16 @@ OPTION_CASES = {  # argv -> words the one error line must contain
     "gpu-gb 0": (["llama-3.1-8b", "--gpu-gb", "0"], ["--gpu-gb", "finite positive", "--gpu-gb 16"]),
     "gpu-gb abc": (["llama-3.1-8b", "--gpu-gb", "abc"], ["--gpu-gb", "'abc'", "--gpu-gb 16"]),
     "gpu-gb missing": (["llama-3.1-8b"], ["--gpu-gb", "required"]),
-    "r 0": ([*GOOD, "--r", "0"], ["--r", ">= 1", "--r 16"]),
-    "r 1.5": ([*GOOD, "--r", "1.5"], ["--r", "whole number"]),
-    "alpha 0": ([*GOOD, "--alpha", "0"], ["--alpha", "finite positive"]),
-    "alpha nan": ([*GOOD, "--alpha", "nan"], ["--alpha", "finite positive"]),
-    "seq 0": ([*GOOD, "--seq", "0"], ["--seq", ">= 1", "--seq 2048"]),
-    "seq inf": ([*GOOD, "--seq", "inf"], ["--seq", "whole number"]),
-    "batch -1": ([*GOOD, "--batch", "-1"], ["--batch", ">= 1", "--batch 2"]),
-    "targets mlp": ([*GOOD, "--targets", "mlp"], ["--targets", "all-linear"]),
+    "lora-r 0": ([*GOOD, "--lora-r", "0"], ["--lora-r", ">= 1", "--lora-r 16"]),
+    "r 1.5": ([*GOOD, "-r", "1.5"], ["--lora-r/-r", "whole number"]),
+    "lora-alpha 0": ([*GOOD, "--lora-alpha", "0"], ["--lora-alpha", "finite positive"]),
+    "a nan": ([*GOOD, "-a", "nan"], ["--lora-alpha/-a", "finite positive"]),
+    "max-seq-length 0": ([*GOOD, "--max-seq-length", "0"], ["--max-seq-length", ">= 1", "--max-seq-length 2048"]),
+    "s inf": ([*GOOD, "-s", "inf"], ["--max-seq-length/-s", "whole number"]),
+    "per-device-train-batch-size -1": ([*GOOD, "--per-device-train-batch-size", "-1"],
+                                       ["--per-device-train-batch-size", ">= 1", "--per-device-train-batch-size 2"]),
+    "target-modules mlp": ([*GOOD, "--target-modules", "mlp"], ["--target-modules", "all-linear"]),
+    "t mlp": ([*GOOD, "-t", "mlp"], ["--target-modules/-t", "all-linear"]),
     "gpus 0": ([*GOOD, "--gpus", "0"], ["--gpus", ">= 1", "--gpus 2"]),
     "gpus two": ([*GOOD, "--gpus", "two"], ["--gpus", "whole number", "'two'"]),
     "gpus 1.5": ([*GOOD, "--gpus", "1.5"], ["--gpus", "whole number"]),
@@ -94,6 +96,25 @@ def test_bad_option_is_one_line_naming_it(argv, words, capsys):
     line = _refused(argv, capsys)
     for word in words:
         assert word in line, line
+
+
+@pytest.mark.parametrize("old, new", [("--batch", "--per-device-train-batch-size (short: -b)"),
+                                      ("--seq", "--max-seq-length (short: -s)"), ("--r", "--lora-r (short: -r)"),
+                                      ("--alpha", "--lora-alpha (short: -a)"),
+                                      ("--targets", "--target-modules (short: -t)")])
+def test_an_old_option_is_refused_naming_the_new_one(old, new, capsys):
+    """The long options are notebook 01's parameter names with dashes; an older name says what it is now."""
+    assert _refused([*GOOD, old, "2"], capsys) == f"error: {old} is now {new}"
+    assert _refused([*GOOD, f"{old}=2"], capsys) == f"error: {old} is now {new}"
+
+
+def test_the_short_aliases_give_what_the_long_options_give(capsys):
+    assert main([*GOOD, "-b", "4", "-s", "1024", "-r", "8", "-a", "32", "-t", "attention", "--json"]) == 0
+    short = json.loads(capsys.readouterr().out)
+    assert main([*GOOD, "--per-device-train-batch-size", "4", "--max-seq-length", "1024", "--lora-r", "8",
+                 "--lora-alpha", "32", "--target-modules", "attention", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == short
+    assert (short["batch"], short["seq"], short["r"], short["alpha"], short["targets"]) == (4, 1024, 8, 32, "attention")
 
 
 @pytest.mark.parametrize("content, words", FOLDER_CASES.values(), ids=FOLDER_CASES.keys())

@@ -77,8 +77,17 @@ def test_planner_models_each_path_as_it_runs(check):
 def test_shape_defaults_and_overrides(check):
     big = check.parse_args([])
     assert (big.shape, big.batch, big.seq, big.warmup, big.paths) == ("llama-3.1-8b", 4, 2048, 2, list(check.PATHS))
-    tiny = check.parse_args(["--shape", "tiny", "--seq", "32", "--paths", "hf_lora16"])
+    tiny = check.parse_args(["--shape", "tiny", "--max-seq-length", "32", "--paths", "hf_lora16"])
     assert (tiny.batch, tiny.seq, tiny.steps, tiny.threads, tiny.paths) == (2, 32, 3, 1, ["hf_lora16"])
+    short = check.parse_args(["--shape", "tiny", "-s", "32", "-b", "3", "-r", "8"])
+    assert (short.seq, short.batch, short.r) == (32, 3, 8)
+
+
+def test_an_old_option_name_is_refused_with_its_name_now(check, capsys):
+    with pytest.raises(SystemExit) as stop:
+        check.parse_args(["--shape", "tiny", "--seq", "32"])
+    assert stop.value.code == 2
+    assert "error: --seq is now --max-seq-length (short: -s)" in capsys.readouterr().err
 
 
 def test_a_missing_package_skips_a_path_with_its_reason(check, monkeypatch):

@@ -153,7 +153,7 @@ def test_planner_counts_and_memory_for_dora():
 def test_plan_cli_takes_dora(capsys):
     from loralab.plan.cli import main
 
-    assert main(["embedded/smollm2-135m-instruct", "--gpu-gb", "16", "--r", "8", "--dora", "--json"]) == 0
+    assert main(["embedded/smollm2-135m-instruct", "--gpu-gb", "16", "--lora-r", "8", "--dora", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["dora"] is True and out["methods"]["qlora"]["trainable_params"] == 2_597_760  # PEFT's count at r=8 (DESIGN.md)
 

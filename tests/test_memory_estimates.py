@@ -641,8 +641,9 @@ def test_grpo_objective_reaches_the_cli_and_its_options_are_refused_elsewhere(ca
     from loralab.plan.cli import UsageError, main
     from loralab.plan.planner import plan
 
-    assert main(["embedded/smollm2-135m-instruct", "--gpu-gb", "16", "--objective", "grpo", "--batch", "2",
-                 "--generations", "4", "--seq", "48", "--completion-length", "16", "--beta", "0.04", "--json"]) == 0
+    assert main(["embedded/smollm2-135m-instruct", "--gpu-gb", "16", "--objective", "grpo",
+                 "--per-device-train-batch-size", "2", "--generations", "4", "--max-seq-length", "48",
+                 "--completion-length", "16", "--beta", "0.04", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["objective"] == "grpo" and shown["grpo"]["generations"] == 4
     assert any(t["name"] == "reference forward" for t in shown["methods"]["lora"]["breakdown"])

@@ -95,7 +95,7 @@ def test_cli_json_carries_the_exact_parameter_counts(capsys):
     assert methods["full"]["trainable_params"] == methods["full"]["total_params"] == 8_030_261_248
     assert methods["lora"]["trainable_params"] == methods["qlora"]["trainable_params"] == 41_943_040
     assert methods["lora"]["total_params"] == 8_030_261_248 + 41_943_040
-    assert main(["embedded/smollm2-135m-instruct", "--gpu-gb", "16", "--r", "16", "--json"]) == 0
+    assert main(["embedded/smollm2-135m-instruct", "--gpu-gb", "16", "--lora-r", "16", "--json"]) == 0
     methods = json.loads(capsys.readouterr().out)["methods"]
     assert isinstance(methods["qlora"]["trainable_params"], int)
     # PEFT on the embedded model, r=16 all-linear (notebook 01): trainable 4,884,480 of 139,399,488
@@ -103,7 +103,7 @@ def test_cli_json_carries_the_exact_parameter_counts(capsys):
 
 
 def test_cli_table_and_errors(capsys):
-    assert main(["llama-3.1-8b", "--gpu-gb", "24", "--r", "128", "--alpha", "32"]) == 0
+    assert main(["llama-3.1-8b", "--gpu-gb", "24", "-r", "128", "-a", "32"]) == 0
     out = capsys.readouterr().out
     assert "Decision" in out and "QLoRA" in out and "large rank" in out and "alpha/r scaling" in out
     from loralab.cli import main as cli_main

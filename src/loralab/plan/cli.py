@@ -1,11 +1,14 @@
 """``loralab plan``: will full fine-tuning / LoRA / QLoRA fit on this GPU? (No torch import: instant.)
 
-    loralab plan meta-llama/Llama-3.1-8B --gpu-gb 16 --seq 2048 --batch 2 --r 16
-    loralab plan Qwen/Qwen2.5-7B --gpu-gb 24 --targets attention --json
+    loralab plan meta-llama/Llama-3.1-8B --gpu-gb 16 --max-seq-length 2048 --per-device-train-batch-size 2 --lora-r 16
+    loralab plan meta-llama/Llama-3.1-8B --gpu-gb 16 -s 2048 -b 2 -r 16     # the same with the short aliases
+    loralab plan Qwen/Qwen2.5-7B --gpu-gb 24 --target-modules attention --json
     loralab plan llama-3.1-70b --gpu-gb 40 --gpus 2 --strategy fsdp    # per GPU, fully sharded
-    loralab plan Qwen/Qwen2.5-1.5B-Instruct --gpu-gb 15 --objective grpo --batch 2 --generations 8 \
-        --seq 256 --completion-length 512 --vllm                         # GRPO: prompts x completions
+    loralab plan Qwen/Qwen2.5-1.5B-Instruct --gpu-gb 15 --objective grpo -b 2 --generations 8 \
+        -s 256 --completion-length 512 --vllm                            # GRPO: prompts x completions
 
+The options that are notebook parameters are named as the parameters are (``--lora-r`` is ``lora_r``), each
+with a short alias; an older name is refused with the new one (``RENAMED_FLAGS``).
 From a notebook, call :func:`loralab.plan.planner.plan` instead; this module only parses and prints.
 """
 
@@ -27,6 +30,24 @@ _COMM = {  # what "comm MB/step" counts, per strategy (loralab.plan.devices)
 }
 
 
+# Old long options -> their names now (notebook 01's parameter names with dashes), and each one's short alias.
+RENAMED_FLAGS = {"--batch": "--per-device-train-batch-size", "--seq": "--max-seq-length", "--r": "--lora-r",
+                 "--alpha": "--lora-alpha", "--targets": "--target-modules"}
+SHORT_FLAGS = {"--per-device-train-batch-size": "-b", "--max-seq-length": "-s", "--lora-r": "-r",
+               "--lora-alpha": "-a", "--target-modules": "-t"}
+
+
+def renamed_flag(argv: list[str], options: tuple[str, ...] = tuple(SHORT_FLAGS)) -> str | None:
+    """The sentence for the first old option in ``argv`` (``OLD is now NEW (short: -x)``) whose new name is one of
+    ``options`` (a script with some of them: bench/), or None."""
+    for arg in argv:
+        old = arg.split("=", 1)[0]
+        if RENAMED_FLAGS.get(old) in options:
+            new = RENAMED_FLAGS[old]
+            return f"{old} is now {new} (short: {SHORT_FLAGS[new]})"
+    return None
+
+
 class UsageError(ValueError):
     """A command-line mistake; ``loralab.cli`` prints it as one ``error:`` line and returns 2."""
 
@@ -35,7 +56,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises :class:`UsageError` instead of printing usage and calling ``sys.exit``."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message.removeprefix("argument "))  # "--r: must be ..." names the option first
+        raise UsageError(message.removeprefix("argument "))  # "--lora-r/-r: must be ..." names the option first
 
 
 def _finite_number(option: str, example: str, what: str, zero_ok: bool = False):
@@ -84,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Estimate training memory for full fine-tuning, 16-bit LoRA and QLoRA from a model's config, "
             "and say which one to use on a GPU of the given size."
         ),
+        epilog="The options named like notebook 01's parameters (--per-device-train-batch-size is "
+        "per_device_train_batch_size) have short aliases: -b, -s, -r, -a, -t.",
     )
     p.add_argument(
         "model", help="hub id, Unsloth name, short name (llama-3.1-8b) or a folder with config.json"
@@ -98,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--gpus",
         type=_whole_number("--gpus", "2", "GPUs training together"),
         default=1,
-        help="GPUs training together (default 1); every memory number is per GPU, --batch is per GPU",
+        help="GPUs training together (default 1); every memory number is per GPU, -b is per GPU",
     )
     p.add_argument(
         "--strategy",
@@ -107,27 +130,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="ddp (default): a full copy per GPU; fsdp: weights, gradients and optimizer states sharded",
     )
     p.add_argument(
-        "--seq",
-        type=_whole_number("--seq", "2048", "tokens per sequence"),
+        "--max-seq-length", "-s",
+        type=_whole_number("--max-seq-length", "2048", "tokens per sequence"),
         default=2048,
+        metavar="N",
         help="tokens per sequence (default 2048; GRPO: per prompt, --completion-length adds the generated ones)",
     )
     p.add_argument(
-        "--batch",
-        type=_whole_number("--batch", "2", "sequences per step"),
+        "--per-device-train-batch-size", "-b",
+        type=_whole_number("--per-device-train-batch-size", "2", "sequences per step on each GPU"),
         default=2,
-        help="sequences per step (default 2; DPO: pairs; GRPO: prompts, each sampled --generations times)",
+        metavar="N",
+        help="sequences per step on each GPU (default 2; DPO: pairs; GRPO: prompts, each sampled --generations "
+        "times)",
     )
     p.add_argument(
-        "--r", type=_whole_number("--r", "16", "the LoRA rank"), default=16, help="LoRA rank (default 16)"
+        "--lora-r", "-r", type=_whole_number("--lora-r", "16", "the LoRA rank"), default=16, metavar="N",
+        help="LoRA rank (default 16)",
     )
     p.add_argument(
-        "--alpha",
-        type=_finite_number("--alpha", "32", "(LoRA alpha; the convention is 2*r)"),
+        "--lora-alpha", "-a",
+        type=_finite_number("--lora-alpha", "32", "(LoRA alpha; the convention is 2 * lora_r)"),
         default=None,
-        help="LoRA alpha (default 2*r)",
+        metavar="X",
+        help="LoRA alpha (default 2 * lora_r)",
     )
-    p.add_argument("--targets", choices=("all-linear", "attention"), default="all-linear")
+    p.add_argument("--target-modules", "-t", choices=("all-linear", "attention"), default="all-linear",
+                   help="all-linear (default) or attention")
     p.add_argument("--dora", action="store_true",
                    help="DoRA adapters: one magnitude per output row more per layer, and DoRA's extra activations")
     p.add_argument("--no-gradient-checkpointing", action="store_true", help="keep every block's activations")
@@ -144,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="sft (default); dpo: preference pairs, a reference adapter and reference pass; grpo: sampled "
         "completions, generation's KV cache, a reference pass when --beta > 0",
     )
-    grpo = p.add_argument_group("GRPO (with --objective grpo; --batch counts prompts, --seq a prompt's tokens)")
+    grpo = p.add_argument_group("GRPO (with --objective grpo; -b counts prompts, -s a prompt's tokens)")
     for option, parse, what in (
         ("--generations", _whole_number("--generations", "8", "completions per prompt"),
          "completions sampled per prompt, num_generations (default 8)"),
@@ -254,6 +283,9 @@ def main(argv: list[str]) -> int:
     """Run ``loralab plan``. A user mistake (bad option, unknown model, unreadable config.json) raises
     ValueError (:class:`UsageError` for options), which ``loralab.cli`` prints as one ``error: ...`` line
     with exit code 2."""
+    old = renamed_flag(argv)
+    if old:
+        raise UsageError(old)
     args = build_parser().parse_args(argv)
     grpo_options = {"--generations": args.generations, "--completion-length": args.completion_length,
                     "--beta": args.beta, "--vllm": args.vllm or None}
@@ -263,11 +295,11 @@ def main(argv: list[str]) -> int:
     result = plan(
         args.model,
         gpu_gb=args.gpu_gb,
-        batch=args.batch,
-        seq=args.seq,
-        r=args.r,
-        targets=args.targets,
-        alpha=args.alpha,
+        batch=args.per_device_train_batch_size,
+        seq=args.max_seq_length,
+        r=args.lora_r,
+        targets=args.target_modules,
+        alpha=args.lora_alpha,
         gradient_checkpointing=not args.no_gradient_checkpointing,
         stack=args.stack,
         lora_falls_short=args.full_ft_justified,

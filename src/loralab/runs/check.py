@@ -43,7 +43,7 @@ class PreparedRun:
     """What the checks before the kernel found: the run can start (``loralab run --check`` stops here)."""
 
     notebook: Path  # absolute
-    output_param: str | None  # the parameter that receives the run folder (run_dir, output_dir), or None
+    output_param: str | None  # the parameter that receives the run folder (run_dir), or None
     config: BaseModel | None  # the validated params (None: a notebook without a validator)
     resume_dir: Path | None  # the unfinished run folder this run would continue; None: a new folder
 
@@ -131,8 +131,8 @@ def memory_lines(config: BaseModel | None, notebook_dir: Path) -> list[str]:
               f"({_count(arch.param_count())} weights), {shape}, r={cfg.lora_r}{' DoRA' if cfg.use_dora else ''} "
               f"on {cfg.target_modules}, Unsloth on a CUDA GPU")]
     fits = [name for name, gib in GPUS.items() if estimate.total_gib <= gib]
-    lines.append(f"fits {', '.join(fits)}" if fits else f"fits none of {', '.join(GPUS)}: lower the batch or "
-                 "max_seq_length, or use QLoRA")
+    lines.append(f"fits {', '.join(fits)}" if fits else f"fits none of {', '.join(GPUS)}: lower "
+                 "per_device_train_batch_size or max_seq_length, or use QLoRA")
     if grpo and cfg.use_vllm != "off":
         lines.append("with vLLM (use_vllm: on, or auto on a GPU that has it) the engine reserves half the GPU "
                      "instead of the KV cache counted here: add --vllm below")
@@ -145,9 +145,9 @@ def memory_lines(config: BaseModel | None, notebook_dir: Path) -> list[str]:
     if grpo:
         extra += f" --generations {grpo['generations']} --completion-length {grpo['completion']}"
         extra += f" --beta {cfg.beta:g}" if cfg.beta else ""
-    extra += (" --targets attention" if targets == "attention" else "") + (" --dora" if cfg.use_dora else "")
-    lines.append(f"where it goes: loralab plan {_plan_name(cfg.model_name, arch)} --gpu-gb N --seq {seq} "
-                 f"--batch {batch} --r {cfg.lora_r}{extra}")
+    extra += (" --target-modules attention" if targets == "attention" else "") + (" --dora" if cfg.use_dora else "")
+    lines.append(f"where it goes: loralab plan {_plan_name(cfg.model_name, arch)} --gpu-gb N --max-seq-length {seq} "
+                 f"--per-device-train-batch-size {batch} --lora-r {cfg.lora_r}{extra}")
     return lines
 
 
