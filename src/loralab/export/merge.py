@@ -9,8 +9,8 @@
     merge_adapter(adapter, out, strict=True)           # ExportParityError instead of a warning on drift
 
 **Which weights.** A QLoRA adapter is trained against the *dequantized NF4* weights of its 4-bit base,
-not the original 16-bit weights. Merged into the original weights it is a different model: the default
-run's adapter answered 20/20 held-out questions in the JSON shape on its NF4 base but 18/20 on the
+not the original 16-bit weights. Merged into the original weights it is a different model: ``make run``'s
+adapter (default.yaml: 20 steps at 1e-3) answered 20/20 held-out questions in the JSON shape on its NF4 base but 18/20 on the
 16-bit base. So for an adapter whose manifest says ``base_quantization: nf4-4bit``, ``merge_into``
 defaults to ``"dequantized"``: the base is loaded in 4-bit exactly as training loaded it
 (``loralab.model.loading.load_model``: NF4, double quantization, blocksize 64), every bitsandbytes
@@ -38,7 +38,7 @@ agreement and KL(trained || exported) on 8 held-out questions of the embedded ta
 (~15-25 s on 2 quiet CPU cores), written to the merged folder's ``loralab_manifest.json`` with the thresholds of
 ``PARITY_THRESHOLDS["merged-16bit"]``; past them ``ExportDriftWarning`` (and a printed line), or with
 ``strict=True`` an ``ExportParityError`` and nothing written. Measured on the embedded model with the
-default run's QLoRA adapter (fp32 compute, 8 x 24):
+QLoRA adapter of ``make run`` (params/01_qlora_finetune/default.yaml; fp32 compute, 8 x 24):
 
 =====================================  ======  =====  ========  =======  ====================
 merged into                            greedy  top-1  mean KL   max KL   JSON shape, 20 q.
@@ -90,7 +90,7 @@ GGUF_STATUS = (
 MERGE_INTO = ("dequantized", "original")
 ORIGINAL_COST = (
     "the merged model differs from what was trained by the NF4 quantization error (the adapter was trained "
-    "against the dequantized 4-bit weights; on the embedded task the default run's adapter answered 20/20 "
+    "against the dequantized 4-bit weights; on the embedded task `make run`'s adapter (default.yaml: 20 steps at 1e-3) answered 20/20 "
     "held-out questions in the JSON shape on its NF4 base, 18/20 on the original 16-bit weights)")
 
 

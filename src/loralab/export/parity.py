@@ -26,7 +26,7 @@ model) is wrapped in ``TransformersTokenModel`` automatically. A GGUF runtime ca
 two methods.
 
 Thresholds per export format are in ``PARITY_THRESHOLDS``, chosen from measurements on the embedded
-model (fp32 compute, 8 held-out questions x 24 tokens, the default run's QLoRA adapter): its bf16 merge
+model (fp32 compute, 8 held-out questions x 24 tokens, ``make run``'s QLoRA adapter): its bf16 merge
 into the dequantized NF4 weights measured greedy 8/8 identical, top-1 1.000 over 119 positions, mean KL
 1.3e-5 (max 2.0e-4); its bf16 merge into the original 16-bit weights greedy 3/8, top-1 0.924, mean KL
 4.9e-2 (max 1.07); a 16-bit adapter's bf16 merge (notebook 03's, 4 x 12) top-1 1.000, mean KL 2.3e-4
@@ -90,7 +90,7 @@ PARITY_THRESHOLDS: dict[str, ParityThresholds] = {
         why="measured on the embedded model, 8 x 24: a bf16 merge into the weights the adapter was trained against "
             "top-1 1.000, mean KL 1.3e-5; a QLoRA adapter merged into the original 16-bit weights top-1 0.924, "
             "mean KL 4.9e-2, greedy 3/8"),
-    # GGUF files run in llama.cpp (loralab.export.gguf_runtime), the default run's adapter merged into the
+    # GGUF files run in llama.cpp (loralab.export.gguf_runtime), `make run`'s adapter merged into the
     # dequantized NF4 weights, 8 x 24 (the embedded model's 576-wide layers take Q5_0/Q8_0 fallbacks in K-quants)
     "gguf-f16": ParityThresholds(
         min_top1=0.98, max_mean_kl=1e-2, min_greedy=0.75,
