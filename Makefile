@@ -1,5 +1,5 @@
-# loralab: two commands. `make run` trains (notebook 01, default params); `make test` runs the tests.
-# Both set up what they need first (idempotent: the venv is rebuilt only when pyproject.toml changes).
+# loralab. `make run` trains (notebook 01, default params); `make test` runs the tests (`make test-fast`: those that load no model).
+# Both set up what they need first (idempotent: the venv is brought up to date when pyproject.toml or this Makefile changes).
 # `make setup` (what `make run` needs): the venv for training, evaluation, sweeps and the notebooks; no root.
 # `make setup-gguf` (what `make test` adds): llama.cpp's tools and Go, for GGUF export and the Modelfile check.
 
