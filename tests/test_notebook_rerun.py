@@ -83,3 +83,10 @@ def test_no_cell_after_the_parameters_overwrites_a_parameter(name):
         for node in ast.walk(ast.parse(source)):
             targets = [node.id] if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) else []
             assert not set(targets) & fields, f"{name}: a cell assigns the parameter {targets}: {cell.source[:80]}"
+
+
+def test_notebook_01_stays_short():
+    """The tutorial's code, install cell included, in fewer lines than the 170 it took when loralab wrapped the stack."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    lines = sum(len(c.source.splitlines()) for c in nb.cells if c.cell_type == "code")
+    assert lines < 170, f"notebook 01's code cells hold {lines} lines"

@@ -5,13 +5,14 @@ Notebook 03's demo helpers stay in their modules, not re-exported here: ``lorala
 (small adapters trained in one call, the ``caps`` rows) and ``loralab.adapters.perturbed_base`` (look-alike bases)."""
 
 from loralab.adapters.manifest import dataset_sha256, read_manifest, write_manifest
-from loralab.adapters.save import save_adapter, save_reference_logits
+from loralab.adapters.save import as_plain_lora, save_adapter, save_reference_logits
 from loralab.adapters.serving import AdapterServer
 from loralab.adapters.sft_start import load_sft_for_preference, sft_lineage
 from loralab.adapters.verified_loading import check_adapter_base, load_verified_adapter
 
 __all__ = [
     "AdapterServer",
+    "as_plain_lora",
     "check_adapter_base",
     "dataset_sha256",
     "load_sft_for_preference",

@@ -194,6 +194,11 @@ def weights_fingerprint(model, trainable: bool) -> str:
     return digest.hexdigest()
 
 
+def weights_fingerprints(model) -> dict[str, str]:
+    """``{"base": ..., "lora": ...}``: the fingerprints of the frozen and of the trainable weights."""
+    return {"base": weights_fingerprint(model, trainable=False), "lora": weights_fingerprint(model, trainable=True)}
+
+
 def base_weights_fingerprint(model) -> str:
     """SHA-256 over every parameter that is not a LoRA matrix, whatever its ``requires_grad`` flag.
 

@@ -139,7 +139,6 @@ CELL = """\
 # __REPOSITORY__, NOT PUBLISHED YET: until it is, put a loralab-__VERSION__ wheel
 # next to this notebook or in a Kaggle dataset.
 import glob, importlib.metadata, os, pathlib, re, __SHUTIL__subprocess, sys, tempfile
-
 def install_loralab():
 __GPU_CHECK__    torch = importlib.metadata.version("torch")  # read, not imported (pip may change packages)
     minor = ".".join(torch.split("+")[0].split(".")[:2])
@@ -161,7 +160,6 @@ __XFORMERS__    torchao = __TORCHAO_TABLE__.get(minor)
             raise RuntimeError(f"pip install {' '.join(step)} failed (loralab __VERSION__ is not published yet: see "
                                f"above):\\n{(done.stdout + done.stderr)[-3000:]}")
     print(f"loralab __VERSION__ installed; torch {torch} and its CUDA libraries kept as they were"__XFORMERS_SAID__)
-
 if any(name.startswith("COLAB_") for name in os.environ) or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
     install_loralab()"""
 GPU_CHECK = """\
