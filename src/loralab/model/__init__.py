@@ -2,7 +2,7 @@
 
 from loralab.model.embedded import resolve_model_path
 from loralab.model.generation import generate_replies
-from loralab.model.hub_token import describe_token_source, hub_token
+from loralab.model.hub_token import describe_token_source
 from loralab.model.loading import (
     attach_lora,
     base_weights_fingerprint,
@@ -16,5 +16,5 @@ from loralab.model.loading import (
 from loralab.model.versions import library_versions
 
 __all__ = ["attach_lora", "base_weights_fingerprint", "count_parameters", "describe_token_source",
-           "generate_replies", "hub_token", "keep_initial_adapter", "library_versions", "load_model", "lora_layer_table",
+           "generate_replies", "keep_initial_adapter", "library_versions", "load_model", "lora_layer_table",
            "resolve_model_path", "weights_fingerprint", "weights_fingerprints"]
