@@ -125,12 +125,3 @@ def test_notebook_demo_helpers_are_not_public_api():
     exported = {name for stage in WINGS for name in importlib.import_module(f"loralab.{stage}").__all__}
     assert not demo_only & exported, f"demo helpers in a wing's __all__: {sorted(demo_only & exported)}"
 
-
-def test_no_wing_exports_a_name_that_hides_one_of_its_modules():
-    """``from loralab.model import hub_token`` as a function would hide the module ``loralab.model.hub_token``."""
-    import importlib
-
-    for init in sorted(PACKAGE.glob("*/__init__.py")):
-        wing = importlib.import_module(f"loralab.{init.parent.name}")
-        modules = {p.stem for p in init.parent.glob("*.py")} | {p.name for p in init.parent.iterdir() if p.is_dir()}
-        assert not set(getattr(wing, "__all__", [])) & modules, wing.__name__
