@@ -255,6 +255,11 @@ class MemoryEstimate:
         return sum(t.bytes for t in self.terms if t.name == name)
 
     @property
+    def margin(self) -> str:
+        """One line: the margin this estimate keeps on top of the counted terms, and why."""
+        return margin_line(self.setup)
+
+    @property
     def static_bytes(self) -> float:
         return sum(t.bytes for t in self.terms if t.phase == "static")
 
@@ -303,6 +308,7 @@ class MemoryEstimate:
             "total_gb": round(self.total_gb, 3),
             "peak_phase": self.peak_phase,
             "tutorial_rule_gb": round(self.tutorial_gb, 2),
+            "margin": self.margin,
             "terms": [
                 {"name": t.name, "gb": round(t.gb, 4), "phase": t.phase, "how": t.how} for t in self.terms
             ],
@@ -390,11 +396,10 @@ NOT_SEQUENCE_TERMS = ("gradients", "generation engine (vLLM)")  # phase terms th
 def margin_line(s: TrainingSetup) -> str:
     """The one line that says what margin the estimate keeps and why."""
     if not (s.seq_margin and s.on_gpu):
-        return "no margin: the terms as counted (no CUDA allocator, or a stack whose figures are active memory)"
+        return "margin kept: none (no CUDA allocator here, or a stack whose figures are active memory)"
     return (
-        f"margin: +{s.seq_margin:.0%} on what grows with the sequence (activations, logits, loss), for the CUDA "
-        "allocator's fragmentation and kernel workspaces, which cannot be counted exactly: the longest sequence "
-        "errs short, at or below published measurements"
+        f"margin kept: +{s.seq_margin:.0%} on what grows with seq (allocator fragmentation, workspaces: "
+        "not countable exactly)"
     )
 
 
@@ -637,7 +642,6 @@ def estimate_memory(
     margin = _margin_term(s, terms)
     if margin is not None:
         terms.append(margin)
-        notes.append(margin_line(s))
     if s.runtime_overhead_gb:
         terms.append(
             Term("runtime overhead", s.runtime_overhead_gb * GB, "CUDA context, kernels, allocator slack")
