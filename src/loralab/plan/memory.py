@@ -50,6 +50,14 @@ cross-entropy, checkpoints offloaded to CPU RAM), ``"hf"`` (transformers + PEFT:
 cast their input, unfused loss), ``"torchtune"`` (pure bf16, chunked loss). Validated in
 ``tests/test_memory_estimates.py`` against CPU measurements and published GPU numbers.
 
+Long sequences, on the safe side: on a GPU the ``unsloth`` and ``hf`` presets add ``seq_margin`` (20%) of
+the terms that grow with the sequence (``long-sequence margin``) for what cannot be counted exactly (the
+caching allocator's fragmentation, kernels' workspaces); the ``hf`` stack's unfused loss holds one more
+fp32 block per logit there, and with a k-bit base PEFT's ``prepare_model_for_kbit_training`` keeps
+embeddings, lm_head and norms (and so the residual stream) in fp32. Checked against Unsloth's published
+context lengths and torchtune's peaks in ``tests/test_planner_references.py``; the CPU-measurable part at
+the real vocabulary in ``tests/test_long_sequence_probe.py``.
+
 This is one device. ``loralab.plan.devices`` turns it into one of several (DDP, FSDP): terms marked
 ``sharded`` (parameters, their gradients and optimizer states) are the ones FSDP divides.
 """
