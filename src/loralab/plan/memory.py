@@ -645,7 +645,13 @@ def estimate_memory(
                 "A",
             )
             if loss_b
-            else Term("logits + loss", 0.0, "fused cross-entropy: no logits tensor is stored", "A")
+            else Term(
+                "logits + loss",
+                tokens * c * arch.hidden,
+                "fused cross-entropy: no logits tensor; the hidden states' gradient, computed in forward "
+                "(unsloth_zoo's fused loss sizes its chunks to half the free memory)",
+                "A",
+            )
         )
     margin = _margin_term(s, terms)
     if margin is not None:
