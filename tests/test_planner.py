@@ -194,7 +194,7 @@ def test_fsdp_divides_the_sharded_terms_by_the_gpus_and_adds_what_it_gathers():
     assert fsdp.term("all-gathered block (FSDP)") == 855_638_016 * 0.5 + (2_588_672 + 16_384) * 2
     # the root unit stays gathered: embeddings + lm_head (2 x 128256 x 8192) + final norm, bf16
     assert fsdp.term("all-gathered embeddings + lm_head (FSDP)") == (2 * 128256 * 8192 + 8192) * 2
-    assert fsdp.total_gib == pytest.approx(27.47, abs=0.01)
+    assert fsdp.total_gib == pytest.approx(27.78, abs=0.01)  # with the 20% long-sequence margin
 
 
 def test_comm_volume_per_step_follows_the_ring_formulas():
@@ -214,12 +214,12 @@ def test_comm_volume_per_step_follows_the_ring_formulas():
 
 def test_70b_qlora_on_two_gpus_and_when_it_fits_only_sharded():
     one = plan("llama-3.1-70b", gpu_gb=48)
-    assert one.decision == "qlora" and one.fits["qlora"].estimate.total_gib == pytest.approx(42.59, abs=0.01)
+    assert one.decision == "qlora" and one.fits["qlora"].estimate.total_gib == pytest.approx(42.89, abs=0.01)
     ddp = plan("llama-3.1-70b", gpu_gb=48, gpus=2)  # 2 x 48 GiB: QLoRA fits even as a full copy per GPU
     fsdp = plan("llama-3.1-70b", gpu_gb=48, gpus=2, strategy="fsdp")
     assert ddp.decision == fsdp.decision == "qlora"
-    assert ddp.fits["qlora"].estimate.total_gib == pytest.approx(43.36, abs=0.01)
-    assert fsdp.fits["qlora"].estimate.total_gib == pytest.approx(27.47, abs=0.01)
+    assert ddp.fits["qlora"].estimate.total_gib == pytest.approx(43.67, abs=0.01)
+    assert fsdp.fits["qlora"].estimate.total_gib == pytest.approx(27.78, abs=0.01)
     assert not ddp.fits["lora"].fits and not fsdp.fits["lora"].fits  # 16-bit LoRA: 137.5 / 75.0 GiB per GPU
     assert "fits only sharded" not in _topics(ddp) and "4-bit under FSDP" in _topics(fsdp)
     tight = plan("llama-3.1-70b", gpu_gb=40, gpus=2)  # 2 x A100 40GB: only FSDP fits
@@ -242,7 +242,7 @@ def test_cli_shows_gpus_strategy_and_comm(capsys):
     assert (data["gpus"], data["strategy"], data["decision"]) == (2, "ddp", "none")
     q = data["methods"]["qlora"]
     assert {"trainable_params", "total_params", "peak_gib", "fits", "max_batch", "max_seq"} <= set(q)
-    assert q["per_device_peak_gib"] == q["peak_gib"] == 43.36 and q["comm_mb_per_step"] == 828.4
+    assert q["per_device_peak_gib"] == q["peak_gib"] == 43.67 and q["comm_mb_per_step"] == 828.4
     assert "DDP gradient buckets" in {t["name"] for t in q["breakdown"]}
     assert any("use --strategy fsdp" in a["message"] for a in data["advice"])
 

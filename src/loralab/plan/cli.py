@@ -222,6 +222,7 @@ def render(result: Plan) -> None:
     console.print(_summary(result))
     shown = result.decision if result.decision != "none" else "qlora"
     est = result.fits[shown].estimate
+    console.print(est.margin[0].upper() + est.margin[1:] + ".")
     breakdown = Table(title=f"Where the memory goes: {_METHOD_NAMES[shown]}")
     breakdown.add_column("term")
     breakdown.add_column("GiB", justify="right")

@@ -50,6 +50,14 @@ cross-entropy, checkpoints offloaded to CPU RAM), ``"hf"`` (transformers + PEFT:
 cast their input, unfused loss), ``"torchtune"`` (pure bf16, chunked loss). Validated in
 ``tests/test_memory_estimates.py`` against CPU measurements and published GPU numbers.
 
+Long sequences, on the safe side: on a GPU the ``unsloth`` and ``hf`` presets add ``seq_margin`` (20%) of
+the terms that grow with the sequence (``long-sequence margin``) for what cannot be counted exactly (the
+caching allocator's fragmentation, kernels' workspaces); the ``hf`` stack's unfused loss holds one more
+fp32 block per logit there, and with a k-bit base PEFT's ``prepare_model_for_kbit_training`` keeps
+embeddings, lm_head and norms (and so the residual stream) in fp32. Checked against Unsloth's published
+context lengths and torchtune's peaks in ``tests/test_planner_references.py``; the CPU-measurable part at
+the real vocabulary in ``tests/test_long_sequence_probe.py``.
+
 This is one device. ``loralab.plan.devices`` turns it into one of several (DDP, FSDP): terms marked
 ``sharded`` (parameters, their gradients and optimizer states) are the ones FSDP divides.
 """
@@ -78,6 +86,16 @@ NF4_DOUBLE_QUANT_CONSTANT_BITS = 8 / NF4_BLOCK + 32 / (NF4_BLOCK * 256)
 #            copy and bf16 gradient at a time ((4 + 2) / 8 B);
 # fused    - Unsloth with Cut Cross-Entropy: logits are never materialized, only the hidden states.
 LOSS_BYTES = {"unfused": 12.0, "chunked": 2.0 + 6.0 / 8, "fused": 0.0}
+# On a CUDA GPU the unfused loss holds one more fp32 block per logit: the caching allocator keeps the freed
+# fp32 upcast (and transformers 4.4x's shifted copy, one token shorter) as cached blocks that the gradient's
+# blocks of another size cannot reuse. Not measurable on CPU (no caching allocator): counted on the safe side.
+UNFUSED_ALLOCATOR_BYTES = 4.0
+# The long-sequence margin: what grows with the sequence and cannot be counted exactly on a GPU (the caching
+# allocator's fragmentation at multi-GB activations and logits, kernels' workspaces, the gradients in flight
+# inside one block's backward) is covered by this share of the sequence-dependent terms. 0.2 keeps the
+# planner's longest sequence at or below every published measurement of the Unsloth and transformers
+# stacks and within 20% of it (tests/test_planner_references.py, docs/planner.md).
+SEQ_MARGIN = 0.2
 # TRL 1.15 preference trainers call the model with ``fused_lm_head=True`` (trl.kernels.chunked_logprob):
 # the LM head runs on [4096 tokens, 32768 vocab] tiles whatever the stack's loss would do.
 TRL_HEAD_TOKEN_TILE = 4096
@@ -109,6 +127,8 @@ class TrainingSetup:
     loss: Literal["unfused", "chunked", "fused"] = "fused"  # how the cross-entropy holds the logits
     adapter_casts_input: bool = False  # PEFT casts each adapter's input to the adapter dtype (a copy)
     runtime_overhead_gb: float = 0.8  # CUDA context, kernels, allocator slack (0 on CPU)
+    seq_margin: float = 0.0  # share added to the sequence-dependent terms on a GPU (runtime_overhead_gb > 0)
+    upcast_unquantized: bool = False  # PEFT's prepare_model_for_kbit_training: non-quantized params in fp32
     objective: Objective = "sft"  # "dpo": chosen + rejected rows, a reference adapter and reference pass
     dora: bool = False  # DoRA: d magnitudes per adapted layer, and its forward keeps two more d-wide outputs
     generations: int = 8  # GRPO: completions sampled per prompt (num_generations); batch counts prompts
@@ -137,6 +157,8 @@ class TrainingSetup:
             )
         if self.loss not in LOSS_BYTES:
             raise ValueError(f"loss must be one of {sorted(LOSS_BYTES)}, got {self.loss!r}.")
+        if not 0 <= float(self.seq_margin) <= 1:
+            raise ValueError(f"seq_margin must be between 0 and 1, got {self.seq_margin!r}.")
         if self.base_bits not in (None, 4, 8, 16, 32):
             raise ValueError(f"base_bits must be 4, 8, 16 or 32, got {self.base_bits!r}.")
 
@@ -158,6 +180,17 @@ class TrainingSetup:
         return self.rows * self.row_len
 
     @property
+    def on_gpu(self) -> bool:
+        """A CUDA runtime and its caching allocator (runtime_overhead_gb > 0); the CPU probes set it to 0."""
+        return self.runtime_overhead_gb > 0
+
+    @property
+    def upcasts(self) -> bool:
+        """PEFT's prepare_model_for_kbit_training ran (a k-bit base on a stack that calls it): embeddings,
+        lm_head and norms are fp32, and so is the residual stream that starts at the fp32 embedding."""
+        return self.upcast_unquantized and self.method != "full" and self.weight_bits in (4, 8)
+
+    @property
     def weight_bits(self) -> int:
         if self.method == "qlora":
             return 4
@@ -169,11 +202,24 @@ class TrainingSetup:
 STACKS: dict[str, dict] = {
     # Unsloth on a CUDA GPU: its LoRA kernels keep one bf16 input per projection group, the loss is
     # Cut Cross-Entropy (no logits tensor), use_gradient_checkpointing="unsloth" offloads checkpoints.
-    "unsloth": {"gradient_checkpointing": "offload", "loss": "fused", "adapter_casts_input": False},
-    # transformers + PEFT (and Unsloth's CPU backend): fp32 adapters cast their bf16 input (a copy per
-    # adapter), the loss upcasts logits to fp32.
-    "hf": {"gradient_checkpointing": "standard", "loss": "unfused", "adapter_casts_input": True},
-    # torchtune single-device recipes: everything bf16 (adapters and AdamW states too), chunked CE.
+    "unsloth": {
+        "gradient_checkpointing": "offload",
+        "loss": "fused",
+        "adapter_casts_input": False,
+        "seq_margin": SEQ_MARGIN,
+    },
+    # transformers + PEFT + TRL (and Unsloth's CPU backend): fp32 adapters cast their bf16 input (a copy
+    # per adapter), the loss upcasts logits to fp32, and a k-bit base goes through PEFT's
+    # prepare_model_for_kbit_training (TRL's SFTTrainer calls it), which casts every other weight to fp32.
+    "hf": {
+        "gradient_checkpointing": "standard",
+        "loss": "unfused",
+        "adapter_casts_input": True,
+        "seq_margin": SEQ_MARGIN,
+        "upcast_unquantized": True,
+    },
+    # torchtune single-device recipes: everything bf16 (adapters and AdamW states too), chunked CE. Its
+    # published figures are the allocator's active memory (no context, no fragmentation): no margin.
     "torchtune": {
         "gradient_checkpointing": "standard",
         "loss": "chunked",
@@ -215,6 +261,11 @@ class MemoryEstimate:
 
     def term(self, name: str) -> float:
         return sum(t.bytes for t in self.terms if t.name == name)
+
+    @property
+    def margin(self) -> str:
+        """One line: the margin this estimate keeps on top of the counted terms, and why."""
+        return margin_line(self.setup)
 
     @property
     def static_bytes(self) -> float:
@@ -265,6 +316,7 @@ class MemoryEstimate:
             "total_gb": round(self.total_gb, 3),
             "peak_phase": self.peak_phase,
             "tutorial_rule_gb": round(self.tutorial_gb, 2),
+            "margin": self.margin,
             "terms": [
                 {"name": t.name, "gb": round(t.gb, 4), "phase": t.phase, "how": t.how} for t in self.terms
             ],
@@ -346,6 +398,36 @@ def _generation_term(arch: Architecture, s: TrainingSetup, per_layer: float, ter
     )
 
 
+NOT_SEQUENCE_TERMS = ("gradients", "generation engine (vLLM)")  # phase terms that do not grow with tokens
+
+
+def margin_line(s: TrainingSetup) -> str:
+    """The one line that says what margin the estimate keeps and why."""
+    if not (s.seq_margin and s.on_gpu):
+        return "margin kept: none (no CUDA allocator here, or a stack whose figures are active memory)"
+    return (
+        f"margin kept: +{s.seq_margin:.0%} on what grows with seq (allocator fragmentation, workspaces: "
+        "not countable exactly)"
+    )
+
+
+def _margin_term(s: TrainingSetup, terms: list[Term]) -> Term | None:
+    """``seq_margin`` of the largest phase's sequence-dependent bytes, added to every phase (the safe side:
+    at least the margin of the phase that peaks). Only on a GPU: the CPU probes have no caching allocator."""
+    if not (s.seq_margin and s.on_gpu):
+        return None
+    dynamic = [t for t in terms if t.phase != "static" and t.name not in NOT_SEQUENCE_TERMS]
+    phases = ("A", "B") + tuple(p for p in "RG" if any(p in t.phase for t in terms if t.phase != "static"))
+    grows = max(sum(t.bytes for t in dynamic if p in t.phase) for p in phases)
+    return Term(
+        "long-sequence margin",
+        s.seq_margin * grows,
+        f"+{s.seq_margin:.0%} of the sequence-dependent terms: allocator fragmentation, kernel workspaces "
+        "(not countable exactly; the safe side)",
+        "".join(phases),  # type: ignore[arg-type]
+    )
+
+
 def estimate_memory(
     model: str | Architecture, setup: TrainingSetup | None = None, **fields
 ) -> MemoryEstimate:
@@ -406,11 +488,14 @@ def estimate_memory(
         elif bits == 8:
             rows = arch.layers * sum(o for _, o in arch.linear_shapes().values())
             terms.append(Term("int8 row scales", rows * 4, "one fp32 scale per output row"))
+        other_b = 4 if s.upcasts else c
         terms.append(
             Term(
                 "embeddings + lm_head + norms",
-                n_other * c,
-                f"{n_other / 1e9:.3f}B params kept in {s.compute_dtype} (not quantized)",
+                n_other * other_b,
+                f"{n_other / 1e9:.3f}B params in fp32 (PEFT's prepare_model_for_kbit_training upcasts them)"
+                if s.upcasts and other_b != c
+                else f"{n_other / 1e9:.3f}B params kept in {s.compute_dtype} (not quantized)",
                 sharded=True,
             )
         )
@@ -462,6 +547,7 @@ def estimate_memory(
     )
     # --- activations ---
     per_layer = layer_activation_bytes(arch, s)
+    res = 4 if s.upcasts else c  # the residual stream: fp32 from an upcast embedding on (bf16 + fp32 = fp32)
     tokens = s.tokens
     dpo, grpo = s.objective == "dpo", s.objective == "grpo"
     rows_how = (
@@ -481,17 +567,17 @@ def estimate_memory(
             )
         )
     else:
-        ckpt = tokens * arch.layers * c * arch.hidden
+        ckpt = tokens * arch.layers * res * arch.hidden
         if s.gradient_checkpointing == "offload":
             notes.append(
                 f"{ckpt / GB:.2f} GB of checkpoints are offloaded to CPU RAM, not counted on the GPU."
             )
-            ckpt = tokens * c * arch.hidden  # the one in flight
+            ckpt = tokens * res * arch.hidden  # the one in flight
         terms.append(
             Term(
                 "checkpoints (block inputs)",
                 ckpt,
-                f"{rows_how} tokens x {c * arch.hidden} B per block"
+                f"{rows_how} tokens x {res * arch.hidden} B per block"
                 + (
                     " (offloaded: one on GPU)"
                     if s.gradient_checkpointing == "offload"
@@ -511,12 +597,12 @@ def estimate_memory(
     terms.append(
         Term(
             "final norm",
-            tokens * (4 + c) * arch.hidden,
+            tokens * (4 + res) * arch.hidden,
             "fp32 input + output of the last RMSNorm",
             "AR" if dpo else "A",
         )
     )
-    loss_b = LOSS_BYTES[s.loss]
+    loss_b = LOSS_BYTES[s.loss] + (UNFUSED_ALLOCATOR_BYTES if s.loss == "unfused" and s.on_gpu else 0.0)
     # TRL's fused log-prob head: one [4096, 32768] tile of logits in the compute dtype at a time, the
     # hidden states it reads (a masked copy, kept for backward) and, in backward, their fp32 gradient.
     tile = min(tokens, TRL_HEAD_TOKEN_TILE) * min(arch.vocab, TRL_HEAD_VOCAB_TILE) * c
@@ -550,12 +636,26 @@ def estimate_memory(
             Term(
                 "logits + loss",
                 tokens * arch.vocab * loss_b,
-                f"{tokens} tokens x {arch.vocab} vocab x {loss_b:g} B ({s.loss} cross-entropy)",
+                f"{tokens} tokens x {arch.vocab} vocab x {loss_b:g} B ({s.loss} cross-entropy"
+                + (
+                    f", {UNFUSED_ALLOCATOR_BYTES:g} B of it a cached fp32 block the allocator cannot reuse)"
+                    if loss_b > LOSS_BYTES[s.loss]
+                    else ")"
+                ),
                 "A",
             )
             if loss_b
-            else Term("logits + loss", 0.0, "fused cross-entropy: no logits tensor is stored", "A")
+            else Term(
+                "logits + loss",
+                tokens * c * arch.hidden,
+                "fused cross-entropy: no logits tensor; the hidden states' gradient, computed in forward "
+                "(unsloth_zoo's fused loss sizes its chunks to half the free memory)",
+                "A",
+            )
         )
+    margin = _margin_term(s, terms)
+    if margin is not None:
+        terms.append(margin)
     if s.runtime_overhead_gb:
         terms.append(
             Term("runtime overhead", s.runtime_overhead_gb * GB, "CUDA context, kernels, allocator slack")

@@ -102,6 +102,7 @@ class Plan:
             "stack": self.stack,
             "decision": self.decision,
             "reason": self.reason,
+            "margin": next(iter(self.fits.values())).estimate.margin if self.fits else "",
             "methods": {
                 m: {
                     "fits": f.fits,
