@@ -27,6 +27,7 @@ import pytest
 
 from loralab.plan.architectures import Architecture
 from loralab.plan.memory import estimate_memory, setup_for
+from test_memory_estimates import RSS_HELPERS
 
 WITHIN = 0.10
 # (seq, gradient checkpointing): the hf stack checkpoints by default; one run without it at the longest
@@ -41,17 +42,7 @@ configs, tiny, r = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.arg
 import torch, transformers, peft
 from peft import LoraConfig, get_peft_model
 gc.freeze()
-libc = ctypes.CDLL("libc.so.6")
-def status(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-def settle():
-    gc.collect(); libc.malloc_trim(0)
-def step(model, opt, ids):
-    loss = model(input_ids=ids, labels=ids).loss
-    loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
-torch.manual_seed(0)
+""" + RSS_HELPERS + r"""torch.manual_seed(0)
 settle(); baseline = status("VmRSS")
 cfg = transformers.LlamaConfig(
     hidden_size=tiny["hidden"], intermediate_size=tiny["intermediate"], num_hidden_layers=tiny["layers"],

@@ -48,13 +48,8 @@ from loralab.plan.memory import GIB, TrainingSetup, estimate_memory, setup_for, 
 
 TOLERANCE = 0.15
 
-_PROBE = r"""
-import ctypes, gc, json, sys
-configs = json.loads(sys.argv[1])
-import torch, transformers, peft, bitsandbytes
-from peft import LoraConfig, get_peft_model
-from loralab.model.embedded import resolve_model_path
-gc.freeze()  # imported before the baseline on purpose; the collector then skips them
+# What every RSS probe process defines: resident memory from /proc, a settle before reading it, one training step.
+RSS_HELPERS = """
 libc = ctypes.CDLL("libc.so.6")
 def status(key):
     for line in open("/proc/self/status"):
@@ -65,7 +60,16 @@ def settle():
 def step(model, opt, ids):
     loss = model(input_ids=ids, labels=ids).loss
     loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
-path = resolve_model_path("embedded/smollm2-135m-instruct")
+"""
+
+_PROBE = r"""
+import ctypes, gc, json, sys
+configs = json.loads(sys.argv[1])
+import torch, transformers, peft, bitsandbytes
+from peft import LoraConfig, get_peft_model
+from loralab.model.embedded import resolve_model_path
+gc.freeze()  # imported before the baseline on purpose; the collector then skips them
+""" + RSS_HELPERS + r"""path = resolve_model_path("embedded/smollm2-135m-instruct")
 for bits in sorted({c["bits"] for c in configs}, reverse=True):  # one load per precision, measured from before it
     group = sorted((c for c in configs if c["bits"] == bits), key=lambda c: (c["gc"], c["seq"]))
     r = group[0]["r"]
