@@ -65,7 +65,7 @@ def grpo_args(cfg: GrpoConfig, output_dir: str | Path, vllm: bool) -> dict:
         "reward_weights": cfg.reward_weight_list,
         "use_vllm": vllm,
         **({"vllm_mode": "colocate"} if vllm else {}),
-        "log_completions": False,  # the table goes to completions.jsonl (CompletionsTable), not to rich/wandb
+        "log_completions": False,  # the table goes to completions.jsonl (record_completions), not to rich/wandb
         "shuffle_dataset": True,
     }
 
