@@ -8,8 +8,8 @@ from loralab.train.packing import keep_rows_apart
 from loralab.train.preference_trainer import build_preference_trainer
 from loralab.train.tracking import log_run_summary, point_tracker_at
 from loralab.train.trainer import build_trainer, run_callbacks, trainer_settings
-from loralab.train.workers import run_training, train_in_workers
+from loralab.train.workers import train_in_workers
 
 __all__ = ["build_preference_trainer", "build_trainer", "checkpoint_step", "keep_rows_apart", "log_run_summary",
            "loraplus_optimizer", "point_tracker_at", "resume_as_trained", "resume_checkpoint", "run_callbacks",
-           "run_training", "train_in_workers", "trainer_settings", "whole_checkpoints"]
+           "train_in_workers", "trainer_settings", "whole_checkpoints"]

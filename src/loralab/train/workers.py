@@ -1,7 +1,10 @@
 """Training on several devices or machines: the training step under torchrun, the rest of the notebook as it is.
 
-    from loralab.train.workers import run_training
-    train_result = run_training(trainer, cfg, checkpoint, run_dir)   # cfg.num_processes == 1: trainer.train()
+    from loralab.train.workers import train_in_workers
+    if cfg.world_size > 1:                                # notebook 01's train cell
+        train_result = train_in_workers(trainer, cfg, checkpoint, run_dir)
+    else:
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
 
 With ``num_processes`` > 1 (or ``num_nodes`` > 1) the notebook's process starts PyTorch's own
 launcher, ``torchrun`` (``python -m torch.distributed.run``), with ``loralab.train.worker`` as the
@@ -157,14 +160,6 @@ def train_in_workers(trainer, cfg: RunConfig, checkpoint: Path | None, run_dir: 
         trainer.state = TrainerState.load_from_json(str(scratch_dir / RESULT_STATE))
         result = json.loads((scratch_dir / RESULT_METRICS).read_text())
     return TrainOutput(result["global_step"], result["training_loss"], result["metrics"])
-
-
-def run_training(trainer, cfg: RunConfig, checkpoint: Path | str | None, run_dir: Path | str):
-    """Train ``trainer``'s model as ``cfg`` says: here (one process) or under torchrun (several)."""
-    checkpoint = Path(checkpoint) if checkpoint else None
-    if cfg.world_size <= 1:
-        return trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    return train_in_workers(trainer, cfg, checkpoint, Path(run_dir))
 
 
 def join_as_node(cfg: RunConfig, node_rank: int) -> None:
