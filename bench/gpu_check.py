@@ -1,11 +1,12 @@
 """GPU check: QLoRA and 16-bit LoRA steps on a random-weight model of a real architecture's shape.
 
-    bash bench/gpu_check.sh --download build/gpu-wheels --python-version 3.11   # here: wheels in part1..3
-    bash bench/gpu_check.sh --wheels build/gpu-wheels/part1 --install-only      # CUDA machine, one call a part
-    bash bench/gpu_check.sh --wheels build/gpu-wheels/part3 --out $OUT/gpu_check.json   # last part: install, run
-    bash bench/gpu_check.sh --shape tiny --out /tmp/gpu_check.json              # CPU, tiny shape (the test)
-    .venv/bin/python bench/gpu_check.py --shape tiny --paths hf_lora16          # the Python part alone
-    bash bench/gpu_check.sh --layers 8 --model-dir build/gpu-check-model        # 8 blocks; folder kept, reused
+    python bench/gpu_check.py --out $OUT/gpu_check.json                         # CUDA machine, every path
+    .venv/bin/python bench/gpu_check.py --shape tiny --out /tmp/gpu_check.json  # CPU, tiny shape (the test)
+    python bench/gpu_check.py --paths hf_qlora,hf_lora16                        # only the paths asked for
+    python bench/gpu_check.py --layers 8 --model-dir build/gpu-check-model      # 8 blocks; folder kept, reused
+
+A machine that lacks unsloth, TRL, datasets or bitsandbytes gets them as wheels with
+``scripts/gpu_wheels.py`` (download here, install there) before it runs this.
 
 The model is built from a config only (``transformers.LlamaConfig`` with Llama-3.1-8B's shape, or a
 tiny shape for a CPU), with random weights and a word-level tokenizer over the model's vocabulary,
@@ -20,7 +21,8 @@ subprocess so that peaks do not mix:
   hf_lora16       the same with a 16-bit base
 
 A path whose packages are missing (no unsloth: no loralab path; no bitsandbytes: no QLoRA) is reported
-as ``skipped: <reason>``, and the others still run. Per path: tokens/s over the timed steps (warm-up
+as ``skipped: <reason>`` and the others still run, but the check then exits 1: a path asked for (all four
+unless ``--paths`` names fewer) that did not run is not a pass. Per path: tokens/s over the timed steps (warm-up
 steps skipped), peak memory during training (``torch.cuda.max_memory_allocated`` on CUDA, peak RSS on
 a CPU), the planner's estimate for the same setting (``loralab.plan.memory.estimate_memory``) next to
 it, and MFU against the GPU's spec sheet. The table goes to stdout, everything to ``--out`` as JSON.
@@ -208,8 +210,8 @@ def build_worker(args: argparse.Namespace) -> dict:
 
 
 def _needs(path: str) -> list[str]:
-    """Modules a path imports, in import order (unsloth first: it patches transformers, PEFT and TRL)."""
-    needs = ["unsloth", "trl", "datasets", "pydantic"] if path.startswith("loralab") else ["pydantic"]
+    """Modules a path imports, in import order (unsloth before the stack: it patches transformers, PEFT and TRL)."""
+    needs = ["pydantic", "unsloth", "trl", "datasets"] if path.startswith("loralab") else ["pydantic"]
     needs += ["torch", "transformers", "peft", "accelerate"]
     if path.endswith("qlora"):
         needs.append("bitsandbytes")
@@ -496,8 +498,16 @@ def make_report(args: argparse.Namespace, arch, per_token: float, results: dict[
     return report
 
 
+def exit_code(results: dict[str, dict]) -> int:
+    """0 when every path asked for ran; 1 when one failed or was skipped (saying which)."""
+    not_run = {name: r for name, r in results.items() if r["status"] != "ok"}
+    for name, r in not_run.items():
+        print(f"{name} {r['status']}: {r['reason']}")
+    return 1 if not_run else 0
+
+
 def run(args: argparse.Namespace) -> int:
-    """Build the model, run every path, print the table and write --out; 1 if a path failed."""
+    """Build the model, run every path asked for, print the table and write --out; 1 unless every path ran."""
     from loralab.plan.architectures import get_architecture
 
     own_dir = args.model_dir is None
@@ -539,58 +549,11 @@ def run(args: argparse.Namespace) -> int:
         for name, r in results.items():
             if r["status"] == "failed":
                 print(f"\n--- {name} failed; the end of its output:\n{r.get('log', '')[-2500:]}")
-        return 1 if any(r["status"] == "failed" for r in results.values()) else 0
+        return exit_code(results)
     finally:
         shutil.rmtree(args.work_dir, ignore_errors=True)
         if own_dir and not args.keep_model:
             shutil.rmtree(args.model_dir, ignore_errors=True)
-
-
-def split_wheels(sizes: dict[str, int], cap: int) -> list[list[str]]:
-    """Group files into parts of at most ``cap`` bytes each (first fit, largest first; a file over the cap
-    gets a part of its own)."""
-    parts: list[list[str]] = []
-    room: list[int] = []
-    for name in sorted(sizes, key=lambda n: (-sizes[n], n)):
-        fit = next((i for i, free in enumerate(room) if sizes[name] <= free), None)
-        if fit is None:
-            parts.append([name])
-            room.append(cap - sizes[name])
-        else:
-            parts[fit].append(name)
-            room[fit] -= sizes[name]
-    return parts
-
-
-def move_into_parts(folder: Path, cap_mib: float) -> list[Path]:
-    """Move the wheels of ``folder`` into sibling folders part1, part2, ... (``split_wheels``)."""
-    sizes = {w.name: w.stat().st_size for w in folder.glob("*.whl")}
-    made = []
-    for i, names in enumerate(split_wheels(sizes, int(cap_mib * 2**20)), start=1):
-        part = folder.parent / f"part{i}"
-        part.mkdir(exist_ok=True)
-        for name in names:
-            (folder / name).replace(part / name)
-        total = sum(sizes[n] for n in names) / 2**20
-        print(f"{part}: {len(names)} wheels, {total:.1f} MiB ({', '.join(sorted(names))})")
-        made.append(part)
-    return made
-
-
-PREFLIGHT_MODULES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "trl", "datasets", "pyarrow",
-                     "unsloth", "unsloth_zoo", "pydantic", "triton", "xformers", "cut_cross_entropy")
-
-
-def preflight() -> None:
-    """Which of the packages the paths use are installed (no heavy import), and the Python in use."""
-    import importlib.metadata
-
-    print(f"python {sys.version.split()[0]} ({sys.executable})")
-    for name in PREFLIGHT_MODULES:
-        try:
-            print(f"  {name:18s} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            print(f"  {name:18s} not installed")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -614,9 +577,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", help="write the report as JSON here")
     parser.add_argument("--work-dir", help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--preflight", action="store_true", help="list the installed packages and stop")
-    parser.add_argument("--split-wheels", metavar="DIR", help="move DIR's wheels into parts (gpu_check.sh --download)")
-    parser.add_argument("--part-mib", type=float, default=56, help="size limit of one --split-wheels part")
     from loralab.plan.cli import renamed_flag  # an old option name: refused, naming the new one
 
     old = renamed_flag(sys.argv[1:] if argv is None else argv, ("--per-device-train-batch-size", "--max-seq-length",
@@ -641,12 +601,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.preflight:
-        preflight()
-        return 0
-    if args.split_wheels:
-        move_into_parts(Path(args.split_wheels), args.part_mib)
-        return 0
     if args.worker == "build":
         print(RESULT + json.dumps(build_worker(args)), flush=True)
         return 0

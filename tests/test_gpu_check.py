@@ -1,5 +1,6 @@
-"""bench/gpu_check.sh: its pure parts (FLOP formula, spec sheets, planner setting, wheel parts) and one
-whole tiny-shape run on the CPU, so the script is known to work before a GPU ever runs it."""
+"""bench/gpu_check.py: its pure parts (FLOP formula, spec sheets, planner setting, exit code) and one whole
+tiny-shape run on the CPU, so the script is known to work before a GPU ever runs it; scripts/gpu_wheels.py,
+which brings the packages to a bare machine."""
 
 from __future__ import annotations
 
@@ -14,15 +15,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "bench" / "gpu_check.sh"
+SCRIPT = REPO / "bench" / "gpu_check.py"
+WHEELS = REPO / "scripts" / "gpu_wheels.py"
 
 
 @pytest.fixture(scope="module")
 def check():
-    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "bench" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # module level is stdlib only: nothing heavy loads here
-    return module
+    return _module(SCRIPT)  # module level is stdlib only: nothing heavy loads here
 
 
 def test_flops_per_token_is_6n_plus_the_attention_term(check):
@@ -92,7 +91,7 @@ def test_an_old_option_name_is_refused_with_its_name_now(check, capsys):
 
 def test_a_missing_package_skips_a_path_with_its_reason(check, monkeypatch):
     """No unsloth: no loralab path; no bitsandbytes: no QLoRA; the reason names the module."""
-    assert check._needs("loralab_qlora")[0] == "unsloth" and "bitsandbytes" in check._needs("hf_qlora")
+    assert check._needs("loralab_qlora")[:2] == ["pydantic", "unsloth"] and "bitsandbytes" in check._needs("hf_qlora")
     assert "bitsandbytes" not in check._needs("hf_lora16") and "unsloth" not in check._needs("hf_lora16")
     monkeypatch.setattr(check, "_needs", lambda path: ["json", "no_such_module_for_gpu_check"])
     reason = check._missing("hf_qlora")
@@ -106,11 +105,36 @@ def test_an_unknown_path_is_refused_before_anything_runs():
     assert "hf_lora8" in proc.stderr and "loralab_qlora" in proc.stderr
 
 
-def test_wheels_split_into_parts_under_the_cap(check):
+def test_a_skipped_path_fails_the_check(check, capsys):
+    """Every path asked for must run: one skipped (its packages missing) or failed makes the exit 1."""
+    ok = {"status": "ok"}
+    assert check.exit_code({"hf_lora16": ok, "hf_qlora": ok}) == 0
+    skipped = {"status": "skipped", "reason": "bitsandbytes does not import (ModuleNotFoundError)"}
+    assert check.exit_code({"hf_lora16": ok, "hf_qlora": skipped}) == 1
+    assert "hf_qlora skipped: bitsandbytes does not import" in capsys.readouterr().out
+    assert check.exit_code({"hf_lora16": {"status": "failed", "reason": "exit 1: CUDA out of memory"}}) == 1
+
+
+def test_every_path_skipped_exits_non_zero(check, tmp_path):
+    """The whole check on a machine without pydantic (a bare GPU machine): every path is skipped, exit 1."""
+    hide = tmp_path / "hide" / "pydantic"  # every path needs it
+    hide.mkdir(parents=True)
+    (hide / "__init__.py").write_text("raise ImportError('pydantic hidden by the test')\n")
+    hide = hide.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hide), str(REPO / "src")])}
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--shape", "tiny"], capture_output=True, text=True,
+                          check=False, timeout=300, env=env)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for name in check.PATHS:
+        assert f"{name} skipped:" in proc.stdout, name
+
+
+def test_wheels_split_into_parts_under_the_cap():
+    wheels = _module(WHEELS)
     mib = 2**20
     sizes = {"bitsandbytes.whl": 43 * mib, "pyarrow.whl": 42 * mib, "unsloth.whl": 29 * mib, "trl.whl": 1 * mib,
              "unsloth_zoo.whl": 3 * mib, "huge.whl": 70 * mib}
-    parts = check.split_wheels(sizes, 56 * mib)
+    parts = wheels.split_wheels(sizes, 56 * mib)
     assert sorted(n for p in parts for n in p) == sorted(sizes)
     assert ["huge.whl"] in parts  # over the cap: alone
     assert all(sum(sizes[n] for n in p) <= 56 * mib for p in parts if p != ["huge.whl"])
@@ -122,25 +146,29 @@ def test_the_installer_skips_installed_and_missing_wheels(tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "pytest-0.0.1-py3-none-any.whl").write_bytes(b"not a wheel")
     (tmp_path / "empty").mkdir()
-    env = {**os.environ, "PYTHON": sys.executable}
-    proc = subprocess.run(["bash", str(SCRIPT), "--wheels", str(tmp_path / "full"), "--wheels",
-                           str(tmp_path / "empty"), "--install-only"],
-                          capture_output=True, text=True, check=False, timeout=120, env=env)
+    proc = subprocess.run([sys.executable, str(WHEELS), "install", str(tmp_path / "full"), str(tmp_path / "empty")],
+                          capture_output=True, text=True, check=False, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "pytest-0.0.1-py3-none-any.whl: already installed, skipped" in proc.stdout
-    assert f"none in {tmp_path / 'empty'}" in proc.stdout
-    assert "transformers" in proc.stdout and "python 3." in proc.stdout  # the preflight list
+    assert f"{tmp_path / 'empty'}: no wheels" in proc.stdout
+    assert "transformers" in proc.stdout and "python 3." in proc.stdout  # the list of what is installed
+
+
+def _module(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.slow
 def test_the_tiny_run_measures_every_path_on_cpu(tmp_path):
     """The whole script on a CPU: every path trains, with tokens/s, a peak and the planner's estimate."""
-    (tmp_path / "wheels").mkdir()
     out = tmp_path / "gpu_check.json"
-    env = {**os.environ, "PYTHON": sys.executable, "UNSLOTH_CPU_BF16": "0"}
+    env = {**os.environ, "UNSLOTH_CPU_BF16": "0"}
     started = time.time()
-    proc = subprocess.run(["bash", str(SCRIPT), "--wheels", str(tmp_path / "wheels"), "--shape", "tiny",
-                           "--out", str(out)], capture_output=True, text=True, check=False, timeout=600, env=env)
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--shape", "tiny", "--out", str(out)],
+                          capture_output=True, text=True, check=False, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())
     assert set(report) >= {"shape", "device", "base_params", "settings", "flops_per_token", "flops_formula",
