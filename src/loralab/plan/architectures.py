@@ -424,11 +424,18 @@ def _field(path: Path, cfg: dict, key: str, *, required: bool = True) -> int | N
 
 def _from_config_json(folder: Path) -> Architecture:
     path = folder / "config.json"
-    cfg = _read_config(path)
+    return architecture_from_config(_read_config(path), folder.resolve().name or str(folder), path)
+
+
+def architecture_from_config(cfg: dict, name: str, path: Path | str = "config") -> Architecture:
+    """The shapes of a transformers config's fields (a loaded model's ``model.config.to_dict()`` or a
+    config.json's); ``path`` names the source in errors."""
+    path = Path(path)
+    cfg = cfg.get("text_config") or cfg
     hidden, heads = _field(path, cfg, "hidden_size"), _field(path, cfg, "num_attention_heads")
     model_type = str(cfg.get("model_type") or "llama")
     arch = Architecture(
-        name=folder.resolve().name or str(folder),
+        name=name,
         family=model_type,
         hidden=hidden,
         intermediate=_field(path, cfg, "intermediate_size"),

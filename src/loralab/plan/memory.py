@@ -5,6 +5,7 @@
     est.total_gb            # peak bytes / 1e9
     est.rows()              # [(term, GB, how it is computed), ...] for a table
     tutorial_rule_gb(8.03, 4)   # the tutorial's params * bits/8 * 1.2, for comparison
+    generation_batch_size(arch, free_bytes, prompt_tokens=512, new_tokens=48, value_bytes=2, most=32)
 
 The peak is ``static + max(phase A, phase B)``:
 
@@ -373,6 +374,25 @@ def dora_activation_bytes(arch: Architecture, s: TrainingSetup) -> float:
     return float(sum(width * shapes[m][1] for m in _trained_modules(arch, s)))
 
 
+def kv_cache_bytes_per_token(arch: Architecture, value_bytes: int) -> int:
+    """Keys and values of one token in every block: layers x 2 x kv_dim x bytes per value."""
+    return arch.layers * 2 * arch.kv_dim * value_bytes
+
+
+GENERATION_SHARE = 0.5  # of the free memory, for one batch of greedy generation (the rest: allocator slack)
+
+
+def generation_batch_size(arch: Architecture, free_bytes: int, prompt_tokens: int, new_tokens: int,
+                          value_bytes: int, most: int) -> int:
+    """The most prompts to generate for at once so that, per row, the KV cache at full length, the prompt's
+    prefill through one block (no grad) and the sampled position's logits stay within ``GENERATION_SHARE``
+    of ``free_bytes``; between 1 and ``most``. An estimate on the safe side, not a measurement."""
+    cache = (prompt_tokens + new_tokens) * kv_cache_bytes_per_token(arch, value_bytes)
+    prefill = prompt_tokens * (3 * arch.hidden + 2 * arch.intermediate + arch.q_dim + 2 * arch.kv_dim) * value_bytes
+    logits = arch.vocab * (value_bytes + 2 * 4)
+    return max(1, min(most, int(free_bytes * GENERATION_SHARE // (cache + prefill + logits))))
+
+
 def _generation_term(arch: Architecture, s: TrainingSetup, per_layer: float, terms: list[Term]) -> Term:
     """GRPO's sampling. Plain generation (``model.generate``, phase G): the KV cache of every row at full
     length, the prompts' no-grad prefill (one block's activations at a time) and the sampled position's
@@ -386,7 +406,7 @@ def _generation_term(arch: Architecture, s: TrainingSetup, per_layer: float, ter
             f"{s.engine_gb:.1f} GiB reserved by vLLM (Unsloth's fast_inference, gpu_memory_utilization "
             f"{VLLM_SHARE:g}), less the base weights it shares with training: its KV cache and buffers",
         )
-    cache = s.tokens * arch.layers * 2 * arch.kv_dim * c
+    cache = s.tokens * kv_cache_bytes_per_token(arch, c)
     prefill = s.rows * s.seq * per_layer
     sampling = s.rows * arch.vocab * (c + 2 * 4)
     return Term(
