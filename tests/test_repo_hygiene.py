@@ -29,9 +29,38 @@ def test_there_are_notebooks_and_params():
     assert {p.name for p in PARAMS_01} >= {"default.yaml", "smoke.yaml", "colab_t4.yaml"}
 
 
+NOTEBOOK_PARAMS = sorted(p for p in (REPO / "params").glob("*/*.yaml") if p.parent.name != "sweeps")
+GPU_NAMES = re.compile(r"\b(T4|A100|H100|L4|GPU)\b")
+A_TIME = re.compile(r"\d+\s*(minutes|hours)\b")
+
+
 @pytest.mark.parametrize("path", PARAMS_01, ids=lambda p: p.name)
 def test_every_params_file_validates(path):
     load_params(path)
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_PARAMS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_notebooks_params_file_validates_against_its_schema(path):
+    from loralab.params.contracts import CONTRACTS
+    from loralab.params.schema import validate_against
+    from loralab.params.yaml_reader import read_params_file
+
+    validate_against(CONTRACTS[path.parent.name].schema, read_params_file(path), str(path))
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_PARAMS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_a_gpu_time_in_a_params_file_is_labelled_an_estimate(path):
+    """No GPU params file has been run on its GPU: a time it states says it is an estimate, for the whole run."""
+    header = "".join(line for line in path.read_text().splitlines(keepends=True) if line.startswith("#"))
+    if GPU_NAMES.search(header) and A_TIME.search(header):
+        assert "an estimate (not measured" in header and "in all" in header, path
+
+
+def test_a_notebook_that_names_colab_t4_yaml_ships_one():
+    """The parameters cell's params_file comment names colab_t4.yaml as its example: each such notebook has one."""
+    for notebook in NOTEBOOKS:
+        if "colab_t4.yaml" in notebook.read_text():
+            assert (REPO / "params" / notebook.stem / "colab_t4.yaml").is_file(), notebook.name
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "params" / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
