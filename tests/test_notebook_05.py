@@ -123,6 +123,46 @@ def test_from_an_sft_adapter_with_a_kl_term(from_sft, tiny_sft_adapter):
     assert m["base_fingerprint_before"] == m["base_fingerprint_after"]
 
 
+def test_the_sft_adapter_continues_on_unsloths_path(from_sft, tiny_sft_adapter):
+    """The cell builds the adapter with Unsloth's get_peft_model in the SFT adapter's shape (r 8, alpha 16 over
+    the cell's 4 and 8) and copies its weights in; the saved result keeps that shape."""
+    executed = json.loads((from_sft["dir"] / NB05.name).read_text())
+    printed = "".join(text for cell in executed["cells"] for out in cell.get("outputs", [])
+                      for text in out.get("text", []))
+    assert "from the SFT adapter's adapter_config.json: lora_r 8, lora_alpha 16" in printed
+    saved = json.loads((from_sft["dir"] / "adapter" / "adapter_config.json").read_text())
+    assert (saved["r"], saved["lora_alpha"]) == (8, 16)
+
+
+def test_sft_weights_are_copied_into_unsloths_adapter(tiny_sft_adapter):
+    from peft.utils import load_peft_weights
+    from unsloth import FastLanguageModel
+
+    from loralab.adapters.sft_start import adopt_sft_shape, load_sft_weights
+    from loralab.model import resolve_model_path
+    from loralab.params.grpo_config import GrpoConfig
+
+    cfg = adopt_sft_shape(GrpoConfig(**{**TINY, "sft_adapter": str(tiny_sft_adapter)}))
+    model, _ = FastLanguageModel.from_pretrained(model_name=resolve_model_path(cfg.model_name), max_seq_length=64,
+                                                 load_in_4bit=False, dtype=None)
+    model = FastLanguageModel.get_peft_model(model, r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                                             target_modules=cfg.target_module_list, use_rslora=cfg.use_rslora)
+    load_sft_weights(model, tiny_sft_adapter)
+    saved = load_peft_weights(str(tiny_sft_adapter), device="cpu")
+    params = dict(model.named_parameters())
+    for key, value in saved.items():
+        name = key.replace(".lora_A.weight", ".lora_A.default.weight").replace(".lora_B.weight", ".lora_B.default.weight")
+        assert params[name].detach().equal(value.to(params[name].dtype)), name
+        assert params[name].requires_grad, name
+    other = adopt_sft_shape(GrpoConfig(**{**TINY, "sft_adapter": str(tiny_sft_adapter)})).model_copy(update={"lora_r": 2})
+    small = FastLanguageModel.get_peft_model(
+        FastLanguageModel.from_pretrained(model_name=resolve_model_path(cfg.model_name), max_seq_length=64,
+                                          load_in_4bit=False, dtype=None)[0],
+        r=other.lora_r, lora_alpha=other.lora_alpha, target_modules=other.target_module_list)
+    with pytest.raises(ValueError, match="do not fit the adapter built here"):
+        load_sft_weights(small, tiny_sft_adapter)
+
+
 def test_a_broken_reward_is_refused_before_any_training_step(folder):
     from loralab.runs.runner import run_notebook
 
