@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from loralab.plan.memory import estimate_memory, setup_for
+from loralab.plan.memory import GIB, estimate_memory, setup_for
 from loralab.plan.planner import plan
 
 WITHIN = 0.20
@@ -47,9 +47,15 @@ CONTEXT = [
     ("llama-3.1-70b", 48, "hf", 0),
     ("llama-3.1-70b", 80, "hf", 6_916),
 ]
-# Safe but more than 20% short: the 70B table's 48 GB row implies ~1.2 GiB less fixed memory than the
-# planner counts (it matches the 8B table's to 0.05 GiB); at 48 GiB almost all of the card is fixed memory,
-# so that difference is 29% of the context. Unsloth does not publish the 70B run's optimizer or dtypes.
+# Safe but more than 20% short. Each Unsloth table is a straight line in the card's memory (the 8B table's
+# seven rows to the token; the 70B rows were run on one 80 GB A100), so it gives a fixed memory (the line at
+# 0 tokens) and a cost per token. Per token the planner is 6-8% above both lines: its long-sequence margin.
+# Fixed memory: 0.05 GiB above the 8B line, 1.17 GiB above the 70B line. Every fixed term is read from the
+# stack's code (test_fixed_memory_is_where_the_70b_48gb_row_falls_short); with 48 GiB, 92% of the card is
+# fixed memory, and 1.17 GiB of it is 29% of the context. The same page's "Unsloth (Old)" line for the same
+# model and weights puts the fixed memory 0.74 GiB lower than its new line, so the published 70B fixed memory
+# is not pinned to better than that. Unsloth does not publish the 70B run's optimizer: adamw_8bit would close
+# the gap at 70B (2.3 GiB less) but put the 8B rows above the planner (0.47 GiB less there).
 TOO_SHORT = {("llama-3.1-70b", 48, "unsloth")}
 
 _TT_LORA = ("q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -103,6 +109,32 @@ def test_docs_table_matches_the_planner():
         ours = estimate_memory("llama-3.1-8b", setup_for("torchtune", **fields)).total_gib
         key = ("torchtune 8B", "24 GB", f"{label} r=8, batch 2 x 2,048: peak GiB")
         assert rows.get(key) == (f"{published_gib}", f"{ours:.1f}"), f"docs row {key}"
+
+
+def _published_line(model: str, stack: str) -> tuple[float, float]:
+    """(fixed GiB, bytes per token) of the straight line through a table's two largest cards."""
+    (gb1, n1), (gb2, n2) = sorted((gb, n) for m, gb, s, n in CONTEXT if m == model and s == stack and n)[-2:]
+    per_token = (gb2 - gb1) * GIB / (n2 - n1)
+    return gb1 - n1 * per_token / GIB, per_token
+
+
+def _planned_line(model: str) -> tuple[float, float]:
+    short, long = (estimate_memory(model, setup_for("unsloth", method="qlora", batch=1, r=32, seq=n))
+                   for n in (1_000, 2_000))
+    return short.static_bytes / GIB, (long.total_bytes - short.total_bytes) / 1_000
+
+
+def test_fixed_memory_is_where_the_70b_48gb_row_falls_short():
+    """The analysis behind TOO_SHORT, pinned: per token the planner keeps its margin over both Unsloth
+    tables; its fixed memory (4-bit weights and their constants, Unsloth's dequantization buffer, bf16
+    embeddings and lm_head, fp32 LoRA weights, their gradients and AdamW states, the CUDA runtime) is the
+    8B line's and 1.2 GiB above the 70B line's. If a change closes that gap, this test says so."""
+    for model, gap in (("llama-3.1-8b", (0.0, 0.1)), ("llama-3.1-70b", (1.0, 1.3))):
+        fixed, per_token = _published_line(model, "unsloth")
+        our_fixed, our_per_token = _planned_line(model)
+        assert 1.0 < our_per_token / per_token < 1 + WITHIN, (model, our_per_token, per_token)
+        assert gap[0] <= our_fixed - fixed <= gap[1], (model, our_fixed, fixed)
+    assert _planned_line("llama-3.1-70b")[0] / 48 > 0.9  # a 48 GiB card is almost all fixed memory
 
 
 def test_plan_says_which_margin_it_keeps():
