@@ -143,3 +143,35 @@ def test_plan_says_which_margin_it_keeps():
     assert p.fits["qlora"].estimate.term("long-sequence margin") > 0
     cpu = estimate_memory("llama-3.1-8b", setup_for("hf", runtime_overhead_gb=0.0))
     assert cpu.term("long-sequence margin") == 0 and cpu.margin.startswith("margin kept: none")
+
+
+# docs/planner.md's table of several GPUs: (model, GPUs, GiB per GPU, strategy or "-" for one GPU)
+GPU_ROWS = [
+    ("llama-3.1-70b", 1, 48, "-"),
+    ("llama-3.1-70b", 2, 48, "ddp"),
+    ("llama-3.1-70b", 2, 48, "fsdp"),
+    ("llama-3.1-70b", 2, 40, "ddp"),
+    ("llama-3.1-70b", 2, 40, "fsdp"),
+    ("llama-3.1-8b", 2, 16, "ddp"),
+    ("llama-3.1-8b", 2, 16, "fsdp"),
+]
+
+
+def gpus_table_row(model: str, gpus: int, gb: float, strategy: str) -> str:
+    """One row of docs/planner.md's several-GPU table, as the planner answers it (batch 2 x 2,048, r=16)."""
+    p = plan(model, gpu_gb=gb, gpus=gpus, strategy="ddp" if strategy == "-" else strategy)
+
+    def cell(method: str) -> str:
+        f = p.fits[method]
+        comm = f", {f.comm_mb:,.0f} MB" if gpus > 1 else ""
+        return f"{f.estimate.total_gib:.1f} ({'fits' if f.fits else 'no'}){comm}"
+
+    sharded = [a.message.split(":")[0] for a in p.advice if a.topic == "fits only sharded"]
+    decision = p.decision + "".join(f': "{m}"' for m in sharded)
+    return f"| {model}, {gpus} x {gb:g} GiB | {strategy} | {cell('lora')} | {cell('qlora')} | {decision} |"
+
+
+def test_docs_gpus_table_matches_the_planner():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "planner.md").read_text()
+    for row in GPU_ROWS:
+        assert gpus_table_row(*row) in text, f"docs/planner.md lacks: {gpus_table_row(*row)}"
