@@ -14,7 +14,8 @@ Sources:
   16.2 GiB, QLoRA 7.4 GiB (recipes llama3_1/8B_lora_single_device and 8B_qlora_single_device: rank 8).
 
 The tables' "GB" is read as the card's GiB, what ``plan()`` takes. The same table lives in
-docs/planner.md ("Published references"); ``test_docs_table_matches_the_planner`` keeps them in step.
+docs/planner.md ("Published references"); ``test_docs_table_matches_the_planner`` keeps them in step, and
+the page's tables of several GPUs and of torchtune's 3B peaks are checked the same way.
 """
 
 from __future__ import annotations
@@ -175,3 +176,17 @@ def test_docs_gpus_table_matches_the_planner():
     text = (Path(__file__).resolve().parents[1] / "docs" / "planner.md").read_text()
     for row in GPU_ROWS:
         assert gpus_table_row(*row) in text, f"docs/planner.md lacks: {gpus_table_row(*row)}"
+
+
+def test_docs_torchtune_3b_table_matches_the_estimates():
+    from test_memory_estimates import PUBLISHED
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "planner.md").read_text()
+    prefix = "torchtune Llama-3.2-3B "
+    rows = [(label[len(prefix):], model, fields, pub) for label, model, fields, pub in PUBLISHED
+            if label.startswith(prefix)]
+    assert len(rows) == 4
+    for setup, model, fields, published_gib in rows:
+        ours = estimate_memory(model, setup_for("torchtune", **fields)).total_gib
+        row = f"| {setup} | {published_gib} | {ours:.1f} | {ours / published_gib - 1:+.1%} |"
+        assert row in text, f"docs/planner.md lacks: {row}"
