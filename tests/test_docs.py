@@ -47,6 +47,20 @@ def test_readme_is_a_front_door():
         assert re.search(rf"^{command} +{re.escape(line)}$", README, flags=re.MULTILINE), command
 
 
+def test_only_the_performance_page_dates_its_figures():
+    """A page states what holds now and links to performance.md for when and where a figure was measured;
+    history is git's. A date inside code (a file name such as ``hosted/colab-gpu-2026-08-19.txt``) is not
+    history."""
+    code = re.compile(r"```.*?```|`[^`\n]+`", re.DOTALL)
+    dated = {
+        str(page.relative_to(REPO)): found
+        for page in sorted(DOCS.rglob("*.md"))
+        if page.name != "performance.md"
+        and (found := re.findall(r"20\d\d-\d\d-\d\d", code.sub("", page.read_text())))
+    }
+    assert not dated, f"dated sentences outside docs/performance.md: {dated}"
+
+
 def test_readme_has_a_badge_row_per_notebook_as_in_its_first_cell():
     import json
 
