@@ -66,8 +66,8 @@ class GrpoConfig(RunConfig):
     lora_r: int = Field(8, ge=1, le=1024, description="LoRA rank r (RL needs little capacity: 8 is plenty)")
     lora_alpha: float = Field(16, gt=0, description="LoRA alpha; the update is scaled by alpha/r")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA input, in [0, 1)")
-    learning_rate: float = Field(2e-4, gt=0, le=1, description="peak learning rate (GRPO with LoRA: about 10x "
-                                 "the SFT rate)")
+    learning_rate: float = Field(2e-4, gt=0, le=1, description="peak learning rate (where to start: "
+                                 "docs/choosing.md)")
     max_steps: int = Field(30, ge=1, description="optimizer steps")
     per_device_train_batch_size: int = Field(16, ge=1, description="completions per step per device (a multiple "
                                              "of num_generations: prompts x generations)")
