@@ -341,3 +341,16 @@ def test_perturbed_bases_are_refused(base_and_adapter):
             pytest.raises(ValueError, match="chat template"):
         check_adapter_base(adapter, str(other))
     assert check_adapter_base(adapter, str(base)).verified  # the original is untouched
+
+
+def test_notebook_03_takes_a_shipped_params_file_by_name(capsys):
+    """params_file in notebook 03's cell picks params/03_adapters/<name>, whose values replace the cell's."""
+    from loralab.params.adapters_demo import AdaptersDemoConfig
+    from loralab.runs.notebook_params import notebook_params
+
+    cell = {"params_file": "colab_t4.yaml", "model_name": "embedded/smollm2-135m-instruct", "max_steps": 6}
+    demo = notebook_params(cell, set(), schema=AdaptersDemoConfig)
+    assert demo.model_name == "unsloth/Llama-3.2-1B-Instruct-bnb-4bit" and demo.load_in_4bit and demo.max_steps == 40
+    assert "params/03_adapters/colab_t4.yaml" in capsys.readouterr().out
+    with pytest.raises(ParamsError, match=r"nor a shipped params file of this notebook \(colab_t4.yaml\)"):
+        notebook_params({"params_file": "t4.yaml"}, set(), schema=AdaptersDemoConfig)

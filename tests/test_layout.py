@@ -120,7 +120,7 @@ def test_notebook_demo_helpers_are_not_public_api():
     """What only notebook 03's demo uses is imported from its module, not re-exported by a wing."""
     import importlib
 
-    demo_only = {"demo_params_from_namespace", "caps_rows", "train_adapter", "base_with_changed_template",
+    demo_only = {"caps_rows", "train_adapter", "base_with_changed_template",
                  "base_with_one_weight_changed"}
     exported = {name for stage in WINGS for name in importlib.import_module(f"loralab.{stage}").__all__}
     assert not demo_only & exported, f"demo helpers in a wing's __all__: {sorted(demo_only & exported)}"

@@ -1,7 +1,6 @@
 """Parameters of notebook 03 (adapters: manifests, verified loading, hot-swap serving, merge).
 
-    from loralab.params.adapters_demo import demo_params_from_namespace
-    demo = demo_params_from_namespace(globals(), _names_before_parameters)   # unknown names, bad values stop here
+    demo = notebook_params(globals(), _names_before_parameters, schema=AdaptersDemoConfig)   # loralab.runs
     demo.train_config()                                                      # a RunConfig for one small adapter
     merge_adapter(adapter, out / "merged", **demo.merge_options())           # merge_into and parity settings
 
@@ -16,7 +15,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from loralab.params.notebook import params_from_namespace
 from loralab.params.run_config import RunConfig, validate_params
 from loralab.params.schema import validate_against
 
@@ -88,8 +86,3 @@ class AdaptersDemoConfig(BaseModel):
 def validate_demo_params(params: dict[str, Any], source: str = "notebook 03 parameters") -> AdaptersDemoConfig:
     """Validate notebook 03's parameters, or raise ParamsError with a sentence per problem."""
     return validate_against(AdaptersDemoConfig, params, source)
-
-
-def demo_params_from_namespace(namespace: dict[str, Any], names_before: set[str]) -> AdaptersDemoConfig:
-    """Validate every name the parameters cell (or papermill's injected cell) defined."""
-    return params_from_namespace(namespace, names_before, AdaptersDemoConfig)

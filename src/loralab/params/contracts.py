@@ -48,6 +48,11 @@ class NotebookContract:
     # The knobs a reader changes, (name, short comment), when the parameters cell shows only those (after
     # params_file); every other field keeps its schema default and is set with -p, a params file or a sweep.
     knobs: tuple[tuple[str, str], ...] = ()
+    params_file: bool = False  # the cell opens with params_file (a cell of knobs always does)
+
+    @property
+    def takes_params_file(self) -> bool:
+        return self.params_file or bool(self.knobs)
 
     @property
     def names(self) -> list[str]:
@@ -178,7 +183,7 @@ CONTRACTS = {c.name: c for c in (
     NotebookContract("01_qlora_finetune", RunConfig, _RUN_CELL, folder_param="run_dir", several_machines=True,
                      knobs=_RUN_KNOBS),
     NotebookContract("02_sweep_report", SweepReportConfig, (("", ("sweep_dir",)),), results_file=None),
-    NotebookContract("03_adapters", AdaptersDemoConfig, _ADAPTERS_CELL, folder_param="run_dir"),
+    NotebookContract("03_adapters", AdaptersDemoConfig, _ADAPTERS_CELL, folder_param="run_dir", params_file=True),
     NotebookContract("04_preference_tuning", PreferenceConfig, _PREFERENCE_CELL, folder_param="run_dir",
                      knobs=_PREFERENCE_KNOBS),
     NotebookContract("05_grpo", GrpoConfig, _GRPO_CELL, folder_param="run_dir", knobs=_GRPO_KNOBS),
@@ -221,12 +226,14 @@ def literal(value: Any) -> str:
 
 
 def parameters_cell(contract: NotebookContract) -> str:
-    """The notebook's parameters cell: ``name = default  # comment`` per name. With ``knobs``: ``params_file``,
-    then the knobs with their short comments; else every field, grouped under headings, with its help line."""
+    """The notebook's parameters cell: ``name = default  # comment`` per name, after ``params_file`` where the
+    notebook takes one. With ``knobs``: the knobs with their short comments; else every field, grouped under
+    headings, with its help line."""
     fields = contract.schema.model_fields
     lines: list[str] = []
-    if contract.knobs:
+    if contract.takes_params_file:
         lines.append(f'{PARAMS_FILE} = ""  # {PARAMS_FILE_COMMENT}')
+    if contract.knobs:
         for name, comment in contract.knobs:
             field = fields[name]
             default = field.default_factory() if field.default_factory else field.default
