@@ -135,7 +135,8 @@ class RunConfig(BaseModel):
     # checkpoints: a Colab T4 step on a 3B model takes ~10-15 s, so 25 steps lose at most ~5 minutes of
     # work when the session dies, and a checkpoint (adapter + optimizer, ~150 MB there) costs seconds.
     save_steps: int = Field(25, ge=0, description="write a checkpoint every N steps (0: no checkpoints)")
-    save_total_limit: int = Field(2, ge=1, description="checkpoints kept (the newest ones)")
+    save_total_limit: int = Field(2, ge=2, description="checkpoints kept, the newest ones (at least 2: the previous "
+                                  "whole one stays until the new one is marked complete)")
     resume: bool = Field(True, description="continue from the newest complete checkpoint in run_dir, if any")
     # several devices / machines: data-parallel training under torchrun (loralab.train.workers)
     num_processes: int = Field(1, ge=1, le=1024, description="training processes on this machine (devices; on a "
