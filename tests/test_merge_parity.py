@@ -3,8 +3,9 @@
 No embedded-model weights load here: the base is random, so these tests check the plumbing (16-bit
 adapters merge into the original weights only, NF4 dequantization is what the 4-bit layer computes,
 parity lands in the merged folder's manifest, ``strict`` raises and writes nothing, the model card
-notes a 4-bit base and PEFT still loads the adapter). The numbers on the real model are in
-``test_merge_dequantized.py``.
+notes a 4-bit base and PEFT still loads the adapter), and the same for a pre-quantized base (the tiny model
+quantized and saved by bitsandbytes, ``tiny_bnb4_base``): merge with parity, "as trained" loading, GGUF export
+and the memory the dequantization takes. The numbers on the real model are in ``test_merge_dequantized.py``.
 """
 
 from __future__ import annotations
