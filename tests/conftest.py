@@ -159,6 +159,25 @@ def tiny_sft_adapter(tmp_path_factory) -> Path:
     return run / "adapter"
 
 
+@pytest.fixture(scope="session")
+def tiny_bnb4_base(tmp_path_factory) -> Path:
+    """The tiny random model pre-quantized and saved by bitsandbytes on CPU, as Unsloth's ``*-bnb-4bit`` folders are
+    (NF4, double quantization, bf16 compute dtype in its config.json): a base that holds no 16-bit weights."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    from loralab.model.embedded import resolve_model_path
+
+    source = resolve_model_path(TINY_MODEL)
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                      bnb_4bit_compute_dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(source, quantization_config=quantization, dtype=torch.bfloat16)
+    folder = tmp_path_factory.mktemp("bnb4") / "tiny-random-llama-bnb-4bit"
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(source).save_pretrained(folder)
+    return folder
+
+
 # --- The budget of the tests that load a model -------------------------------------------------------
 BUDGET_FILE = REPO_ROOT / "tests" / "budget.txt"
 _model_test_seconds: dict[str, float] = {}

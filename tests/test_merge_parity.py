@@ -3,8 +3,9 @@
 No embedded-model weights load here: the base is random, so these tests check the plumbing (16-bit
 adapters merge into the original weights only, NF4 dequantization is what the 4-bit layer computes,
 parity lands in the merged folder's manifest, ``strict`` raises and writes nothing, the model card
-notes a 4-bit base and PEFT still loads the adapter). The numbers on the real model are in
-``test_merge_dequantized.py``.
+notes a 4-bit base and PEFT still loads the adapter), and the same for a pre-quantized base (the tiny model
+quantized and saved by bitsandbytes, ``tiny_bnb4_base``): merge with parity, "as trained" loading, GGUF export
+and the memory the dequantization takes. The numbers on the real model are in ``test_merge_dequantized.py``.
 """
 
 from __future__ import annotations
@@ -142,3 +143,154 @@ def test_model_card_notes_a_4bit_base_and_peft_still_loads_it(adapter_16bit, tin
     config = json.loads((adapter / "adapter_config.json").read_text())
     (adapter / "adapter_config.json").write_text(json.dumps({**config, "base_quantization": "nf4-4bit"}))
     assert [m for m in load(adapter) if "Unexpected keyword arguments ['base_quantization']" in m]
+
+
+# --- A pre-quantized base: a bitsandbytes 4-bit folder (Unsloth's *-bnb-4bit, what the GPU params files name) ---
+
+def _config_folder(root: Path, name: str, quantization: dict | None) -> Path:
+    folder = root / name
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"],
+                                                    **({"quantization_config": quantization} if quantization else {})}))
+    return folder
+
+
+def test_a_base_quantized_other_than_bnb_4bit_is_refused_in_one_line(tmp_path):
+    from loralab.export.merge import _resolve_merge_into
+    from loralab.model.prequantized import prequantized_4bit
+
+    assert prequantized_4bit(_config_folder(tmp_path, "plain", None)) is False
+    assert prequantized_4bit(_config_folder(tmp_path, "bnb4", {"quant_method": "bitsandbytes", "load_in_4bit": True}))
+    with pytest.raises(ValueError, match=r"quantized \(bitsandbytes 8-bit\): loralab merges and exports from a 16-bit"):
+        prequantized_4bit(_config_folder(tmp_path, "bnb8", {"quant_method": "bitsandbytes", "load_in_8bit": True}))
+    with pytest.raises(ValueError, match=r"quantized \(gptq\)"):
+        prequantized_4bit(_config_folder(tmp_path, "gptq", {"quant_method": "gptq", "bits": 4}))
+    # a pre-quantized base holds only NF4 weights: whatever the manifest says, the merge is into those
+    manifest_16bit = {"base_quantization": "16-bit"}
+    assert _resolve_merge_into(None, manifest_16bit, tmp_path, prequantized="org/m-bnb-4bit") == "dequantized"
+    with pytest.raises(ValueError, match="holds no original 16-bit weights"):
+        _resolve_merge_into("original", None, tmp_path, prequantized="org/m-bnb-4bit")
+
+
+@pytest.fixture(scope="module")
+def bnb4_adapter(tiny_bnb4_base, tmp_path_factory) -> Path:
+    """A random LoRA on the pre-quantized tiny base (PEFT on its Linear4bit layers), saved with a QLoRA manifest."""
+    return _adapter(tiny_bnb4_base, tmp_path_factory.mktemp("abnb4") / "adapter", load_in_4bit=True)
+
+
+@pytest.fixture(scope="module")
+def bnb4_merge(bnb4_adapter, tmp_path_factory):
+    from loralab.export.merge import merge_adapter
+
+    return merge_adapter(bnb4_adapter, tmp_path_factory.mktemp("mbnb4") / "merged", **QUICK)
+
+
+@pytest.mark.slow  # loads the pre-quantized base
+def test_prequantized_base_merges_into_its_own_nf4_weights_with_parity(bnb4_adapter, bnb4_merge, tmp_path):
+    import torch
+    from safetensors import safe_open
+
+    from loralab.export.merge import merge_adapter
+
+    result = bnb4_merge
+    assert result.merge_into == "dequantized" and result.base_quantization == "nf4-4bit"
+    assert result.dequantized_layers == 2 * 7
+    # float32 dequantization is what the 4-bit layer computes at float32 (bf16, the quant state's dtype, is not)
+    assert result.dequantized_base_max_abs_diff == 0.0
+    assert result.max_abs_diff_fp32 < 1e-3 * max(1.0, result.adapter_effect), vars(result)
+    assert result.parity.passed and result.parity.top1_agreement >= 0.98, result.parity.summary()
+    config = json.loads((result.path / "config.json").read_text())
+    assert "quantization_config" not in config and config["dtype"] == "bfloat16"  # a plain 16-bit folder
+    with safe_open(str(result.path / "model.safetensors"), "pt") as weights:
+        q_proj = weights.get_tensor("model.layers.0.self_attn.q_proj.weight")
+    assert q_proj.dtype == torch.bfloat16 and tuple(q_proj.shape) == (64, 64)
+    manifest = read_manifest(result.path)
+    assert manifest["merge"]["merge_into"] == "dequantized" and manifest["parity"]["passed"] is True
+    with pytest.raises(ValueError, match="pre-quantized .* holds no original 16-bit weights"):
+        merge_adapter(bnb4_adapter, tmp_path / "original", merge_into="original", **QUICK)
+    assert not (tmp_path / "original").exists()
+
+
+@pytest.mark.slow  # loads the pre-quantized base
+def test_prequantized_base_loads_as_trained_from_its_own_4bit_weights(bnb4_adapter, bnb4_merge, tiny_bnb4_base):
+    import bitsandbytes as bnb
+    import torch
+    from safetensors import safe_open
+
+    from loralab.adapters.as_trained import load_as_trained
+    from loralab.export.parity import compare_with_reference
+
+    model, tokenizer = load_as_trained(bnb4_adapter)
+    layer = model.get_submodule("base_model.model.model.layers.0.self_attn.q_proj").base_layer
+    assert isinstance(layer, bnb.nn.Linear4bit) and layer.compute_dtype == torch.float32  # the folder says bf16
+    with safe_open(str(tiny_bnb4_base / "model.safetensors"), "pt") as weights:
+        packed = weights.get_tensor("model.layers.0.self_attn.q_proj.weight")
+    assert torch.equal(layer.weight.data.view(-1), packed.view(-1))  # the folder's own NF4 codes
+    report = compare_with_reference(bnb4_merge.parity_reference, model, "merged-16bit", tokenizer=tokenizer)
+    assert report.greedy_agreement == 1.0 and report.max_kl < 1e-9, report.summary()
+
+
+@pytest.mark.slow  # converts and runs GGUF files in llama.cpp
+def test_prequantized_base_exports_to_gguf_merged_and_as_a_gguf_lora(bnb4_merge, tmp_path):
+    from loralab.export.gguf_export import export_for_llama_cpp
+
+    export = export_for_llama_cpp(bnb4_merge, tmp_path / "gguf", out_types=(), lora=True, modelfile=False)
+    assert [f.format for f in export.files] == ["gguf-f16", "gguf-lora-f16"]
+    for entry in export.files:  # each run in llama.cpp against the model as trained (the 4-bit base + adapter)
+        assert entry.parity.passed and entry.parity.mean_kl < 1e-2, entry.summary()
+    assert export.files[0].tensor_types.get("F16", 0) >= 2 * 7
+
+
+MEMORY_PROBE = r"""
+import ctypes, gc, json, sys
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig
+
+from loralab.model.prequantized import load_dequantized
+
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+
+
+def settle():
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+root = Path(sys.argv[1])
+config = LlamaConfig(hidden_size=512, intermediate_size=2048, num_hidden_layers=4, num_attention_heads=8,
+                     num_key_value_heads=8, vocab_size=1024, tie_word_embeddings=True)
+torch.manual_seed(0)
+AutoModelForCausalLM.from_config(config).to(torch.bfloat16).save_pretrained(root / "16bit")
+quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True)
+AutoModelForCausalLM.from_pretrained(root / "16bit", quantization_config=quantization).save_pretrained(root / "bnb4")
+settle()
+baseline = status("VmRSS")
+open("/proc/self/clear_refs", "w").write("5")  # the peak-RSS counter (VmHWM) starts again from here
+model, layers = load_dequantized(root / "bnb4", torch.float32)
+settle()
+print("RESULT " + json.dumps({"baseline": baseline, "peak": status("VmHWM"), "after": status("VmRSS"), "layers": layers,
+                              "float_bytes": sum(p.numel() * p.element_size() for p in model.parameters())}))
+"""
+
+
+@pytest.mark.slow  # builds, quantizes and dequantizes a 17M-weight model in a child process
+def test_dequantizing_a_prequantized_base_peaks_at_the_float_model(tmp_path):
+    """Layer by layer: the peak RSS while loading and dequantizing is the float32 model plus the 4-bit file and one
+    layer (measured 1.16x the float32 weights), never a second float copy (2x)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(tmp_path)], capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.split("RESULT ", 1)[1])
+    assert result["layers"] == 4 * 7
+    peak, kept = result["peak"] - result["baseline"], result["after"] - result["baseline"]
+    assert kept > 0.9 * result["float_bytes"], result  # the measurement sees the float model
+    assert peak < 1.3 * result["float_bytes"], result

@@ -23,6 +23,12 @@ one of the embedded model's 210 layers, fp32 and bf16). ``merge_into="original"`
 behaviour (merge into the original 16-bit weights) and warns what it costs. A 16-bit-trained adapter
 has only ``"original"``.
 
+**A pre-quantized base** (a bitsandbytes 4-bit folder, Unsloth's ``*-bnb-4bit``: what the GPU params files
+name) has no original 16-bit weights: ``"dequantized"`` is its only merge (``"original"`` is refused), and the
+16-bit model is built from the folder's own NF4 weights, each ``Linear4bit`` replaced by its float32
+dequantization one layer at a time (``loralab.model.prequantized.load_dequantized``), after the 4-bit model
+used for the reference is gone: the peak is the float32 model the merge works in, as for a 16-bit base.
+
 The merge runs in float32 (W' = W + (alpha/r) * B @ A with PEFT's ``merge_and_unload``) and is saved in
 the base's own dtype (bf16 for the embedded model), so the folder loads anywhere with
 ``AutoModelForCausalLM.from_pretrained`` and needs no PEFT or bitsandbytes. The NF4 values times their
@@ -58,14 +64,13 @@ llama.cpp's own tools and checks every file in llama.cpp; ``GGUF_STATUS`` is the
 from __future__ import annotations
 
 import gc
-import json
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from loralab.adapters.as_trained import dequantize_into, load_4bit_base
+from loralab.adapters.as_trained import dequantize_into, load_4bit_base, saved_16bit_dtype
 from loralab.adapters.trained_on import TrainedOn
 from loralab.atomic_folder import folder_written_aside
 from loralab.export.parity import (
@@ -138,14 +143,20 @@ def _probe(model, tokenizer):
     return probe_logits(model, tokenizer)[1]
 
 
-def _resolve_merge_into(merge_into: str | None, manifest: dict[str, Any] | None, adapter_dir: Path) -> str:
-    """The weights to merge into; an adapter without a manifest merges into the original ones unless told."""
-    trained_4bit = TrainedOn.from_manifest(manifest).load_in_4bit
+def _resolve_merge_into(merge_into: str | None, manifest: dict[str, Any] | None, adapter_dir: Path,
+                        prequantized: str | None = None) -> str:
+    """The weights to merge into; an adapter without a manifest merges into the original ones unless told.
+    ``prequantized``: the base, when it is a pre-quantized bnb-4bit folder (its NF4 weights are the only ones)."""
+    trained_4bit = TrainedOn.from_manifest(manifest).load_in_4bit or prequantized is not None
     if merge_into is None:
         return "dequantized" if trained_4bit else "original"
     if merge_into not in MERGE_INTO:
         raise ValueError(f"merge_into={merge_into!r}: write 'dequantized' (the NF4-dequantized weights a QLoRA "
                          "adapter was trained against) or 'original' (the base's 16-bit weights).")
+    if merge_into == "original" and prequantized is not None:
+        raise ValueError(f"merge_into='original': the base {prequantized} is pre-quantized (bitsandbytes 4-bit) and "
+                         "holds no original 16-bit weights; merge_into='dequantized' (the default) merges into its "
+                         "NF4 weights, the ones the adapter was trained against.")
     if merge_into == "dequantized" and manifest is not None and not trained_4bit:
         raise ValueError(f"merge_into='dequantized': {adapter_dir} was trained on a 16-bit base (its manifest says "
                          "so), so its weights are the original ones; only merge_into='original' applies.")
@@ -183,28 +194,32 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
 
     from loralab.adapters.manifest import local_model_folder
     from loralab.adapters.verified_loading import check_adapter_base
+    from loralab.model.prequantized import load_dequantized, prequantized_4bit
 
     started = time.perf_counter()
     hf_logging.disable_progress_bar()  # no per-tensor bars in notebooks and logs
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     check = check_adapter_base(adapter_dir, base_model, allow_base_mismatch=allow_base_mismatch)
-    merge_into = _resolve_merge_into(merge_into, check.manifest, adapter_dir)
+    folder = local_model_folder(check.base_model)
+    if folder is None:
+        raise ValueError(f"the base {check.base_model} is not available locally; download it first.")
+    prequantized = prequantized_4bit(folder)  # a bnb-4bit folder: its NF4 weights are the only ones
+    merge_into = _resolve_merge_into(merge_into, check.manifest, adapter_dir,
+                                     check.base_model if prequantized else None)
     base_quantization = check.trained_on.base_quantization
-    if check.manifest is None and merge_into == "dequantized":
+    if prequantized and not base_quantization.startswith("nf4"):
+        base_quantization = "nf4-4bit (a pre-quantized base)"
+    if check.manifest is None and merge_into == "dequantized" and not prequantized:
         base_quantization = "nf4-4bit (told by merge_into; no manifest)"  # Unsloth's NF4 settings are assumed
     trained_4bit = base_quantization.startswith("nf4")
     if merge_into == "original" and trained_4bit:
         warnings.warn(f"merge_into='original' for {adapter_dir}: {ORIGINAL_COST}. merge_into='dequantized' (the "
                       "default) reproduces the trained model.", ExportDriftWarning, stacklevel=2)
-    folder = local_model_folder(check.base_model)
-    if folder is None:
-        raise ValueError(f"the base {check.base_model} is not available locally; download it first.")
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    base = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, use_safetensors=True).eval()
-    on_disk = json.loads((folder / "config.json").read_text())
-    saved_dtype = getattr(torch, str(on_disk.get("dtype") or on_disk.get("torch_dtype") or "bfloat16"))
-    if saved_dtype not in (torch.float16, torch.bfloat16):
-        saved_dtype = torch.bfloat16  # "16-bit folder": fp32 bases are saved as bf16 too
+    # a pre-quantized base is dequantized from its own folder below, after the 4-bit model is gone
+    base = None if prequantized else AutoModelForCausalLM.from_pretrained(
+        str(folder), dtype=torch.float32, use_safetensors=True).eval()
+    saved_dtype = saved_16bit_dtype(folder)  # "16-bit folder": fp32 (and 4-bit) bases are saved as bf16
     chats = (parity_messages or heldout_questions(parity_prompts_n)) if parity else []
     prompts = parity_prompts(tokenizer, messages=chats) if parity else None
     questions = [chat[-1]["content"] for chat in chats]
@@ -213,7 +228,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
     dequantized_layers, dequantized_diff = 0, None
     if trained_4bit and (merge_into == "dequantized" or parity):  # the model as trained: adapter on its 4-bit base
         quantized = load_4bit_base(check.base_model, check.manifest)
-        if merge_into == "dequantized":
+        if merge_into == "dequantized" and not prequantized:
             dequantized_layers = dequantize_into(quantized, base)
             if dequantized_layers == 0:
                 raise RuntimeError(f"the 4-bit load of {check.base_model} has no bitsandbytes Linear4bit layer; "
@@ -225,6 +240,8 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
             reference = record_reference(trained, tokenizer, prompts, parity_new_tokens, questions)
         del trained, quantized
         gc.collect()
+    if prequantized:  # the folder's own NF4 weights, dequantized into float32 one layer at a time
+        base, dequantized_layers = load_dequantized(folder, torch.float32)
 
     base_logits = _probe(base, tokenizer)
     if merge_into == "dequantized":
