@@ -217,9 +217,9 @@ SHARED_UNITS = {"notebook 01's shared runs": ("test_notebook_01.py", "test_track
                 "notebooks 04 and 05 (one SFT adapter)": ("test_notebook_04.py", "test_notebook_05.py")}
 HEAVIEST_FIRST = ("test_notebook_04.py", "test_notebook_01.py", "test_data_parallel.py", "test_memory_estimates.py",
                   "test_sweep.py", "test_resume_preference.py", "test_adapters_models.py", "test_merge_dequantized.py",
-                  "test_gpu_check.py", "test_resume.py", "test_lora_variants_trained.py", "test_own_columns_run.py",
+                  "test_merge_parity.py", "test_gpu_check.py", "test_resume.py", "test_lora_variants_trained.py", "test_own_columns_run.py",
                   "test_supervision.py", "test_pip_install.py", "test_eval_own_data.py", "test_notebook_00.py",
-                  "test_gguf_tools.py", "test_checkpoints.py", "test_lora_math.py", "test_merge_parity.py")
+                  "test_gguf_tools.py", "test_checkpoints.py", "test_lora_math.py")
 
 
 def work_unit(test_file: str) -> str:
