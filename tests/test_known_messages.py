@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loralab.model.known_messages import KNOWN_MESSAGES
+from loralab.model.known_messages import KNOWN_MESSAGES, KNOWN_WARNINGS
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -56,6 +56,8 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.warn_explicit(hint, UserWarning, "tqdm/auto.py", 21, module="tqdm.auto")
     warnings.warn_explicit(hint, UserWarning, "elsewhere.py", 3, module="elsewhere")
     warnings.warn_explicit("another tqdm warning", UserWarning, "tqdm/auto.py", 22, module="tqdm.auto")
+    hub = "The `HF_HUB_ENABLE_HF_TRANSFER` environment variable is deprecated as 'hf_transfer' is not used anymore."
+    warnings.warn_explicit(hub, FutureWarning, "huggingface_hub/constants.py", 302, module="huggingface_hub.constants")
 print(json.dumps({"logged": seen, "warned": [f"{w.filename}: {w.message}" for w in caught]}))
 """
 
@@ -70,13 +72,14 @@ def _probe(mode: str) -> dict:
 
 def test_every_known_message_is_one_the_probe_writes():
     assert {known.logger for known in KNOWN_MESSAGES} == set(AS_WRITTEN)
-    assert all(known.why for known in KNOWN_MESSAGES)
+    assert all(known.why for known in (*KNOWN_MESSAGES, *KNOWN_WARNINGS))
+    assert {known.module for known in KNOWN_WARNINGS} == {r"tqdm\.auto", r"huggingface_hub\.constants"}
 
 
 def test_without_the_call_every_message_shows():
     seen = _probe("loud")
     assert len(seen["logged"]) == 2 * len(AS_WRITTEN) + 1
-    assert len(seen["warned"]) == 3
+    assert len(seen["warned"]) == 4
 
 
 def test_the_call_hides_the_known_messages_and_nothing_else():
@@ -84,4 +87,4 @@ def test_the_call_hides_the_known_messages_and_nothing_else():
     assert sorted(seen["logged"]) == sorted([f"{name}: another message of {name}" for name in AS_WRITTEN]
                                             + ["somewhere.else: Detected no triton"])
     assert seen["warned"] == ["elsewhere.py: IProgress not found. Please update jupyter and ipywidgets.",
-                              "tqdm/auto.py: another tqdm warning"]
+                              "tqdm/auto.py: another tqdm warning"]  # the hub's deprecation: hidden

@@ -7,8 +7,8 @@
 Importing Unsloth, torch, torchao and TRL writes a few warnings to standard error; a notebook front end shows
 each one as a red block, and a reader takes it for a failure. The ones listed in ``KNOWN_MESSAGES`` say
 nothing a loralab run needs to act on (each entry says why). :func:`quiet_known_warnings` hides exactly
-those: a filter on the named logger that drops records whose message matches, and one ``warnings`` filter
-by message, category and module. Every other message of those loggers, and every other warning, still
+those: a filter on the named logger that drops records whose message matches, and for each of
+``KNOWN_WARNINGS`` a ``warnings`` filter by message and module. Every other message of those loggers, and every other warning, still
 shows. Nothing happens on import; the call is the notebook's own, in its import cell.
 """
 
@@ -44,10 +44,24 @@ KNOWN_MESSAGES: tuple[KnownMessage, ...] = (
                  "is built and refuses padding-free batches where the attention mixes them"),
 )
 
-# tqdm.auto asks for ipywidgets to draw a widget bar. Under papermill there is no front end to draw one, and in
-# a notebook the trainer's progress display is HTML (no ipywidgets needed); tqdm falls back to a text bar.
-TQDM_WIDGETS_MESSAGE = "IProgress not found"
-TQDM_WIDGETS_MODULE = r"tqdm\.auto"
+
+@dataclass(frozen=True)
+class KnownWarning:
+    """One Python warning (``warnings.warn``) of one module that does not apply to a loralab run, and why."""
+
+    module: str  # a regular expression matched against the warning's module, as warnings.filterwarnings takes it
+    message: str  # the start of the message (plain text)
+    why: str
+
+
+KNOWN_WARNINGS: tuple[KnownWarning, ...] = (
+    KnownWarning(r"tqdm\.auto", "IProgress not found",
+                 "tqdm.auto asks for ipywidgets to draw a widget bar; under papermill no front end draws one, in a "
+                 "notebook the trainer's progress display is HTML, and tqdm falls back to a text bar"),
+    KnownWarning(r"huggingface_hub\.constants", "The `HF_HUB_ENABLE_HF_TRANSFER` environment variable is deprecated",
+                 "unsloth_zoo sets HF_HUB_ENABLE_HF_TRANSFER itself when hf_transfer is installed, and every process "
+                 "started after it inherits it; huggingface_hub 1.x no longer reads it, so it changes nothing"),
+)
 
 
 class _DropKnown(logging.Filter):
@@ -70,7 +84,7 @@ def _installed(logger: logging.Logger) -> _DropKnown | None:
 
 
 def quiet_known_warnings() -> list[str]:
-    """Hide ``KNOWN_MESSAGES`` and tqdm's ipywidgets hint; returns the loggers filtered. Calling it again changes nothing.
+    """Hide ``KNOWN_MESSAGES`` and ``KNOWN_WARNINGS``; returns the loggers filtered. Calling it again changes nothing.
 
     Call it before the libraries are imported: most of these messages are written while they import.
     """
@@ -81,5 +95,6 @@ def quiet_known_warnings() -> list[str]:
         logger = logging.getLogger(name)
         if _installed(logger) is None:
             logger.addFilter(_DropKnown(patterns))
-    warnings.filterwarnings("ignore", message=TQDM_WIDGETS_MESSAGE, module=TQDM_WIDGETS_MODULE)
+    for known in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=re.escape(known.message), module=known.module)
     return sorted(by_logger)
