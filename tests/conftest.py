@@ -113,7 +113,8 @@ def default_cli_run(tmp_path_factory) -> tuple[Path, str, str]:
     import sys
 
     root = tmp_path_factory.mktemp("default-cli")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LORALAB_PROGRESS", "TENSORBOARD_"))}
+    # without PYTEST_*: ipykernel then captures its fd 2 into the cells, as in a user's run (not under pytest)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LORALAB_PROGRESS", "TENSORBOARD_", "PYTEST_"))}
     env["HF_TOKEN"] = FAKE_HF_TOKEN
     done = subprocess.run([sys.executable, "-m", "loralab.cli", "run", "notebooks/01_qlora_finetune.ipynb", "-f",
                            "params/01_qlora_finetune/default.yaml", "-p", "retention_tasks", "[]",

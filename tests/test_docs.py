@@ -125,6 +125,35 @@ def test_a_changed_notebook_makes_its_page_stale(tmp_path):
     assert page_drift(shipped, tmp_path / "missing.ipynb") == [f"{tmp_path / 'missing.ipynb'} is missing"]
 
 
+@pytest.mark.parametrize("page", sorted((DOCS / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_no_notebook_page_shows_a_standard_error_block(page):
+    """A browser draws standard error in red, and a reader takes it for a failure: a page shows none (the
+    notebooks' first call hides the known messages that do not apply; progress lines are plain output)."""
+    from loralab.runs.notebook_pages import stderr_blocks
+
+    blocks = stderr_blocks(page)
+    assert not blocks, (f"{page.name} shows {len(blocks)} standard-error block(s), first {blocks[0]!r}: hide a known "
+                        "message that does not apply in loralab.model.known_messages, or print to stdout")
+
+
+def test_a_standard_error_block_is_found(tmp_path):
+    import json
+
+    from loralab.runs.notebook_pages import stderr_blocks
+
+    def cell(*outputs):
+        return {"cell_type": "code", "source": ["print(1)"], "metadata": {}, "outputs": list(outputs)}
+
+    plain = {"output_type": "stream", "name": "stdout", "text": ["[loralab] step 1/2 | loss 1.0\n"]}
+    red = {"output_type": "stream", "name": "stderr", "text": ["W1207 something went wrong\n", "second line\n"]}
+    page = tmp_path / "page.ipynb"
+    page.write_text(json.dumps({"cells": [cell(plain), {"cell_type": "markdown", "source": []}], "metadata": {}}))
+    assert stderr_blocks(page) == []
+    page.write_text(json.dumps({"cells": [cell(plain), {"cell_type": "markdown", "source": []}, cell(plain, red)],
+                                "metadata": {}}))
+    assert stderr_blocks(page) == ["cell 2: W1207 something went wrong"]
+
+
 def _section(page: str, heading: str) -> str:
     """The text under ``## heading`` up to the next ``## `` heading."""
     start = page.index(f"## {heading}\n")

@@ -98,3 +98,82 @@ def test_loralab_sweep_shows_the_running_notebooks_step_in_its_bar(monkeypatch):
         with current_run_progress(progress, bar, "rank", jobs=2):
             assert os.environ[PROGRESS_ENV] == "none"  # several runs at once: only the bar moves
     assert PROGRESS_FILE_ENV not in os.environ
+
+
+class _KernelStream:
+    """What ipykernel puts in sys.stdout / sys.stderr: the cell's output (and, for stderr, the real fd 2's copy)."""
+
+    __module__ = "ipykernel.iostream"
+
+    def __init__(self, original_fd: int | None = None):
+        self.text = ""
+        if original_fd is not None:
+            self._original_stdstream_copy = original_fd
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_in_a_kernel_a_terminal_line_skips_the_cell_and_reaches_the_terminal(monkeypatch):
+    """ipykernel sends its fd 2 into the cell as red standard error: a terminal line goes to the kernel's copy of
+    the terminal's fd 2; ``progress_print`` (worker processes' lines) also writes it to the cell's stdout."""
+    from loralab.train.progress import progress_print
+
+    monkeypatch.delenv(PROGRESS_FILE_ENV, raising=False)
+    read_end, write_end = os.pipe()
+    cell_out, cell_err = _KernelStream(), _KernelStream(original_fd=write_end)
+    monkeypatch.setattr("sys.stdout", cell_out)
+    monkeypatch.setattr("sys.stderr", cell_err)
+    try:
+        terminal_line("held-out loss 3.5563")
+        progress_print("step 1/8 | loss 3.4")
+    finally:
+        os.close(write_end)
+        terminal = os.read(read_end, 4096).decode()
+        os.close(read_end)
+    assert terminal == "[loralab] held-out loss 3.5563\n[loralab] step 1/8 | loss 3.4\n"
+    assert cell_out.text == "[loralab] step 1/8 | loss 3.4\n"
+    assert cell_err.text == ""
+
+
+def test_outside_a_kernel_a_progress_line_goes_to_stderr_only(capfd, monkeypatch):
+    from loralab.train.progress import progress_print
+
+    monkeypatch.delenv(PROGRESS_FILE_ENV, raising=False)
+    progress_print("step 2/8 | loss 2.5")  # pytest's fd capture stands in for the terminal
+    seen = capfd.readouterr()
+    assert seen.out == "" and seen.err == "[loralab] step 2/8 | loss 2.5\n"
+
+
+PAPERMILL_PROBE = {
+    "cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+               "source": ["from loralab.train.progress import progress_print, terminal_line\n",
+                          "terminal_line('held-out loss 3.5563')\n",
+                          "progress_print('step 1/2 | loss 1.0000')"]}],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    "nbformat": 4, "nbformat_minor": 5,
+}
+
+
+@pytest.mark.slow
+def test_under_papermill_lines_reach_the_terminal_and_never_show_as_standard_error(tmp_path):
+    """A real kernel as ``loralab run`` starts it (outside pytest, so ipykernel captures fd 2 as it does for a
+    user): the terminal that started papermill gets both lines, the executed notebook only the worker-style one,
+    as stdout."""
+    import subprocess
+    import sys
+
+    source, executed = tmp_path / "probe.ipynb", tmp_path / "out.ipynb"
+    source.write_text(json.dumps(PAPERMILL_PROBE))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "LORALAB_PROGRESS"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-m", "papermill", str(source), str(executed), "-k", "python3",
+                           "--cwd", str(tmp_path)], capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "[loralab] held-out loss 3.5563\n[loralab] step 1/2 | loss 1.0000\n" in done.stderr  # the terminal
+    outputs = json.loads(executed.read_text())["cells"][0]["outputs"]
+    assert [(o["name"], "".join(o["text"])) for o in outputs] == [("stdout", "[loralab] step 1/2 | loss 1.0000\n")]

@@ -1,10 +1,10 @@
 """Headless progress and experiment tracking on real runs of notebook 01.
 
 ``loralab run`` with the default params and ``report_to: tensorboard``: its terminal gets the sections and one line per
-step, the executed notebook gets none of it, and TensorBoard's own reader finds the losses at the
-right steps and loralab's params and scores in ``run_dir/tensorboard``. The retention test's run logs
-to MLflow in local mode (SQLite in the run folder), read back with MLflow's client. Both runs are
-session fixtures in conftest.py, shared with the tests of notebook 01 and of retention.
+step, the executed notebook none of it (and no standard error: a page shows it in red), and TensorBoard's own
+reader finds the losses at the right steps and loralab's params and scores in ``run_dir/tensorboard``. The
+retention test's run logs to MLflow in local mode (SQLite in the run folder), read back with MLflow's client.
+Both runs are session fixtures in conftest.py, shared with the tests of notebook 01 and of retention.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ def test_the_terminal_hears_sections_and_steps_and_the_notebook_does_not(tensorb
     assert "tokens/s" in terminal and "ETA" in terminal and f"training done: step {steps}/{steps}" in terminal
     executed = (run_dir / NOTEBOOK.name).read_text()
     assert "[loralab]" not in executed, "progress lines belong to the terminal, not the executed notebook"
+    red = [o for cell in json.loads(executed)["cells"] for o in cell.get("outputs", []) if o.get("name") == "stderr"]
+    assert not red, f"standard error shows as a red block: {red[0]}"
     assert "application/vnd.jupyter.widget-view+json" not in executed
 
 

@@ -3,8 +3,9 @@
     make docs-notebooks                               # = python -m loralab.runs.notebook_pages
     python -m loralab.runs.notebook_pages 01 04       # only these notebooks
 
-    from loralab.runs.notebook_pages import page_drift
+    from loralab.runs.notebook_pages import page_drift, stderr_blocks
     page_drift(Path("notebooks/01_qlora_finetune.ipynb"), Path("docs/notebooks/01_qlora_finetune.ipynb"))  # [] if current
+    stderr_blocks(Path("docs/notebooks/01_qlora_finetune.ipynb"))  # [] when no cell shows standard error
 
 Each notebook runs through ``loralab run`` machinery (``run_notebook``) on ``params/<notebook>/smoke.yaml``
 where that file exists, else on the notebook's own defaults; notebook 02 reports a sweep of two smoke runs
@@ -12,6 +13,11 @@ where that file exists, else on the notebook's own defaults; notebook 02 reports
 its run folder shown as ``runs/<notebook>`` and this machine's paths taken out, so the page shows what a
 reader's run prints. A page whose cells differ from its notebook's (papermill's injected-parameters cell
 aside) is stale: ``page_drift`` names the first difference, and tests/test_docs.py fails on it.
+
+A page shows no standard-error output: a browser (and Jupyter) draws it as a red block, which a reader
+takes for a failure. The notebooks' first call hides the stack's known messages that do not apply
+(``loralab.model.quiet_known_warnings``) and training progress is plain output (``loralab.train.progress``);
+``stderr_blocks`` lists what is left, and tests/test_docs.py fails on any.
 """
 
 from __future__ import annotations
@@ -66,6 +72,18 @@ def page_drift(notebook: Path, page: Path) -> list[str]:
     if errors:
         problems.append(f"{page.name} shows an error: {errors[0].get('ename')}: {errors[0].get('evalue')}")
     return problems
+
+
+def stderr_blocks(page: Path) -> list[str]:
+    """Each standard-error output of ``page``, as ``cell N: its first line``; [] when there is none."""
+    notebook = json.loads(page.read_text())
+    found = []
+    for index, cell in enumerate(notebook["cells"]):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                text = "".join(output.get("text", "")).strip()
+                found.append(f"cell {index}: {text.splitlines()[0] if text else '(empty)'}")
+    return found
 
 
 TEMP_NAME = re.compile(r"(/tmp/[A-Za-z_.-]*?)[a-z0-9_]{8}(?=[/\"' ])")  # tempfile's random 8 characters

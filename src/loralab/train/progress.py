@@ -1,4 +1,4 @@
-"""Live training progress, fitted to where the run is: the trainer's notebook display, or terminal lines.
+"""Live training progress, fitted to where the run is: the trainer's notebook display, or plain lines.
 
     from loralab.train.progress import progress_mode, progress_callbacks
     progress_mode()          # "notebook" in Jupyter / Colab / Kaggle, "lines" under loralab run / papermill
@@ -7,11 +7,13 @@
 
 * ``notebook``: an interactive notebook (Colab, a Kaggle interactive session, Jupyter, VS Code): the
   trainer's own progress display (step, loss, learning rate, eval loss, ETA).
-* ``lines``: headless (``loralab run``, ``make run``, plain papermill): nothing new in the executed
-  notebook, but one line per logging interval on the terminal that started the run (``step 12/60 |
-  loss 0.912 | 410 tokens/s | 00:31 elapsed, ETA 01:05``). The kernel writes them to its own
-  standard error, which papermill's kernel inherits from the ``loralab run`` process; a notebook's
-  cell output is the kernel's ``sys.stdout``/``sys.stderr``, so the executed notebook does not change.
+* ``lines``: headless (``loralab run``, ``make run``, plain papermill): the trainer prints its own log lines
+  into the cell (plain output), and the terminal that started the run gets one line per logging interval
+  (``step 12/60 | loss 0.912 | 410 tokens/s | 00:31 elapsed, ETA 01:05``). A Jupyter kernel (ipykernel 6+)
+  sends its own file descriptor 2 into the cell as standard error, a red block on a page; the terminal line
+  goes to the kernel's copy of the original descriptor instead, so it reaches ``loralab run``'s terminal and
+  not the notebook. Training in worker processes (``train_in_workers``) prints nothing into the cell itself:
+  their lines go to the cell as plain output and to the terminal (``progress_print``).
 * ``none``: no progress at all. ``LORALAB_PROGRESS=notebook|lines|none`` overrides the detection.
 
 ``loralab run`` also prints which notebook section is running (``loralab.runs.sections``).
@@ -56,6 +58,23 @@ def progress_mode() -> ProgressMode:
     return "notebook" if _interactive_notebook() else "lines"
 
 
+def _in_kernel() -> bool:
+    """True where ``sys.stdout`` is a Jupyter kernel's stream: what is written there becomes the cell's output."""
+    return type(sys.stdout).__module__.startswith("ipykernel")
+
+
+def _write_terminal(line: str) -> None:
+    """``line`` on the standard error the process started with, past a kernel's capture of descriptor 2."""
+    original = getattr(sys.stderr, "_original_stdstream_copy", None)  # ipykernel's copy of the real fd 2
+    if isinstance(original, int):
+        os.write(original, line.encode("utf-8", "replace"))
+        return
+    stream = sys.__stderr__
+    if stream is not None:
+        stream.write(line)
+        stream.flush()
+
+
 def terminal_line(text: str) -> None:
     """Write one line to the terminal that started the run (the process's own stderr, not a cell's).
 
@@ -67,12 +86,19 @@ def terminal_line(text: str) -> None:
         if target:
             Path(target).write_text(text + "\n", encoding="utf-8")
             return
-        stream = sys.__stderr__
-        if stream is not None:
-            stream.write(f"{PREFIX} {text}\n")
-            stream.flush()
+        _write_terminal(f"{PREFIX} {text}\n")
     except (OSError, ValueError):
         pass  # a closed or missing terminal must never stop a run
+
+
+def progress_print(text: str) -> None:
+    """A line for the cell (plain output, when running in a kernel) and the terminal: worker processes' progress."""
+    if _in_kernel():
+        try:
+            print(f"{PREFIX} {text}", file=sys.stdout, flush=True)
+        except (OSError, ValueError):
+            pass
+    terminal_line(text)
 
 
 def _clock(seconds: float) -> str:

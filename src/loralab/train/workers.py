@@ -39,7 +39,7 @@ from pathlib import Path
 
 from loralab.params.errors import ParamsError
 from loralab.params.run_config import RunConfig
-from loralab.train.progress import progress_mode, terminal_line
+from loralab.train.progress import progress_mode, progress_print
 from loralab.train.worker import RESULT_ADAPTER, RESULT_METRICS, RESULT_STATE
 
 FAILED_RANK = re.compile(r"rank\s*:\s*(\d+)")  # torchrun's failure summary: "rank      : 1 (local_rank: 1)"
@@ -76,14 +76,14 @@ def torchrun_command(job_file: Path, cfg: RunConfig, node_rank: int, port: int) 
 
 
 def _relay(line: str) -> None:
-    """Pass a worker's progress line on: into the cell in a watched notebook, else to the terminal."""
+    """Pass a worker's progress line on: into the cell in a watched notebook, else the cell and the terminal."""
     if "[loralab]" not in line:
         return
     text = line.split("[loralab]", 1)[1].strip()
     if progress_mode() == "notebook":
         print(text, flush=True)
     else:
-        terminal_line(text)
+        progress_print(text)
 
 
 def _launch(command: list[str], what: str) -> None:
@@ -146,8 +146,8 @@ def train_in_workers(trainer, cfg: RunConfig, checkpoint: Path | None, run_dir: 
     port = cfg.master_port or free_port()
     if cfg.master_port:
         check_port_free(cfg.master_addr, port)
-    terminal_line(f"training with {cfg.world_size} processes ({cfg.num_processes} per machine x {cfg.num_nodes} "
-                  f"machines), global batch {cfg.global_batch}")
+    progress_print(f"training with {cfg.world_size} processes ({cfg.num_processes} per machine x {cfg.num_nodes} "
+                   f"machines), global batch {cfg.global_batch}")
     with tempfile.TemporaryDirectory(prefix="loralab-workers-") as scratch, model_off_the_gpu(trainer.model):
         scratch_dir = Path(scratch)
         job_file = scratch_dir / "job.json"
@@ -170,6 +170,6 @@ def join_as_node(cfg: RunConfig, node_rank: int) -> None:
     with tempfile.TemporaryDirectory(prefix="loralab-node-") as scratch:
         job_file = Path(scratch) / "job.json"
         job_file.write_text(json.dumps(_job(cfg, Path(scratch) / "checkpoints", None, None)))
-        terminal_line(f"node {node_rank} of {cfg.num_nodes}: {cfg.num_processes} workers, meeting "
-                      f"{cfg.master_addr}:{cfg.master_port}")
+        progress_print(f"node {node_rank} of {cfg.num_nodes}: {cfg.num_processes} workers, meeting "
+                       f"{cfg.master_addr}:{cfg.master_port}")
         _launch(torchrun_command(job_file, cfg, node_rank=node_rank, port=cfg.master_port), "training")
