@@ -98,8 +98,8 @@ def test_manifest_variant_record():
     from loralab.adapters.manifest import variant_record
 
     record = variant_record(validate_params({"init_lora_weights": "olora", "load_in_4bit": False, "lora_r": 8}))
-    assert record["converted_to_lora"] and record["trained_r"] == 8 and "rank 2r" in record["saved_as"]
-    assert variant_record(validate_params({"use_dora": True}))["saved_as"] == "as trained"
+    assert record.converted_to_lora and record.trained_r == 8 and "rank 2r" in record.saved_as
+    assert variant_record(validate_params({"use_dora": True})).saved_as == "as trained"
     assert variant_record(validate_params({"full_finetuning": True, "load_in_4bit": False})) is None
 
 

@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from loralab.adapters.as_trained import dequantize_into, load_4bit_base
-from loralab.adapters.trained_on import TrainedOn
+from loralab.adapters.manifest import Manifest
 from loralab.atomic_folder import folder_written_aside
 from loralab.export.parity import (
     DEFAULT_NEW_TOKENS,
@@ -138,9 +138,9 @@ def _probe(model, tokenizer):
     return probe_logits(model, tokenizer)[1]
 
 
-def _resolve_merge_into(merge_into: str | None, manifest: dict[str, Any] | None, adapter_dir: Path) -> str:
+def _resolve_merge_into(merge_into: str | None, manifest: Manifest | None, adapter_dir: Path) -> str:
     """The weights to merge into; an adapter without a manifest merges into the original ones unless told."""
-    trained_4bit = TrainedOn.from_manifest(manifest).load_in_4bit
+    trained_4bit = manifest is not None and manifest.load_in_4bit
     if merge_into is None:
         return "dequantized" if trained_4bit else "original"
     if merge_into not in MERGE_INTO:
@@ -152,12 +152,10 @@ def _resolve_merge_into(merge_into: str | None, manifest: dict[str, Any] | None,
     return merge_into
 
 
-def _merged_manifest(adapter_dir: Path, manifest: dict[str, Any] | None, base_model: str, merge: dict[str, Any],
+def _merged_manifest(adapter_dir: Path, manifest: Manifest | None, base_model: str, merge: dict[str, Any],
                      parity: ParityReport | None, folder: Path) -> Path:
-    from loralab.adapters.manifest import write_merged_manifest
-
-    return write_merged_manifest(folder, adapter_dir, manifest, base_model, merge,
-                                 parity.as_dict() if parity is not None else None)
+    return Manifest.for_merged(folder, adapter_dir, manifest, base_model, merge,
+                               parity.as_dict() if parity is not None else None).write(folder)
 
 
 def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str | None = None,
@@ -181,7 +179,6 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from loralab.adapters.manifest import local_model_folder
     from loralab.adapters.verified_loading import check_adapter_base
 
     started = time.perf_counter()
@@ -189,13 +186,15 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     check = check_adapter_base(adapter_dir, base_model, allow_base_mismatch=allow_base_mismatch)
     merge_into = _resolve_merge_into(merge_into, check.manifest, adapter_dir)
-    base_quantization = check.trained_on.base_quantization
+    base_quantization = check.base_quantization
     if check.manifest is None and merge_into == "dequantized":
         base_quantization = "nf4-4bit (told by merge_into; no manifest)"  # Unsloth's NF4 settings are assumed
     trained_4bit = base_quantization.startswith("nf4")
     if merge_into == "original" and trained_4bit:
         warnings.warn(f"merge_into='original' for {adapter_dir}: {ORIGINAL_COST}. merge_into='dequantized' (the "
                       "default) reproduces the trained model.", ExportDriftWarning, stacklevel=2)
+    from loralab.model.fingerprints import local_model_folder
+
     folder = local_model_folder(check.base_model)
     if folder is None:
         raise ValueError(f"the base {check.base_model} is not available locally; download it first.")
@@ -212,7 +211,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
     reference = None
     dequantized_layers, dequantized_diff = 0, None
     if trained_4bit and (merge_into == "dequantized" or parity):  # the model as trained: adapter on its 4-bit base
-        quantized = load_4bit_base(check.base_model, check.manifest)
+        quantized = load_4bit_base(check.base_model, check.max_seq_length)
         if merge_into == "dequantized":
             dequantized_layers = dequantize_into(quantized, base)
             if dequantized_layers == 0:
