@@ -33,9 +33,9 @@ from loralab.params.schema import validate_against
 from loralab.params.yaml_reader import read_params_file
 from loralab.plan.lora_math import alpha_scale
 
-ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# "all-linear" goes to PEFT as it is: every Linear layer but the output layer (lm_head), whatever the architecture.
 ATTENTION_ONLY = ["q_proj", "k_proj", "v_proj", "o_proj"]
-TARGET_PRESETS = {"all-linear": ALL_LINEAR, "attention": ATTENTION_ONLY}
+TARGET_PRESETS = ("all-linear", "attention")
 EMBEDDED_DATASET = "embedded/json-answers"
 # The scorers that fit each embedded task, which eval_scorers: null means for it (the first one is the
 # run's eval_score). Other data has no default scorer: held-out loss alone until the user picks some.
@@ -340,11 +340,12 @@ class RunConfig(BaseModel):
         return bool(self.eval_dataset or self.eval_fraction)
 
     @property
-    def target_module_list(self) -> list[str]:
-        """The module names LoRA attaches to."""
-        if isinstance(self.target_modules, str):
-            return list(TARGET_PRESETS[self.target_modules])
-        return list(self.target_modules)
+    def target_module_list(self) -> str | list[str]:
+        """``target_modules`` for ``get_peft_model``: ``"all-linear"`` (PEFT's meaning: every Linear layer but the
+        output layer), or the module names (``"attention"``: q, k, v and o)."""
+        if self.target_modules == "all-linear":
+            return "all-linear"
+        return list(ATTENTION_ONLY if self.target_modules == "attention" else self.target_modules)
 
     @property
     def lora_scale(self) -> float:
