@@ -30,7 +30,7 @@ def load_4bit_base(base_model: str, max_seq_length: int | None):
     model, _ = load_model(cfg, dtype=torch.float32)
     for module in model.modules():
         if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False  # a repacked weight no longer dequantizes (DESIGN.md)
+            module.support_avx512bf16_for_cpu = False  # a repacked weight gets no input gradient
     return model.eval()
 
 

@@ -348,30 +348,13 @@ class RunConfig(BaseModel):
         return list(ATTENTION_ONLY if self.target_modules == "attention" else self.target_modules)
 
     @property
-    def lora_scale(self) -> float:
-        """The factor on every LoRA update B @ A: alpha / r, or alpha / sqrt(r) with rsLoRA."""
-        return alpha_scale(self.lora_alpha, self.lora_r, self.use_rslora)
-
-    @property
-    def adapter_line(self) -> str:
-        """The adapter in one line: variant, r, alpha and the effective scale, e.g. "rsLoRA: r=64, alpha=32,
-        scale alpha/sqrt(r) = 4"."""
-        line = f"{self.lora_variant}: r={self.lora_r}, alpha={self.lora_alpha:g}, " + scale_formula(
-            self.lora_alpha, self.lora_r, self.use_rslora)
-        if changes_base(self.init_lora_weights) and self.lora_dropout:
-            line += (f" (lora_dropout {self.lora_dropout:g} drops inputs of an adapter that starts as the weight's "
-                     "principal part: PiSSA/OLoRA train with lora_dropout 0)")
-        return line
-
-    @property
     def lora_variant(self) -> str:
         """The adapter's variant in words: "LoRA", "rsLoRA + DoRA", "LoRA (PiSSA init) + LoRA+ x16", ..."""
         return variant_name(self.use_rslora, self.use_dora, self.init_lora_weights, self.loraplus_lr_ratio)
 
 
-# init_lora_weights values that work through Unsloth's get_peft_model and PEFT 0.21 without more inputs
-# (eva and corda need data passes, loftq a LoftQConfig, mica / lora_ga / orthogonal are left out).
-PLAIN_INITS = (True, "gaussian")
+# init_lora_weights values that work through Unsloth's get_peft_model and PEFT 0.21 without more inputs: True,
+# "gaussian" and these (eva and corda need data passes, loftq a LoftQConfig, mica / lora_ga / orthogonal are left out).
 RESIDUAL_INITS_NAMES = ("pissa", "olora")  # and pissa_niter_<N>: they move the principal part out of W
 INIT_NAMES = {True: "", "gaussian": "Gaussian init", "pissa": "PiSSA init", "olora": "OLoRA init"}
 

@@ -73,14 +73,6 @@ def trainable_params(model: str | Architecture, r: int, targets: str | Sequence[
     return arch.layers * per_layer
 
 
-def trainable_fraction(
-    model: str | Architecture, r: int, targets: str | Sequence[str] = "all-linear", dora: bool = False
-) -> float:
-    """Trainable LoRA parameters as a fraction of the base model's parameters."""
-    arch = _as_arch(model)
-    return trainable_params(arch, r, targets, dora) / arch.param_count()
-
-
 def alpha_scale(alpha: float, r: int, rslora: bool = False) -> float:
     """The factor PEFT multiplies the adapter output by: alpha / r, or alpha / sqrt(r) with rsLoRA."""
     if r < 1:
