@@ -5,6 +5,7 @@ saved adapter (standard PEFT files, untouched) loralab writes ``loralab_manifest
 (``Manifest``) that the same class writes and reads::
 
     from loralab.adapters.manifest import Manifest, read_manifest, write_manifest
+    from loralab.model.fingerprints import base_fingerprint
     write_manifest(adapter_dir, cfg, tokenizer=tokenizer, dataset_rows=rows, eval_scores={"shape": 0.9})
     manifest = read_manifest(adapter_dir)            # a Manifest, or None when the folder has none
     manifest.base.name, manifest.load_in_4bit, manifest.lora.scale, manifest.dataset.sha256
