@@ -79,11 +79,11 @@ docs-reference: setup
 	$(PY) scripts/docs_reference.py
 
 # The notebook pages of the site (docs/notebooks/): each notebook run on its smoke params, outputs kept
-# (loralab.runs.notebook_pages; a test fails when a page's cells differ from its notebook's). All of
+# (scripts/notebook_pages.py; a test fails when a page's cells differ from its notebook's). All of
 # them take about 10 minutes on 2 CPU cores; `make docs-notebooks NOTEBOOKS="01 04"` renders some.
 NOTEBOOKS ?=
 docs-notebooks: setup-gguf
-	$(PY) -m loralab.runs.notebook_pages $(NOTEBOOKS)
+	$(PY) scripts/notebook_pages.py $(NOTEBOOKS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -5,20 +5,20 @@ The adapter is a real PEFT LoRA saved from a tiny random Llama (no embedded mode
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from loralab.adapters.manifest import MANIFEST_NAME, file_sha256
+from loralab.adapters.manifest import MANIFEST_NAME, BaseRecord, Manifest
 from loralab.adapters.verified_loading import (
     AdapterFileError,
     check_adapter_base,
     load_verified_adapter,
     verify_adapter_files,
 )
+from loralab.model.fingerprints import file_sha256
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +35,9 @@ def good_adapter(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("adapters") / "good"
     model.save_pretrained(str(folder), safe_serialization=True)
     weights = folder / "adapter_model.safetensors"
-    # What write_manifest records; a hand-written base section keeps this test free of a real base.
-    (folder / MANIFEST_NAME).write_text(json.dumps({
-        "base": {"name": "org/tiny-llama", "weights_sha256": None},
-        "adapter_files": {weights.name: file_sha256(weights, use_cache=False)}}))
+    # A version-1 manifest (only the weights listed) with a base written by hand: no real base needed.
+    Manifest(manifest_version=1, base=BaseRecord(name="org/tiny-llama"),
+             adapter_files={weights.name: file_sha256(weights, use_cache=False)}).write(folder)
     return folder
 
 

@@ -15,15 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from loralab.adapters.manifest import (
-    MANIFEST_NAME,
-    base_fingerprint,
-    compare_base,
-    dataset_sha256,
-    file_sha256,
-    read_manifest,
-    write_manifest,
-)
+from loralab.adapters.manifest import MANIFEST_NAME, read_manifest, write_manifest
 from loralab.adapters.verified_loading import (
     AdapterFileError,
     AdapterFileWarning,
@@ -33,6 +25,7 @@ from loralab.adapters.verified_loading import (
     require_safetensors,
     verify_adapter_files,
 )
+from loralab.model.fingerprints import base_fingerprint, dataset_sha256, file_sha256
 from loralab.params.adapters_demo import validate_demo_params
 from loralab.params.errors import ParamsError
 from loralab.params.run_config import validate_params
@@ -92,21 +85,24 @@ def test_manifest_round_trip(base_and_adapter):
     manifest = read_manifest(adapter)
     assert manifest is not None and (adapter / MANIFEST_NAME).is_file()
     fp = base_fingerprint(str(base))
-    assert manifest["base"]["weights_sha256"] == fp.weights_sha256
-    assert manifest["base"]["weight_files"] == {"model.safetensors": file_sha256(base / "model.safetensors")}
-    assert manifest["base"]["tokenizer_sha256"] == fp.tokenizer_sha256 is not None
-    assert manifest["base"]["chat_template_sha256"] == fp.chat_template_sha256 is not None
-    assert manifest["lora"]["r"] == 4 and manifest["lora"]["lora_alpha"] == 8
-    assert manifest["lora"]["scale"] == pytest.approx(2.0)
-    assert manifest["lora"]["target_modules"] == ["q_proj", "v_proj"]
-    assert manifest["base_quantization"] == "16-bit"
-    assert manifest["training"]["lora_r"] == 4
-    assert manifest["dataset"]["rows"] == 1 and len(manifest["dataset"]["sha256"]) == 64
-    assert manifest["eval"] == {"shape_score": 0.75}
-    assert manifest["versions"]["torch"] and manifest["versions"]["peft"]
-    assert manifest["adapter_files"] == {name: file_sha256(adapter / name, use_cache=False) for name in (
+    assert manifest.base.weights_sha256 == fp.weights_sha256
+    assert manifest.base.weight_files == {"model.safetensors": file_sha256(base / "model.safetensors")}
+    assert manifest.base.tokenizer_sha256 == fp.tokenizer_sha256 is not None
+    assert manifest.base.chat_template_sha256 == fp.chat_template_sha256 is not None
+    assert manifest.lora.r == 4 and manifest.lora.lora_alpha == 8
+    assert manifest.lora.scale == pytest.approx(2.0)
+    assert manifest.lora.target_modules == ["q_proj", "v_proj"]
+    assert manifest.base_quantization == "16-bit" and not manifest.load_in_4bit
+    assert manifest.training["lora_r"] == 4
+    assert manifest.dataset.rows == 1 and len(manifest.dataset.sha256) == 64
+    assert manifest.eval == {"shape_score": 0.75}
+    assert manifest.versions["torch"] and manifest.versions["peft"]
+    assert manifest.adapter_files == {name: file_sha256(adapter / name, use_cache=False) for name in (
         "adapter_config.json", "adapter_model.safetensors", "README.md", *ADAPTER_TOKENIZER_FILES)}
-    assert compare_base(manifest, fp) == []
+    on_disk = json.loads((adapter / MANIFEST_NAME).read_text())  # the names docs/run-folder.md and tools read
+    assert on_disk["base"]["weights_sha256"] == fp.weights_sha256 and on_disk["lora"]["scale"] == pytest.approx(2.0)
+    assert on_disk["dataset"]["sha256"] == manifest.dataset.sha256 and on_disk["kind"] == "adapter"
+    assert manifest.base.differences(fp) == []
     check = check_adapter_base(adapter)  # base taken from the manifest
     assert check.verified and check.base_model == str(base)
 
@@ -249,8 +245,8 @@ def test_version_1_manifest_checks_only_what_it_lists(base_and_adapter):
     _, adapter = base_and_adapter
     manifest = read_manifest(adapter)
     weights = "adapter_model.safetensors"
-    (adapter / MANIFEST_NAME).write_text(json.dumps({**manifest, "manifest_version": 1,
-                                                     "adapter_files": {weights: manifest["adapter_files"][weights]}}))
+    manifest.model_copy(update={"manifest_version": 1,
+                                "adapter_files": {weights: manifest.adapter_files[weights]}}).write(adapter)
     (adapter / "tokenizer_config.json").unlink()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -295,7 +291,7 @@ def test_broken_manifest_says_what_to_do(base_and_adapter):
 def test_4bit_vs_16bit_base_is_a_note_not_a_refusal(tmp_path):
     base = make_base(tmp_path / "base")
     adapter = make_adapter(tmp_path / "adapter", base, {"load_in_4bit": True})
-    assert read_manifest(adapter)["base_quantization"] == "nf4-4bit"
+    assert read_manifest(adapter).base_quantization == "nf4-4bit"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check = check_adapter_base(adapter, load_in_4bit=False)

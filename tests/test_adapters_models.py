@@ -122,15 +122,16 @@ def test_notebook_results(run, results):
 
 
 def test_manifest_pins_the_real_base(run):
-    from loralab.adapters.manifest import file_sha256, read_manifest
+    from loralab.adapters.manifest import read_manifest
     from loralab.model.embedded import resolve_model_path
+    from loralab.model.fingerprints import file_sha256
 
     manifest = read_manifest(run / "adapters" / "json")
     weights = Path(resolve_model_path(BASE)) / "model.safetensors"
-    assert manifest["base"]["weight_files"] == {"model.safetensors": file_sha256(weights, use_cache=False)}
-    assert manifest["lora"]["r"] == 8 and manifest["lora"]["scale"] == pytest.approx(2.0)
-    assert len(manifest["lora"]["target_modules"]) == 7
-    assert manifest["dataset"]["sha256"] != read_manifest(run / "adapters" / "caps")["dataset"]["sha256"]
+    assert manifest.base.weight_files == {"model.safetensors": file_sha256(weights, use_cache=False)}
+    assert manifest.lora.r == 8 and manifest.lora.scale == pytest.approx(2.0)
+    assert len(manifest.lora.target_modules) == 7
+    assert manifest.dataset.sha256 != read_manifest(run / "adapters" / "caps").dataset.sha256
 
 
 def test_verified_load_reproduces_training_logits(run):

@@ -9,14 +9,15 @@ from loralab.params.errors import ParamsError
 from loralab.params.notebook import params_from_namespace
 from loralab.params.run_config import RunConfig, load_params, validate_params
 from loralab.params.yaml_reader import read_params_file
+from loralab.plan.lora_math import alpha_scale
 
 
 def test_defaults_follow_the_tutorial():
     cfg = validate_params({})
     assert (cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout) == (16, 32, 0.05)
-    assert cfg.target_module_list == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert cfg.target_module_list == "all-linear"  # PEFT's own meaning: every Linear layer but lm_head
     assert cfg.load_in_4bit and not cfg.full_finetuning
-    assert cfg.lora_scale == 2.0
+    assert alpha_scale(cfg.lora_alpha, cfg.lora_r, cfg.use_rslora) == 2.0
 
 
 def test_attention_only_preset():

@@ -224,7 +224,7 @@ def test_every_loralab_name_in_the_docs_imports(tmp_path):
     for page in pages():
         for name in dotted_names(page):
             mentioned.setdefault(name, []).append(page.relative_to(REPO).as_posix())
-    assert "loralab.runs.reference_pages" in mentioned and "loralab.adapters.load_verified_adapter" in mentioned
+    assert "loralab.runs.notebook_cells" in mentioned and "loralab.adapters.load_verified_adapter" in mentioned
     problems = unresolved(sorted(mentioned), tmp_path)
     assert not problems, "names the docs mention that do not import:\n" + "\n".join(
         f"{name} ({', '.join(sorted(set(mentioned[name])))}): {why}" for name, why in sorted(problems.items()))

@@ -1,7 +1,7 @@
 """The front door and the docs site: a short README, pages that exist, references generated from the code.
 
 The fast tests check the README's size and links, the site's navigation, and the reference pages in
-``docs/reference/``: committed, and equal to what ``loralab.runs.reference_pages`` generates from
+``docs/reference/``: committed, and equal to what ``scripts/docs_reference.py`` generates from
 ``CONTRACTS`` and the parsers (``make docs-reference`` writes them). The strict site build is a slow test
 and part of ``make docs``; it fails, not skips, when the docs packages are missing (``pip install -e ".[docs]"``; ``make setup`` installs
 them).
@@ -21,16 +21,22 @@ import yaml
 
 from loralab.cli import COMMANDS, main
 from loralab.params.contracts import CONTRACTS
-from loralab.runs.reference_pages import (
-    cli_reference,
-    command_help,
-    default_of,
-    params_reference,
-    reference_pages,
-    value_range,
-)
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+    """A module of scripts/ (the docs tooling is not part of the package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+docs_reference, notebook_pages = _script("docs_reference"), _script("notebook_pages")
+cli_reference, command_help, default_of = docs_reference.cli_reference, docs_reference.command_help, docs_reference.default_of
+params_reference, reference_pages = docs_reference.params_reference, docs_reference.reference_pages
+value_range, page_drift = docs_reference.value_range, notebook_pages.page_drift
 DOCS = REPO / "docs"
 README = (REPO / "README.md").read_text()
 GENERATED = {"index.md"}  # written while the site builds, by docs/hooks/as_on_github.py
@@ -101,8 +107,6 @@ def test_every_page_in_the_nav_exists_and_every_page_is_in_the_nav():
 def test_each_notebook_page_shows_the_notebook_as_shipped_with_the_outputs_of_a_run(notebook):
     """docs/notebooks/ holds each notebook executed on its smoke params (make docs-notebooks); a page whose
     cells differ from the notebook's, or that has no outputs or shows an error, is stale."""
-    from loralab.runs.notebook_pages import page_drift
-
     problems = page_drift(notebook, DOCS / "notebooks" / notebook.name)
     assert not problems, f"{problems}: run `make docs-notebooks NOTEBOOKS={notebook.stem[:2]}` to render the page again"
     page = (DOCS / "notebooks" / notebook.name).read_text()
@@ -112,8 +116,6 @@ def test_each_notebook_page_shows_the_notebook_as_shipped_with_the_outputs_of_a_
 
 def test_a_changed_notebook_makes_its_page_stale(tmp_path):
     import json
-
-    from loralab.runs.notebook_pages import page_drift
 
     shipped = REPO / "notebooks" / "01_qlora_finetune.ipynb"
     page = DOCS / "notebooks" / shipped.name
@@ -129,7 +131,7 @@ def test_a_changed_notebook_makes_its_page_stale(tmp_path):
 def test_no_notebook_page_shows_a_standard_error_block(page):
     """A browser draws standard error in red, and a reader takes it for a failure: a page shows none (the
     notebooks' first call hides the known messages that do not apply; progress lines are plain output)."""
-    from loralab.runs.notebook_pages import stderr_blocks
+    stderr_blocks = notebook_pages.stderr_blocks
 
     blocks = stderr_blocks(page)
     assert not blocks, (f"{page.name} shows {len(blocks)} standard-error block(s), first {blocks[0]!r}: hide a known "
@@ -139,7 +141,7 @@ def test_no_notebook_page_shows_a_standard_error_block(page):
 def test_a_standard_error_block_is_found(tmp_path):
     import json
 
-    from loralab.runs.notebook_pages import stderr_blocks
+    stderr_blocks = notebook_pages.stderr_blocks
 
     def cell(*outputs):
         return {"cell_type": "code", "source": ["print(1)"], "metadata": {}, "outputs": list(outputs)}
@@ -236,7 +238,5 @@ def test_the_site_builds_in_strict_mode(tmp_path):
 
 
 def test_make_docs_notebooks_refuses_an_unknown_notebook_in_one_line(capsys):
-    from loralab.runs.notebook_pages import main as render_pages
-
-    assert render_pages(["09"]) == 2
+    assert notebook_pages.main(["09"]) == 2
     assert capsys.readouterr().err.startswith("error: no notebook '09'")

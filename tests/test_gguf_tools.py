@@ -218,14 +218,15 @@ def test_the_export_reads_the_trained_end_of_turn_token_and_checks_it_before_any
     """From the merged folder's manifest, else its adapter's; a Modelfile mismatch is refused, another eos warns."""
     import copy
 
+    from loralab.adapters.manifest import BaseRecord, Manifest, MergedFrom
     from loralab.export.gguf_export import check_export_stop, trained_end_of_turn
     from loralab.export.ollama import ModelfileError
 
     adapter, merged = tmp_path / "adapter", tmp_path / "merged"
     adapter.mkdir()
     merged.mkdir()
-    (adapter / "loralab_manifest.json").write_text(json.dumps({"base": {}, "training_end_of_turn_token": "<|im_end|>"}))
-    (merged / "loralab_manifest.json").write_text(json.dumps({"base": {}, "merged_from": {"adapter_dir": str(adapter)}}))
+    Manifest(base=BaseRecord(), training_end_of_turn_token="<|im_end|>").write(adapter)
+    Manifest(kind="merged-model", base=BaseRecord(), merged_from=MergedFrom(adapter_dir=str(adapter))).write(merged)
     assert trained_end_of_turn(merged) == "<|im_end|>"
     assert trained_end_of_turn(tmp_path / "nothing-here") is None
     check_export_stop("<|im_end|>", tokenizer)  # the embedded model: eos and stops agree, nothing to say

@@ -102,15 +102,15 @@ def test_manifest_records_the_variant_and_pissa_is_saved_as_plain_lora(trained):
 
     for name, run in trained.items():
         manifest = read_manifest(run["folder"] / "adapter")
-        assert manifest["variant"]["name"] == run["cfg"].lora_variant, name
+        assert manifest.variant.name == run["cfg"].lora_variant, name
         config = json.loads((run["folder"] / "adapter" / "adapter_config.json").read_text())
         converted = name in ("pissa", "olora")
-        assert manifest["variant"]["converted_to_lora"] is converted
+        assert manifest.variant.converted_to_lora is converted
         # PEFT's conversion: [A | A0], [B | -B0] at rank 2r, alpha doubled, init true (the original base)
         assert config["r"] == (2 if converted else 1) * run["cfg"].lora_r, name
         assert config["init_lora_weights"] is True  # converted PiSSA/OLoRA load as plain LoRA
         assert config["use_dora"] is (name == "dora") and config["use_rslora"] is (name == "rslora")
-    assert read_manifest(trained["rslora"]["folder"] / "adapter")["lora"]["scale_formula"] == "alpha/sqrt(r)"
+    assert read_manifest(trained["rslora"]["folder"] / "adapter").lora.scale_formula == "alpha/sqrt(r)"
 
 
 def test_each_variant_reloads_verified_on_its_original_base(trained):
@@ -151,7 +151,7 @@ def test_each_variant_merges_with_parity(trained, tmp_path):
         assert result.parity.top1_agreement >= 0.75, (name, result.parity.summary())
         assert result.max_abs_diff_fp32 < 1e-3 * max(1.0, result.adapter_effect), name
         assert result.merge_into == "original"
-        assert read_manifest(tmp_path / name)["variant"]["name"] == run["cfg"].lora_variant
+        assert read_manifest(tmp_path / name).variant.name == run["cfg"].lora_variant
 
 
 def test_gguf_lora_is_refused_for_dora_and_rslora_but_not_converted_pissa(trained):

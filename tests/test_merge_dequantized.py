@@ -81,10 +81,10 @@ def test_parity_numbers_are_in_the_merged_folders_manifest(merges, qlora_adapter
 
     for result in merges[:2]:
         manifest = read_manifest(result.path)
-        assert manifest["kind"] == "merged-model" and manifest["base_quantization"] == "nf4-4bit"
-        assert manifest["merge"]["merge_into"] == result.merge_into
-        assert manifest["merged_from"]["adapter_dir"] == str(Path(qlora_adapter).resolve())
-        parity = manifest["parity"]
+        assert manifest.kind == "merged-model" and manifest.base_quantization == "nf4-4bit"
+        assert manifest.merge["merge_into"] == result.merge_into
+        assert manifest.merged_from.adapter_dir == str(Path(qlora_adapter).resolve())
+        parity = manifest.parity
         for key in ("greedy_agreement", "top1_agreement", "mean_kl", "max_kl"):
             assert parity[key] == pytest.approx(getattr(result.parity, key)), key
         assert parity["prompts"] == 8 and parity["max_new_tokens"] == 16 and parity["passed"] == result.parity.passed
@@ -105,7 +105,7 @@ def test_qlora_adapter_card_says_4bit_and_plain_peft_loads_it(qlora_adapter):
     assert PEFT_QUANTIZATION_LINE in card and "- bnb_4bit_quant_type: nf4" in card and "- load_in_4bit: True" in card
     assert "Trained on a 4-bit (NF4) base" in card and "- 4-bit" in card.split("---")[1]
     verify_adapter_files(qlora_adapter)  # the manifest recorded the README with the note
-    assert "README.md" in read_manifest(qlora_adapter)["adapter_files"]
+    assert "README.md" in read_manifest(qlora_adapter).adapter_files
     config = json.loads((Path(qlora_adapter) / "adapter_config.json").read_text())
     assert "base_quantization" not in config  # PEFT's own file stays as PEFT wrote it
     base = AutoModelForCausalLM.from_pretrained(resolve_model_path(TINY_MODEL),
@@ -163,10 +163,13 @@ def test_gguf_lora_on_its_base_matches_the_merged_gguf(gguf_export):
     assert not report.passed, report.summary()  # without the adapter the check fails, loudly
 
 
-def test_gguf_manifest_and_modelfile(gguf_export):
+def test_gguf_manifest_and_modelfile(gguf_export, merges):
+    from loralab.adapters.manifest import read_manifest
+
     folder = gguf_export.folder
     manifest = json.loads((folder / "loralab_manifest.json").read_text())
     assert manifest["kind"] == "gguf-export" and manifest["merge_into"] == "dequantized"
+    assert read_manifest(folder).base == read_manifest(merges[0].path).base  # the base it all came from
     assert [f["format"] for f in manifest["files"]] == ["gguf-f16", "gguf-q4_k_m", "gguf-lora-f16"]
     assert manifest["files"][1]["parity"]["top1_agreement"] == pytest.approx(gguf_export.files[1].parity.top1_agreement)
     text = (folder / "Modelfile").read_text()

@@ -65,14 +65,14 @@ def test_16bit_adapter_merges_into_the_original_weights_with_parity_in_the_manif
     assert "model as trained" in result.reference
     assert result.max_abs_diff_fp32 < 1e-3 * max(1.0, result.adapter_effect)
     manifest = read_manifest(tmp_path / "merged")
-    assert manifest["kind"] == "merged-model" and manifest["merge"]["merge_into"] == "original"
-    assert manifest["base_quantization"] == "16-bit"
-    parity = manifest["parity"]
+    assert manifest.kind == "merged-model" and manifest.merge["merge_into"] == "original"
+    assert manifest.base_quantization == "16-bit"
+    parity = manifest.parity
     assert parity["prompts"] == 3 and parity["max_new_tokens"] == 6 and parity["positions"] >= 3
     assert parity["top1_agreement"] == pytest.approx(result.parity.top1_agreement)
     assert parity["mean_kl"] == pytest.approx(result.parity.mean_kl) and parity["mean_kl"] >= 0
     assert parity["thresholds"]["min_top1"] == 0.98 and isinstance(parity["passed"], bool)
-    assert set(manifest["model_files"]) >= {"model.safetensors", "config.json", "tokenizer.json"}
+    assert set(manifest.model_files) >= {"model.safetensors", "config.json", "tokenizer.json"}
     with pytest.raises(ValueError, match="only merge_into='original' applies"):
         merge_adapter(adapter_16bit, tmp_path / "nope", merge_into="dequantized", **QUICK)
     with pytest.raises(ValueError, match="write 'dequantized'"):
@@ -92,7 +92,7 @@ def test_strict_raises_past_a_threshold_and_writes_nothing(adapter_16bit, tmp_pa
 
     with pytest.warns(ExportDriftWarning, match="top-1 agreement"):
         result = merge_adapter(adapter_16bit, tmp_path / "loud", parity_thresholds=impossible, **QUICK)
-    assert not result.parity.passed and read_manifest(tmp_path / "loud")["parity"]["passed"] is False
+    assert not result.parity.passed and read_manifest(tmp_path / "loud").parity["passed"] is False
 
 
 @pytest.mark.slow  # loads the base in 4-bit through Unsloth
@@ -109,10 +109,10 @@ def test_4bit_dequantization_is_what_the_4bit_layers_compute(tiny_base, tmp_path
     assert result.dequantized_base_max_abs_diff == 0.0, "dequantize_4bit differs from the Linear4bit forward"
     assert result.max_abs_diff_fp32 < 1e-3 * max(1.0, result.adapter_effect)
     assert "4-bit NF4 base" in result.reference
-    assert read_manifest(tmp_path / "merged")["merge"]["merge_into"] == "dequantized"
+    assert read_manifest(tmp_path / "merged").merge["merge_into"] == "dequantized"
     with pytest.warns(ExportDriftWarning, match="NF4 quantization error"):
         original = merge_adapter(adapter, tmp_path / "original", merge_into="original", parity=False)
-    assert original.parity is None and read_manifest(tmp_path / "original")["parity"] is None
+    assert original.parity is None and read_manifest(tmp_path / "original").parity is None
 
 
 def test_model_card_notes_a_4bit_base_and_peft_still_loads_it(adapter_16bit, tiny_base, tmp_path):

@@ -8,9 +8,9 @@
   checks it here, ``tests/test_doc_links.py`` on the repository.
 
 Every other page is a file in ``docs/``: the reference pages ``reference/params.md`` and ``reference/cli.md``
-are committed there, written from the code by ``make docs-reference`` (``loralab.runs.reference_pages``; a
+are committed there, written from the code by ``make docs-reference`` (``scripts/docs_reference.py``; a
 test fails when they differ from it). The notebook pages are ``docs/notebooks/*.ipynb``: each notebook
-executed on its smoke params by ``make docs-notebooks`` (``loralab.runs.notebook_pages``), rendered by
+executed on its smoke params by ``make docs-notebooks`` (``scripts/notebook_pages.py``), rendered by
 mkdocs-jupyter with their outputs. The build imports nothing from loralab.
 """
 

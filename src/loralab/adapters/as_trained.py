@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import gc
 from pathlib import Path
-from typing import Any
 
 
-def load_4bit_base(base_model: str, manifest: dict[str, Any] | None):
+def load_4bit_base(base_model: str, max_seq_length: int | None):
     """The base in 4-bit NF4 as training loaded it (Unsloth), computing in float32; AVX512 repacking off."""
     import torch
 
-    from loralab.adapters.trained_on import TrainedOn
     from loralab.model.loading import load_model
     from loralab.params.run_config import validate_params
 
     cfg = validate_params({"model_name": base_model, "load_in_4bit": True,
-                           "max_seq_length": TrainedOn.from_manifest(manifest).max_seq_length or 2048,
+                           "max_seq_length": max_seq_length or 2048,
                            "use_gradient_checkpointing": False}, source="merge_adapter")
     model, _ = load_model(cfg, dtype=torch.float32)
     for module in model.modules():
@@ -71,11 +69,11 @@ def trained_on_4bit(check, folder: Path) -> bool:
     one (which holds no other weights); ValueError for a folder quantized another way."""
     from loralab.model.prequantized import prequantized_4bit
 
-    return prequantized_4bit(folder) or check.trained_on.load_in_4bit
+    return prequantized_4bit(folder) or check.load_in_4bit
 
 
 def _base_folder(base_model: str) -> Path:
-    from loralab.adapters.manifest import local_model_folder
+    from loralab.model.fingerprints import local_model_folder
 
     folder = local_model_folder(base_model)
     if folder is None:
@@ -96,7 +94,7 @@ def load_as_trained(adapter_dir: str | Path, base_model: str | None = None, allo
     folder = _base_folder(check.base_model)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     if trained_on_4bit(check, folder):
-        base = load_4bit_base(check.base_model, check.manifest)
+        base = load_4bit_base(check.base_model, check.max_seq_length)
     else:
         base = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, use_safetensors=True).eval()
     return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False).eval(), tokenizer
@@ -122,8 +120,8 @@ def save_dequantized_base(adapter_dir: str | Path, out_dir: str | Path, base_mod
         base, _ = load_dequantized(folder, dtype)
     else:
         base = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, use_safetensors=True).eval()
-        if check.trained_on.load_in_4bit:
-            quantized = load_4bit_base(check.base_model, check.manifest)
+        if check.load_in_4bit:
+            quantized = load_4bit_base(check.base_model, check.max_seq_length)
             if dequantize_into(quantized, base) == 0:
                 raise RuntimeError(f"the 4-bit load of {check.base_model} has no Linear4bit layer to dequantize.")
             del quantized

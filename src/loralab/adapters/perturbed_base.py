@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from loralab.adapters.manifest import chat_template_text, local_model_folder
+from loralab.model.fingerprints import chat_template_text, local_model_folder
 
 
 def _folder(base_model: str) -> Path:

@@ -52,7 +52,7 @@ class AdapterServer:
     """A base model plus named adapters; generate with any one of them, none, or a mix per row."""
 
     def __init__(self, base_model: str, load_in_4bit: bool = False, max_seq_length: int = 512):
-        from loralab.adapters.manifest import base_fingerprint
+        from loralab.model.fingerprints import base_fingerprint
         from loralab.model.loading import load_model
         from loralab.params.run_config import validate_params
 

@@ -20,7 +20,8 @@ import json
 from pathlib import Path
 from typing import TypeVar
 
-from loralab.adapters.manifest import MANIFEST_NAME, file_sha256, read_manifest
+from loralab.adapters.manifest import MANIFEST_NAME, read_manifest
+from loralab.model.fingerprints import file_sha256
 from loralab.params.errors import ParamsError
 from loralab.params.preference_config import PreferenceConfig
 from loralab.params.run_config import RunConfig
@@ -100,8 +101,9 @@ def sft_lineage(cfg: PreferenceConfig) -> dict | None:
     if not cfg.sft_adapter:
         return None
     folder = Path(cfg.sft_adapter)
-    manifest = read_manifest(folder) or {}
-    training = manifest.get("training") or {}
+    manifest = read_manifest(folder)
+    training = (manifest.training if manifest else None) or {}
     return {"path": str(folder.resolve()), "manifest_sha256": file_sha256(folder / MANIFEST_NAME, use_cache=False),
-            "dataset": training.get("dataset"), "dataset_sha256": (manifest.get("dataset") or {}).get("sha256"),
-            "base": (manifest.get("base") or {}).get("name")}
+            "dataset": training.get("dataset"),
+            "dataset_sha256": manifest.dataset.sha256 if manifest and manifest.dataset else None,
+            "base": manifest.base.name if manifest else None}

@@ -30,16 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loralab.adapters.manifest import (
-    MANIFEST_NAME,
-    BaseFingerprint,
-    adapter_folder_paths,
-    base_fingerprint,
-    compare_base,
-    file_sha256,
-    read_manifest,
-)
-from loralab.adapters.trained_on import TrainedOn
+from loralab.adapters.manifest import Manifest, folder_paths, read_manifest
+from loralab.model.fingerprints import BaseFingerprint, base_fingerprint, file_sha256
 
 
 class AdapterFileError(ValueError):
@@ -61,7 +53,7 @@ class BaseCheck:
     adapter_dir: Path
     base_model: str  # the base that was checked (and will be loaded)
     base: BaseFingerprint
-    manifest: dict[str, Any] | None  # None: the adapter has no manifest
+    manifest: Manifest | None  # None: the adapter has no manifest
     differences: list[str] = field(default_factory=list)  # [] = the same base (or no manifest to say)
     notes: list[str] = field(default_factory=list)  # harmless differences, e.g. 4-bit vs 16-bit base
 
@@ -70,9 +62,19 @@ class BaseCheck:
         return self.manifest is not None and not self.differences
 
     @property
-    def trained_on(self) -> TrainedOn:
-        """What the manifest says the adapter was trained on (a 16-bit default without one)."""
-        return TrainedOn.from_manifest(self.manifest)
+    def base_quantization(self) -> str:
+        """What the manifest says the adapter was trained on: "nf4-4bit" or "16-bit" (the default without one)."""
+        return self.manifest.base_quantization if self.manifest else "16-bit"
+
+    @property
+    def load_in_4bit(self) -> bool:
+        """True when the manifest says the adapter was trained on the 4-bit NF4 base."""
+        return self.manifest is not None and self.manifest.load_in_4bit
+
+    @property
+    def max_seq_length(self) -> int | None:
+        """The training sequence length the manifest records (None without one)."""
+        return self.manifest.max_seq_length if self.manifest else None
 
 
 def require_safetensors(adapter_dir: str | Path) -> Path:
@@ -133,20 +135,7 @@ def verify_safetensors_file(path: str | Path, expected_sha256: str | None = None
     return len(names)
 
 
-def _recorded_files(manifest: dict[str, Any] | None, adapter_dir: Path) -> dict[str, str]:
-    """The manifest's ``adapter_files`` (relative path -> SHA-256); AdapterFileError for a malformed entry."""
-    recorded = (manifest or {}).get("adapter_files") or {}
-    where = adapter_dir / MANIFEST_NAME
-    if not isinstance(recorded, dict):
-        raise AdapterFileError(f"{where}: 'adapter_files' is not a mapping of file name to SHA-256; {_RESAVE}.")
-    for name, digest in recorded.items():
-        parts = Path(name).parts
-        if not isinstance(digest, str) or Path(name).is_absolute() or ".." in parts or not parts:
-            raise AdapterFileError(f"{where}: bad 'adapter_files' entry {name!r}: {digest!r}; {_RESAVE}.")
-    return recorded
-
-
-def verify_recorded_files(adapter_dir: str | Path, manifest: dict[str, Any] | None = None,
+def verify_recorded_files(adapter_dir: str | Path, manifest: Manifest | None = None,
                           already_checked: tuple[str, ...] = ()) -> list[str]:
     """Compare the adapter folder with the files its manifest recorded at save time; returns unknown files.
 
@@ -159,7 +148,7 @@ def verify_recorded_files(adapter_dir: str | Path, manifest: dict[str, Any] | No
     manifest = read_manifest(adapter_dir) if manifest is None else manifest
     if manifest is None:
         return []
-    recorded = _recorded_files(manifest, adapter_dir)
+    recorded = manifest.adapter_files or {}
     for name, digest in sorted(recorded.items()):
         if name in already_checked:
             continue
@@ -172,9 +161,9 @@ def verify_recorded_files(adapter_dir: str | Path, manifest: dict[str, Any] | No
                    "layers than it was trained with)" if name == "adapter_config.json" else "")
             raise AdapterFileError(f"{path} differs from the file the manifest recorded when the adapter was saved "
                                    f"(SHA-256 mismatch): it was edited or damaged since{why}; {_RESAVE}.")
-    if not isinstance(manifest.get("manifest_version"), int) or manifest["manifest_version"] < 2:
+    if manifest.manifest_version < 2:
         return []  # version 1 recorded only adapter_model*: any other file is unknown to it by design
-    unknown = [name for name in adapter_folder_paths(adapter_dir) if name not in recorded]
+    unknown = [name for name in folder_paths(adapter_dir) if name not in recorded]
     if unknown:
         warnings.warn(f"{adapter_dir} holds {', '.join(unknown)}, which the manifest does not know (added after "
                       "the adapter was saved); it is not verified. Remove it, or save the adapter again if it "
@@ -187,7 +176,7 @@ def verify_adapter_files(adapter_dir: str | Path) -> Path:
     weights = require_safetensors(adapter_dir)
     read_adapter_config(adapter_dir)
     manifest = read_manifest(adapter_dir)
-    recorded = _recorded_files(manifest, Path(adapter_dir)).get(weights.name)
+    recorded = ((manifest.adapter_files or {}) if manifest else {}).get(weights.name)
     if verify_safetensors_file(weights, recorded) == 0:
         raise AdapterFileError(f"{weights} holds no tensors; {_RESAVE}.")
     if manifest is not None:
@@ -212,7 +201,7 @@ def check_adapter_base(adapter_dir: str | Path, base_model: str | None = None, l
     manifest = read_manifest(adapter_dir)
     if base_model is None:
         base_model = base.name if base is not None else (
-            manifest["base"]["name"] if manifest else _adapter_config_base(adapter_dir))
+            manifest.base.name if manifest else _adapter_config_base(adapter_dir))
     if not base_model:
         raise ValueError(f"{adapter_dir}: no manifest and no base_model_name_or_path in adapter_config.json; "
                          "pass base_model='<the base it was trained on>'.")
@@ -224,8 +213,8 @@ def check_adapter_base(adapter_dir: str | Path, base_model: str | None = None, l
                       "this adapter was trained on. A LoRA adapter on other base weights gives wrong outputs "
                       "without any error.", BaseMismatchWarning, stacklevel=2)
         return check
-    check.differences = compare_base(manifest, base)
-    trained_4bit = check.trained_on.load_in_4bit
+    check.differences = manifest.base.differences(base)
+    trained_4bit = check.load_in_4bit
     if load_in_4bit is not None and load_in_4bit != trained_4bit:
         check.notes.append(f"trained on a {'4-bit' if trained_4bit else '16-bit'} base, loading onto a "
                            f"{'4-bit' if load_in_4bit else '16-bit'} one: outputs differ by the quantization error")
@@ -234,7 +223,7 @@ def check_adapter_base(adapter_dir: str | Path, base_model: str | None = None, l
         if not allow_base_mismatch:
             raise ValueError(
                 f"Refusing to load {adapter_dir} onto {base_model}: it is not the base the adapter was trained on "
-                f"({manifest['base']['name']}). Differences: {listing}. Load it onto the original base, or pass "
+                f"({manifest.base.name}). Differences: {listing}. Load it onto the original base, or pass "
                 "allow_base_mismatch=True if you know the adapter fits this base.")
         warnings.warn(f"Loading {adapter_dir} onto a different base {base_model} (allow_base_mismatch=True): "
                       f"{listing}", BaseMismatchWarning, stacklevel=2)
@@ -257,11 +246,10 @@ def load_verified_adapter(adapter_dir: str | Path, base_model: str | None = None
     check = check_adapter_base(adapter_dir, base_model, load_in_4bit, allow_base_mismatch)
     for note in check.notes:
         warnings.warn(note, BaseMismatchWarning, stacklevel=2)
-    trained = check.trained_on
     cfg = validate_params({
         "model_name": check.base_model,
-        "load_in_4bit": trained.load_in_4bit if load_in_4bit is None else load_in_4bit,
-        "max_seq_length": max_seq_length or trained.max_seq_length or 2048,
+        "load_in_4bit": check.load_in_4bit if load_in_4bit is None else load_in_4bit,
+        "max_seq_length": max_seq_length or check.max_seq_length or 2048,
         "use_gradient_checkpointing": False,
     }, source="load_verified_adapter")
     model, tokenizer = load_model(cfg)

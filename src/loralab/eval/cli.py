@@ -43,8 +43,8 @@ EXAMPLES_FILE = "eval_examples.jsonl"
 def _manifest_params(model_dir: Path) -> dict[str, Any]:
     from loralab.adapters.manifest import read_manifest
 
-    manifest = read_manifest(model_dir) or {}
-    return dict(manifest.get("training") or {})
+    manifest = read_manifest(model_dir)
+    return dict((manifest.training if manifest else None) or {})
 
 
 def eval_config(models: list[Path], params_files: list[str], overrides: dict[str, Any],
@@ -119,8 +119,8 @@ def evaluate_models(targets: list[Path | None], labels: list[str], cfg: RunConfi
 
 def results_json(results: list[tuple], data, cfg: RunConfig, targets: list[Path | None]) -> dict[str, Any]:
     """What ``eval.json`` holds: the settings, the held-out rows and one entry per model."""
-    from loralab.adapters.manifest import dataset_sha256
     from loralab.eval.retention import compare_retention
+    from loralab.model.fingerprints import dataset_sha256
 
     report: dict[str, Any] = {"params": cfg.model_dump(), "retention_tasks": list(cfg.retention_tasks),
                               "retention_limit": cfg.retention_limit, "models": []}

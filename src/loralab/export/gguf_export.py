@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loralab.adapters.manifest import BaseRecord, Manifest, MergedFrom, read_manifest
 from loralab.export.gguf import FILE_SUFFIX, export_gguf, export_gguf_lora, quantize_gguf
 from loralab.export.gguf_header import gguf_tensor_types
 from loralab.export.parity import ParityReference, ParityReport, compare_with_reference, record_reference
@@ -102,16 +103,15 @@ class GGUFExport:
                 for f in self.files]
 
 
-def _reference_for(merged, tokenizer, parity: bool) -> tuple[Path, ParityReference | None, dict]:
+def _reference_for(merged, tokenizer, parity: bool) -> tuple[Path, ParityReference | None, Manifest | None]:
     """The merged folder, the model as trained's parity reference (None without ``parity``), its manifest."""
     from loralab.adapters.as_trained import load_as_trained
 
     path = Path(getattr(merged, "path", merged))
-    manifest_file = path / "loralab_manifest.json"
-    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+    manifest = read_manifest(path)
     reference = getattr(merged, "parity_reference", None) if parity else None
     if parity and reference is None:
-        adapter_dir = (manifest.get("merged_from") or {}).get("adapter_dir")
+        adapter_dir = manifest.merged_from.adapter_dir if manifest and manifest.merged_from else None
         if adapter_dir and Path(adapter_dir).is_dir():
             trained, _ = load_as_trained(adapter_dir)
             reference = record_reference(trained, tokenizer)
@@ -147,22 +147,18 @@ def check_gguf_lora_variant(adapter_dir: str | Path) -> None:
 
 def _merged_from(merged_dir: Path) -> str | None:
     """The adapter folder a merged folder's manifest names (None without one)."""
-    manifest_file = merged_dir / "loralab_manifest.json"
-    if not manifest_file.is_file():
-        return None
-    return (json.loads(manifest_file.read_text()).get("merged_from") or {}).get("adapter_dir")
+    manifest = read_manifest(merged_dir)
+    return manifest.merged_from.adapter_dir if manifest and manifest.merged_from else None
 
 
 def trained_end_of_turn(merged_dir: str | Path) -> str | None:
     """The end-of-turn token training supervised: the merged folder's manifest, else its adapter's (None: unknown)."""
-    from loralab.adapters.manifest import read_manifest
-
-    merged = read_manifest(merged_dir) or {}
-    if merged.get("training_end_of_turn_token"):
-        return merged["training_end_of_turn_token"]
-    adapter_dir = (merged.get("merged_from") or {}).get("adapter_dir")
+    merged = read_manifest(merged_dir)
+    if merged and merged.training_end_of_turn_token:
+        return merged.training_end_of_turn_token
+    adapter_dir = merged.merged_from.adapter_dir if merged and merged.merged_from else None
     adapter = read_manifest(adapter_dir) if adapter_dir and Path(adapter_dir).is_dir() else None
-    return (adapter or {}).get("training_end_of_turn_token")
+    return adapter.training_end_of_turn_token if adapter else None
 
 
 def check_export_stop(trained_end: str | None, tokenizer, modelfile: bool = True) -> None:
@@ -226,7 +222,7 @@ def export_for_llama_cpp(merged, out_dir: str | Path, out_types: tuple[str, ...]
     if parity and reference is None:
         raise ValueError(f"parity needs the model as trained: {merged_dir} names no adapter that is still there; "
                          "pass the MergeResult, or parity=False.")
-    adapter_dir = Path(adapter_dir) if adapter_dir else Path((manifest.get("merged_from") or {}).get("adapter_dir", ""))
+    adapter_dir = Path(adapter_dir or _merged_from(merged_dir) or "")
     if lora and not (adapter_dir / "adapter_config.json").is_file():
         raise ValueError("lora=True needs the adapter folder (adapter_dir=...).")
     if lora:
@@ -274,12 +270,12 @@ def export_for_llama_cpp(merged, out_dir: str | Path, out_types: tuple[str, ...]
                 print(f"Modelfile written without its TEMPLATE check: {GO_MISSING}.")
             check = write_modelfile(first.path, tokenizer, staging / "Modelfile", check=have_go,
                                     trained_end_of_turn=trained_end)
-        record = {"kind": "gguf-export", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  "merged_from": str(merged_dir.resolve()), "base_quantization": manifest.get("base_quantization"),
-                  "merge_into": (manifest.get("merge") or {}).get("merge_into"),
-                  "files": [e.as_dict() for e in entries],
-                  "modelfile": {k: v for k, v in asdict(check).items() if k != "path"} if check else None}
-        (staging / "loralab_manifest.json").write_text(json.dumps(record, indent=2, default=str))
+        Manifest(kind="gguf-export", base=manifest.base if manifest else BaseRecord(),
+                 base_quantization=manifest.base_quantization if manifest else "16-bit",
+                 training_end_of_turn_token=trained_end, merged_from=MergedFrom(merged_dir=str(merged_dir.resolve())),
+                 merge_into=(manifest.merge or {}).get("merge_into") if manifest else None,
+                 files=[e.as_dict() for e in entries],
+                 modelfile={k: v for k, v in asdict(check).items() if k != "path"} if check else None).write(staging)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)

@@ -71,7 +71,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from loralab.adapters.as_trained import dequantize_into, load_4bit_base, saved_16bit_dtype
-from loralab.adapters.trained_on import TrainedOn
+from loralab.adapters.manifest import Manifest
 from loralab.atomic_folder import folder_written_aside
 from loralab.export.parity import (
     DEFAULT_NEW_TOKENS,
@@ -143,11 +143,11 @@ def _probe(model, tokenizer):
     return probe_logits(model, tokenizer)[1]
 
 
-def _resolve_merge_into(merge_into: str | None, manifest: dict[str, Any] | None, adapter_dir: Path,
+def _resolve_merge_into(merge_into: str | None, manifest: Manifest | None, adapter_dir: Path,
                         prequantized: str | None = None) -> str:
     """The weights to merge into; an adapter without a manifest merges into the original ones unless told.
     ``prequantized``: the base, when it is a pre-quantized bnb-4bit folder (its NF4 weights are the only ones)."""
-    trained_4bit = TrainedOn.from_manifest(manifest).load_in_4bit or prequantized is not None
+    trained_4bit = (manifest is not None and manifest.load_in_4bit) or prequantized is not None
     if merge_into is None:
         return "dequantized" if trained_4bit else "original"
     if merge_into not in MERGE_INTO:
@@ -163,12 +163,10 @@ def _resolve_merge_into(merge_into: str | None, manifest: dict[str, Any] | None,
     return merge_into
 
 
-def _merged_manifest(adapter_dir: Path, manifest: dict[str, Any] | None, base_model: str, merge: dict[str, Any],
+def _merged_manifest(adapter_dir: Path, manifest: Manifest | None, base_model: str, merge: dict[str, Any],
                      parity: ParityReport | None, folder: Path) -> Path:
-    from loralab.adapters.manifest import write_merged_manifest
-
-    return write_merged_manifest(folder, adapter_dir, manifest, base_model, merge,
-                                 parity.as_dict() if parity is not None else None)
+    return Manifest.for_merged(folder, adapter_dir, manifest, base_model, merge,
+                               parity.as_dict() if parity is not None else None).write(folder)
 
 
 def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str | None = None,
@@ -192,8 +190,8 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from loralab.adapters.manifest import local_model_folder
     from loralab.adapters.verified_loading import check_adapter_base
+    from loralab.model.fingerprints import local_model_folder
     from loralab.model.prequantized import load_dequantized, prequantized_4bit
 
     started = time.perf_counter()
@@ -206,7 +204,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
     prequantized = prequantized_4bit(folder)  # a bnb-4bit folder: its NF4 weights are the only ones
     merge_into = _resolve_merge_into(merge_into, check.manifest, adapter_dir,
                                      check.base_model if prequantized else None)
-    base_quantization = check.trained_on.base_quantization
+    base_quantization = check.base_quantization
     if prequantized and not base_quantization.startswith("nf4"):
         base_quantization = "nf4-4bit (a pre-quantized base)"
     if check.manifest is None and merge_into == "dequantized" and not prequantized:
@@ -227,7 +225,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
     reference = None
     dequantized_layers, dequantized_diff = 0, None
     if trained_4bit and (merge_into == "dequantized" or parity):  # the model as trained: adapter on its 4-bit base
-        quantized = load_4bit_base(check.base_model, check.manifest)
+        quantized = load_4bit_base(check.base_model, check.max_seq_length)
         if merge_into == "dequantized" and not prequantized:
             dequantized_layers = dequantize_into(quantized, base)
             if dequantized_layers == 0:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from loralab.params.adapters_demo import AdaptersDemoConfig
 from loralab.params.grpo_config import GrpoConfig
@@ -30,7 +30,16 @@ from loralab.params.lora_basics import LoraBasicsConfig
 from loralab.params.notebook import PARAMS_FILE
 from loralab.params.preference_config import PreferenceConfig
 from loralab.params.run_config import RunConfig
-from loralab.params.sweep_report import SweepReportConfig
+
+
+class SweepReportConfig(BaseModel):
+    """Notebook 02's parameter: which sweep it reports (the description is the help line)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sweep_dir: str = Field("", description="a folder written by loralab sweep, e.g. sweeps/rank; empty picks the "
+                           "newest under sweeps/")
+
 
 METADATA_KEY = "loralab"  # notebook metadata: {"loralab": {"contract": "<name>"}}
 

@@ -33,9 +33,9 @@ from loralab.params.schema import validate_against
 from loralab.params.yaml_reader import read_params_file
 from loralab.plan.lora_math import alpha_scale
 
-ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# "all-linear" goes to PEFT as it is: every Linear layer but the output layer (lm_head), whatever the architecture.
 ATTENTION_ONLY = ["q_proj", "k_proj", "v_proj", "o_proj"]
-TARGET_PRESETS = {"all-linear": ALL_LINEAR, "attention": ATTENTION_ONLY}
+TARGET_PRESETS = ("all-linear", "attention")
 EMBEDDED_DATASET = "embedded/json-answers"
 # The scorers that fit each embedded task, which eval_scorers: null means for it (the first one is the
 # run's eval_score). Other data has no default scorer: held-out loss alone until the user picks some.
@@ -341,27 +341,12 @@ class RunConfig(BaseModel):
         return bool(self.eval_dataset or self.eval_fraction)
 
     @property
-    def target_module_list(self) -> list[str]:
-        """The module names LoRA attaches to."""
-        if isinstance(self.target_modules, str):
-            return list(TARGET_PRESETS[self.target_modules])
-        return list(self.target_modules)
-
-    @property
-    def lora_scale(self) -> float:
-        """The factor on every LoRA update B @ A: alpha / r, or alpha / sqrt(r) with rsLoRA."""
-        return alpha_scale(self.lora_alpha, self.lora_r, self.use_rslora)
-
-    @property
-    def adapter_line(self) -> str:
-        """The adapter in one line: variant, r, alpha and the effective scale, e.g. "rsLoRA: r=64, alpha=32,
-        scale alpha/sqrt(r) = 4"."""
-        line = f"{self.lora_variant}: r={self.lora_r}, alpha={self.lora_alpha:g}, " + scale_formula(
-            self.lora_alpha, self.lora_r, self.use_rslora)
-        if changes_base(self.init_lora_weights) and self.lora_dropout:
-            line += (f" (lora_dropout {self.lora_dropout:g} drops inputs of an adapter that starts as the weight's "
-                     "principal part: PiSSA/OLoRA train with lora_dropout 0)")
-        return line
+    def target_module_list(self) -> str | list[str]:
+        """``target_modules`` for ``get_peft_model``: ``"all-linear"`` (PEFT's meaning: every Linear layer but the
+        output layer), or the module names (``"attention"``: q, k, v and o)."""
+        if self.target_modules == "all-linear":
+            return "all-linear"
+        return list(ATTENTION_ONLY if self.target_modules == "attention" else self.target_modules)
 
     @property
     def lora_variant(self) -> str:
@@ -369,9 +354,8 @@ class RunConfig(BaseModel):
         return variant_name(self.use_rslora, self.use_dora, self.init_lora_weights, self.loraplus_lr_ratio)
 
 
-# init_lora_weights values that work through Unsloth's get_peft_model and PEFT 0.21 without more inputs
-# (eva and corda need data passes, loftq a LoftQConfig, mica / lora_ga / orthogonal are left out).
-PLAIN_INITS = (True, "gaussian")
+# init_lora_weights values that work through Unsloth's get_peft_model and PEFT 0.21 without more inputs: True,
+# "gaussian" and these (eva and corda need data passes, loftq a LoftQConfig, mica / lora_ga / orthogonal are left out).
 RESIDUAL_INITS_NAMES = ("pissa", "olora")  # and pissa_niter_<N>: they move the principal part out of W
 INIT_NAMES = {True: "", "gaussian": "Gaussian init", "pissa": "PiSSA init", "olora": "OLoRA init"}
 

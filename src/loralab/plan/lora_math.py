@@ -9,8 +9,8 @@ DoRA (``use_dora``) trains one magnitude per output row of every adapted layer o
 d more weights per d x k layer (PEFT's ``lora_magnitude_vector``). rsLoRA, PiSSA/OLoRA init and LoRA+
 change no count: they change the scale, the start and the learning rates.
 
-``targets`` is ``"all-linear"`` (every block linear: q, k, v, o, gate, up, down; PEFT's
-``target_modules="all-linear"`` leaves lm_head out) or ``"attention"`` (q, k, v, o only), or an
+``targets`` is ``"all-linear"`` (what PEFT's ``target_modules="all-linear"`` adapts: every linear layer but
+the output layer, here every block's attention and MLP projections), ``"attention"`` (q, k, v, o only), or an
 explicit list of module names such as ``["q_proj", "v_proj"]``.
 """
 
@@ -19,8 +19,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from loralab.plan.architectures import Architecture, get_architecture
-
-TARGET_SETS = ("all-linear", "attention")
 
 
 def lora_params(d: int, k: int, r: int) -> int:
@@ -73,14 +71,6 @@ def trainable_params(model: str | Architecture, r: int, targets: str | Sequence[
     count = dora_params if dora else lora_params
     per_layer = sum(count(shapes[m][1], shapes[m][0], r) for m in target_modules(arch, targets))
     return arch.layers * per_layer
-
-
-def trainable_fraction(
-    model: str | Architecture, r: int, targets: str | Sequence[str] = "all-linear", dora: bool = False
-) -> float:
-    """Trainable LoRA parameters as a fraction of the base model's parameters."""
-    arch = _as_arch(model)
-    return trainable_params(arch, r, targets, dora) / arch.param_count()
 
 
 def alpha_scale(alpha: float, r: int, rslora: bool = False) -> float:

@@ -23,13 +23,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loralab.adapters.manifest import dataset_sha256, write_manifest
+from loralab.adapters.manifest import write_manifest
 from loralab.adapters.save import note_model_card, save_reference_logits
 from loralab.adapters.sft_start import sft_lineage
 from loralab.data.supervision import SupervisionReport, supervision_report
 from loralab.eval.evaluate import eval_losses, eval_metrics
 from loralab.eval.preference import reference_unchanged
 from loralab.eval.retention import retention_metrics
+from loralab.model.fingerprints import dataset_sha256
 from loralab.model.hub_token import describe_token_source
 from loralab.model.loading import count_parameters, lora_layer_table
 from loralab.model.versions import library_versions

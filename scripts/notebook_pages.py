@@ -1,9 +1,8 @@
 """The docs site's notebook pages: each shipped notebook executed on its smoke params, outputs kept.
 
-    make docs-notebooks                               # = python -m loralab.runs.notebook_pages
-    python -m loralab.runs.notebook_pages 01 04       # only these notebooks
+    make docs-notebooks                               # = python scripts/notebook_pages.py
+    python scripts/notebook_pages.py 01 04            # only these notebooks
 
-    from loralab.runs.notebook_pages import page_drift, stderr_blocks
     page_drift(Path("notebooks/01_qlora_finetune.ipynb"), Path("docs/notebooks/01_qlora_finetune.ipynb"))  # [] if current
     stderr_blocks(Path("docs/notebooks/01_qlora_finetune.ipynb"))  # [] when no cell shows standard error
 
@@ -31,10 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))  # this checkout's loralab, installed or not
+
 from loralab.params.yaml_reader import read_params_file
 from loralab.runs.shipped import notebooks_dir
 
-REPO = notebooks_dir().parent
 PAGES_DIR = REPO / "docs" / "notebooks"
 SMOKE_SWEEP = REPO / "params" / "sweeps" / "smoke.yaml"
 INJECTED_TAG = "injected-parameters"
