@@ -50,7 +50,7 @@ def read_numbered_jsonl(path: str | Path) -> list[tuple[int, Any]]:
     """(line number, row) of a JSON Lines file; the numbers are what a text editor shows."""
     path = Path(path)
     if not path.is_file():
-        where = "" if path.is_absolute() else f" (looked in {Path.cwd()}, where the notebook runs)"
+        where = "" if path.is_absolute() else f" (looked for {path.absolute()})"
         raise DatasetError(f"dataset file {path} does not exist{where}; give the path of a .jsonl file "
                            "(loralab run reads it from where you ran the command), or an absolute one.")
     try:

@@ -127,7 +127,7 @@ def read_table(name: str) -> Table:
     refuse_unreadable(name)
     path = Path(name).expanduser()
     if not path.is_file():
-        where = "" if path.is_absolute() else f" (looked in {Path.cwd()}, where the notebook runs)"
+        where = "" if path.is_absolute() else f" (looked for {path.absolute()})"
         raise DatasetError(f"dataset file {name} does not exist{where}; give the path of a {READABLE} file "
                            "(loralab run reads it from where you ran the command), or an absolute one.")
     builder, options = TABLE_FORMATS[_suffix(name)]
