@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from loralab.data.chat_rows import DatasetError, load_chat_rows
 from loralab.data.column_map import ColumnMap, column_map_of
-from loralab.data.table_files import is_local_data_file
+from loralab.data.sources import is_local_data_file
 from loralab.params.names import is_embedded
 from loralab.params.run_config import RunConfig
 

@@ -119,7 +119,7 @@ def prepare_preference_data(cfg) -> PreferenceData:
     from loralab.data.column_map import column_map_of
     from loralab.data.heldout import default_eval_split, row_key
     from loralab.data.preference_rows import load_preference_rows
-    from loralab.data.table_files import is_local_data_file
+    from loralab.data.sources import is_local_data_file
     from loralab.eval.retention import check_retention_tasks
 
     scorers = parse_scorers(cfg.eval_scorers)

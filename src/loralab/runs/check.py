@@ -25,8 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from loralab.data.sources import is_local_data_file
 from loralab.data.supervision import SupervisionReport
-from loralab.data.table_files import is_local_data_file
 from loralab.model.embedded import cache_dir
 from loralab.params.adapters_demo import AdaptersDemoConfig
 from loralab.params.errors import ParamsError
