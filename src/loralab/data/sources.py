@@ -189,8 +189,11 @@ def read_table(name: str) -> Source:
     refuse_unreadable(name)
     path = _existing(name, READABLE)
     builder, options = TABLE_FORMATS[_suffix(name)]
-    spreadsheet = builder == "csv"
-    where = lambda n: f"{name} row {n} ({'the header is row 1' if spreadsheet else 'counting rows from 1'})"
+    spreadsheet = builder == "csv"  # CSV, TSV: a spreadsheet shows the header as row 1
+
+    def where(number: int) -> str:
+        return f"{name} row {number} ({'the header is row 1' if spreadsheet else 'counting rows from 1'})"
+
     import datasets
 
     if spreadsheet:  # every column as text: the cells a spreadsheet shows, not numbers pandas guessed
