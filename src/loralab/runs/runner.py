@@ -22,7 +22,7 @@ there and prints what was checked with the planner's memory estimate. Then paper
 the folder the command ran from, so a relative path means the same to the checks and to the kernel. The run
 folder receives the executed notebook next to what the notebook writes (metrics.json, adapter/, loss.png)
 and the notebook gets ``run_dir`` as a parameter; the terminal hears each section start
-(``loralab.runs.sections``).
+(``loralab.runs.sections``: papermill's own engine, its ``cell_start`` hook wrapped).
 
 Re-running the same command resumes: for a notebook with a ``resume`` parameter (01) that is on,
 ``loralab run`` reuses the newest unfinished run folder (no ``metrics.json``, not running now) whose
@@ -33,6 +33,7 @@ from that folder's newest complete checkpoint. ``--fresh`` always starts a new f
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import time
 from pathlib import Path
@@ -200,24 +201,32 @@ def _new_run_dir(runs_root: Path, name: str, numbered: bool) -> Path:
 NO_PROGRESS_BARS = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
 
 
+def _not_in_the_cell(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Passed unknown parameter")
+
+
 def _execute(notebook: Path, run_dir: Path, parameters: dict[str, Any], folder_param: str | None,
              timeout_s: int) -> None:
     """papermill, in the folder the command ran from; the terminal hears each section start."""
     import papermill
 
-    from loralab.runs.sections import section_lines
+    from loralab.runs.sections import SECTION_ENGINE, register_section_engine
 
-    parameters = {**parameters, **({folder_param: str(run_dir)} if folder_param else {})}
+    register_section_engine()  # the terminal hears each section start; the executed notebook is papermill's own
+    # The schema's fields outside the parameters cell are parameters too (validated above): no papermill warning.
+    quiet = logging.getLogger("papermill")
+    quiet.addFilter(_not_in_the_cell)
     saved = {name: os.environ.get(name) for name in NO_PROGRESS_BARS}
     os.environ.update(NO_PROGRESS_BARS)  # the kernel inherits them: a run folder's notebook keeps no bar
     try:
-        with section_lines(notebook, parameters):
-            papermill.execute_notebook(str(notebook), str(run_dir / notebook.name), parameters=parameters,
-                                       kernel_name="python3", cwd=os.getcwd(), progress_bar=False, log_output=True,
-                                       execution_timeout=timeout_s)
+        papermill.execute_notebook(str(notebook), str(run_dir / notebook.name),
+                                   parameters={**parameters, **({folder_param: str(run_dir)} if folder_param else {})},
+                                   engine_name=SECTION_ENGINE, kernel_name="python3", cwd=os.getcwd(),
+                                   progress_bar=False, log_output=False, execution_timeout=timeout_s)
     except papermill.PapermillExecutionError as error:  # the kernel's error, said once, with where to look
         raise RunFailed(error.ename, error.evalue, error.exec_count, str(run_dir / notebook.name)) from None
     finally:
+        quiet.removeFilter(_not_in_the_cell)
         for name, value in saved.items():
             if value is None:
                 del os.environ[name]

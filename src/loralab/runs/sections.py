@@ -1,30 +1,20 @@
 """Which section of a notebook a headless run is in, said on the terminal as each section starts.
 
-    from loralab.runs.sections import section_lines
-    with section_lines(notebook, parameters):
-        papermill.execute_notebook(src, out, parameters=parameters, log_output=True, progress_bar=False)
+    from loralab.runs.sections import SECTION_ENGINE, register_section_engine
+    register_section_engine()
+    papermill.execute_notebook(src, out, engine_name=SECTION_ENGINE, progress_bar=False, log_output=False)
     # terminal: "[loralab] 2. Load the model", "[loralab] Before training", "[loralab] 5. Train", ...
 
-papermill's own ``log_output`` logs "Executing Cell N" as each cell starts; while the block runs, the
-``papermill`` logger says that as the section's heading (the nearest markdown heading above a code cell, once,
-at its first code cell) and drops the cells' output, which the executed notebook holds. Its other warnings go
-to stderr as before, except "Passed unknown parameter": the schema's fields outside the parameters cell are
-parameters too, checked before the kernel started.
+papermill's own engine (nbclient) executes the notebook; this engine only wraps its ``cell_start``
+hook, so the executed notebook is the same as with papermill's default engine. A section is the
+nearest markdown heading above a code cell, said once, when its first code cell starts.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import re
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
 from loralab.train.progress import terminal_line
 
-_CELL_STARTS = re.compile(r"Executing Cell (\d+)")
+SECTION_ENGINE = "loralab-sections"
 
 
 def section_headings(cells: list) -> dict[int, str]:
@@ -44,39 +34,22 @@ def section_headings(cells: list) -> dict[int, str]:
     return starts
 
 
-class _SectionLines(logging.Handler):
-    def __init__(self, headings: dict[int, str]):
-        super().__init__(logging.INFO)
-        self.headings = headings
+def register_section_engine() -> None:
+    """Register the engine with papermill (idempotent)."""
+    from papermill.engines import NBClientEngine, papermill_engines
 
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        started = _CELL_STARTS.match(message)
-        if started and int(started[1]) - 1 in self.headings:
-            terminal_line(self.headings[int(started[1]) - 1])
-        elif (record.levelno >= logging.WARNING and record.funcName != "log_output_message"
-              and not message.startswith("Passed unknown parameter")):
-            print(message, file=sys.stderr)
+    class SectionEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+            headings = section_headings(nb_man.nb.cells)
+            cell_start = nb_man.cell_start
 
+            def announce_then_start(cell, cell_index=None, **more):
+                if cell_index in headings:
+                    terminal_line(headings[cell_index])
+                return cell_start(cell, cell_index, **more)
 
-@contextlib.contextmanager
-def section_lines(notebook: Path, parameters: dict[str, Any]) -> Iterator[None]:
-    """While the block runs papermill on ``notebook`` with ``parameters`` (``log_output=True``), one terminal
-    line per section; the ``papermill`` logger is as it was afterwards."""
-    from papermill.iorw import load_notebook_node
-    from papermill.parameterize import parameterize_notebook
+            nb_man.cell_start = announce_then_start
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
 
-    nb = load_notebook_node(str(notebook))
-    if parameters:  # numbered as papermill numbers them: with its injected cell
-        nb = parameterize_notebook(nb, parameters, kernel_name="python3", language="python")
-    logger = logging.getLogger("papermill")
-    handler, saved = _SectionLines(section_headings(nb.cells)), (logger.level, logger.propagate)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
+    papermill_engines.register(SECTION_ENGINE, SectionEngine)
