@@ -118,21 +118,24 @@ def test_loralab_run_refuses_before_the_kernel_starts(tmp_path, capsys, extra, m
     assert not list(tmp_path.iterdir()), "no run folder may be created for refused params"
 
 
-def test_loralab_run_checks_relative_model_folders_from_where_the_kernel_runs(tmp_path, capsys):
-    """A relative folder that exists only next to the notebook (where the kernel runs) is found there."""
+def test_loralab_run_checks_relative_model_folders_from_where_the_command_runs(tmp_path, capsys, monkeypatch):
+    """The kernel runs in the folder the command ran from, so a relative folder is checked from there: one that
+    exists only next to the notebook is not found."""
     import shutil
 
     folder = tmp_path / "nb"
     folder.mkdir()
     shutil.copy(NOTEBOOK, folder / "01_qlora_finetune.ipynb")
-    (folder / "my-model").mkdir()
-    (folder / "my-model" / "config.json").write_text("{}")
-    (folder / "my-model" / "model.safetensors").write_bytes(b"")  # only present: nothing loads it here
+    for model in (tmp_path / "my-model", folder / "beside-the-notebook"):
+        model.mkdir()
+        (model / "config.json").write_text("{}")
+        (model / "model.safetensors").write_bytes(b"")  # only present: nothing loads it here
+    monkeypatch.chdir(tmp_path)
     args = [str(folder / "01_qlora_finetune.ipynb"), "-p", "lora_r", "0", "--runs-root", str(tmp_path / "runs")]
     assert run_main([*args, "-p", "model_name", "./my-model"]) == 2
     out = capsys.readouterr().out
     assert "lora_r: Input" in out and "config.json" not in out  # only the planted error: the folder was found
-    assert run_main([*args, "-p", "model_name", "./missing-model"]) == 2
+    assert run_main([*args, "-p", "model_name", "./beside-the-notebook"]) == 2
     assert "no config.json" in capsys.readouterr().out
 
 

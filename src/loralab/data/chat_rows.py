@@ -11,7 +11,7 @@ Recognised row formats: ``messages`` (OpenAI style), ``conversations`` with ``fr
 example of each. A row with no assistant answer, an empty answer, unknown roles or non-text content
 (images, audio) is refused naming its row; a .jsonl file holds one object per line (a line that holds a
 JSON array or a bare value is refused saying so). Other local files (CSV, TSV, Parquet, JSON, Arrow) are
-read by ``loralab.data.table_files``, and any file's own columns are mapped to a conversation by
+read by ``loralab.data.sources``, and any file's own columns are mapped to a conversation by
 ``loralab.data.column_map`` (``prompt_template``, ``answer_column``).
 Rows longer than ``max_seq_length`` are counted and truncated or dropped by ``loralab.data.row_lengths``.
 """
@@ -21,18 +21,17 @@ from __future__ import annotations
 from typing import Any
 
 from loralab.data.column_map import ColumnMap, refuse_unmapped
-from loralab.data.embedded_splits import embedded_split_rows
 from loralab.data.errors import DatasetError
 from loralab.data.errors import short_repr as _short
 from loralab.data.json_answers import data_file
-from loralab.data.jsonl_files import (  # noqa: F401  (read here by the rest of loralab and its tests)
-    numbered_rows_from_jsonl_text,
+from loralab.data.short_answers import short_answer_rows
+from loralab.data.sources import (  # noqa: F401  (read here by the rest of loralab and its tests)
+    embedded_split_rows,
     read_jsonl,
     read_numbered_jsonl,
+    read_source,
     rows_from_jsonl_text,
 )
-from loralab.data.row_sources import read_source
-from loralab.data.short_answers import short_answer_rows
 from loralab.params.run_config import EMBEDDED_DATASET
 
 ROLES = ("system", "user", "assistant")
@@ -110,7 +109,7 @@ def normalise_row(row: dict, where: str) -> dict:
 
 
 def embedded_rows(dataset: str, split: str) -> list[Any]:
-    """Rows of a dataset shipped inside loralab (``train``, ``eval`` or a slice: ``loralab.data.embedded_splits``)."""
+    """Rows of a dataset shipped inside loralab (``train``, ``eval`` or a slice: ``loralab.data.sources``)."""
     readers = {EMBEDDED_DATASET: lambda s: read_jsonl(data_file(s)), EMBEDDED_SHORT_ANSWERS: short_answer_rows}
     if dataset not in readers:
         raise DatasetError(f"{dataset!r} is not an embedded dataset; the embedded ones are {', '.join(readers)} "

@@ -10,7 +10,7 @@
 Notebook 01 maps ``prompt_template`` + ``answer_column`` (+ ``system_prompt``); notebook 04 maps
 ``prompt_template`` + ``chosen_column`` + ``rejected_column`` (a pair; KTO takes each pair as a good and
 a bad row). The same map reads the held-out rows. Every problem is one line naming the row as the file
-shows it (``loralab.data.table_files``): a column the file lacks (with the nearest one it has), an empty
+shows it (``loralab.data.sources``): a column the file lacks (with the nearest one it has), an empty
 answer, a row whose template columns are all empty. A file with neither a chat format nor a column map
 is refused listing its columns and the parameters to set.
 """

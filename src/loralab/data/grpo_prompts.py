@@ -24,11 +24,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from loralab.data.chat_rows import DatasetError, _short, read_numbered_jsonl
-from loralab.data.embedded_splits import embedded_split_rows
+from loralab.data.chat_rows import DatasetError, _short
 from loralab.data.json_answers import data_file
-from loralab.data.table_files import is_local_data_file, read_table
-from loralab.model.hub_token import token_kwargs
+from loralab.data.sources import embedded_split_rows, read_source
 from loralab.params.names import is_embedded
 
 EMBEDDED_ANSWER_FORMAT = "embedded/answer-format"
@@ -95,26 +93,10 @@ def load_prompt_rows(dataset: str, split: str = "train", prompt_column: str = ""
             raise DatasetError(f"{dataset!r} is not an embedded prompt set for GRPO; the embedded one is "
                                f"{EMBEDDED_ANSWER_FORMAT} (or give a .jsonl path or a hub dataset id).")
         return embedded_split_rows(dataset, split, answer_format_rows)
-    if dataset.endswith(".jsonl"):
-        source, raw, unit = dataset, read_numbered_jsonl(dataset), "line"
-    elif is_local_data_file(dataset):  # CSV, TSV, Parquet, JSON, Arrow: rows named as a spreadsheet shows them
-        table = read_table(dataset)
-        raw = [(table.where(number), row) for number, row in table.rows]
-        return _prompt_rows(raw, f"{dataset} has no rows.", prompt_column, reference_column)
-    else:
-        from datasets import load_dataset
-
-        rows = load_dataset(dataset, config_name or None, split=split, **token_kwargs())
-        source, raw, unit = f"{dataset}[{split}]", list(enumerate(rows, 1)), "row"
-    return _prompt_rows([(f"{source} {unit} {n}", row) for n, row in raw], f"{source} has no rows.", prompt_column,
-                        reference_column)
-
-
-def _prompt_rows(raw: list[tuple[str, Any]], empty: str, prompt_column: str, reference_column: str) -> list[dict]:
-    """Each (where, row) as a prompt row; DatasetError when there is none."""
-    if not raw:
-        raise DatasetError(empty)
-    return [normalise_prompt_row(row, where, prompt_column, reference_column) for where, row in raw]
+    found = read_source(dataset, split, config_name=config_name)  # a local file or a hub dataset
+    if not found.rows:
+        raise DatasetError(f"{found.name} has no rows.")
+    return [normalise_prompt_row(row, found.where(n), prompt_column, reference_column) for n, row in found.rows]
 
 
 def scored_rows(rows: list[dict]) -> list[dict]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from loralab.data.chat_rows import DatasetError, load_chat_rows
 from loralab.data.column_map import ColumnMap, column_map_of
-from loralab.data.table_files import is_local_data_file
+from loralab.data.sources import is_local_data_file
 from loralab.params.names import is_embedded
 from loralab.params.run_config import RunConfig
 
@@ -37,6 +37,12 @@ def row_key(row: dict) -> str:
 def default_eval_split(eval_dataset: str) -> str:
     """The held-out split a dataset name means when ``eval_split`` is '': eval (embedded) or test (hub)."""
     return "eval" if is_embedded(eval_dataset) else "test"
+
+
+def eval_source(eval_dataset: str, eval_split: str = "") -> tuple[str, str]:
+    """(the split ``eval_split`` means, how a note names the held-out rows): a file is its own split."""
+    split = eval_split or default_eval_split(eval_dataset)
+    return split, eval_dataset if is_local_data_file(eval_dataset) else f"{eval_dataset}[{split}]"
 
 
 @dataclass
@@ -107,9 +113,7 @@ def load_splits(cfg: RunConfig, train_rows: list[dict] | None = None) -> Splits:
         source = f"{cfg.eval_fraction:.0%} of the training rows, seed {cfg.seed}"
     elif cfg.eval_dataset:
         held_out = load_eval_rows(cfg.eval_dataset, cfg.eval_split, columns)
-        local_file = is_local_data_file(cfg.eval_dataset)  # a file is its own split
-        source = cfg.eval_dataset if local_file else (
-            f"{cfg.eval_dataset}[{cfg.eval_split or default_eval_split(cfg.eval_dataset)}]")
+        _, source = eval_source(cfg.eval_dataset, cfg.eval_split)
     else:
         return Splits(train, [], "none")
     kept, leaked = remove_leaked(train, held_out)

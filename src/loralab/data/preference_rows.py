@@ -14,7 +14,7 @@ KTO ``{"prompt", "completion", "label": true/false}``; KTO also takes paired row
 and rejected, a label that is not true/false, unknown roles or non-text content is refused naming its
 row (``data.jsonl line 4``, ``org/data[train] row 4``) with an example of the expected row.
 Sources: ``embedded/concise-answers`` (``loralab.data.concise_answers``), a local file (.jsonl, .csv, .tsv,
-.parquet, .json, .arrow: ``loralab.data.row_sources``), a hub dataset id; a file's own columns are mapped
+.parquet, .json, .arrow: ``loralab.data.sources``), a hub dataset id; a file's own columns are mapped
 with ``prompt_template``, ``chosen_column`` and ``rejected_column`` (``loralab.data.column_map``).
 """
 
@@ -30,8 +30,7 @@ from loralab.data.chat_rows import (
 )
 from loralab.data.column_map import ColumnMap, refuse_unmapped
 from loralab.data.concise_answers import concise_answer_pairs
-from loralab.data.embedded_splits import embedded_split_rows
-from loralab.data.row_sources import read_source
+from loralab.data.sources import embedded_split_rows, read_source
 
 METHODS = ("dpo", "orpo", "kto")
 PAIRED_METHODS = ("dpo", "orpo")

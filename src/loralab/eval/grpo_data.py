@@ -19,7 +19,7 @@ from pathlib import Path
 
 from loralab.data.chat_rows import DatasetError
 from loralab.data.grpo_prompts import load_prompt_rows
-from loralab.data.heldout import default_eval_split, row_key
+from loralab.data.heldout import eval_source, row_key
 from loralab.eval.rewards import reward_functions, reward_name
 from loralab.params.errors import ParamsError
 from loralab.params.grpo_config import GrpoConfig
@@ -62,17 +62,16 @@ def prepare_grpo_data(cfg: GrpoConfig) -> GrpoData:
                              cfg.dataset_config)
     heldout, leaked, source = [], 0, "none"
     if cfg.eval_dataset:
-        split = cfg.eval_split or default_eval_split(cfg.eval_dataset)
+        split, source = eval_source(cfg.eval_dataset, cfg.eval_split)
         rows = load_prompt_rows(cfg.eval_dataset, split, cfg.prompt_column, cfg.reference_column,
                                 cfg.dataset_config)
         seen = {row_key({"messages": row["prompt"]}) for row in train}
         kept = [row for row in rows if row_key({"messages": row["prompt"]}) not in seen]
         leaked = len(rows) - len(kept)
         if not kept:
-            raise DatasetError(f"the held-out prompts ({cfg.eval_dataset}[{split}]) are all training prompts too: "
+            raise DatasetError(f"the held-out prompts ({source}) are all training prompts too: "
                                "hold out prompts the model does not train on.")
         heldout = kept[: cfg.eval_examples]
-        source = cfg.eval_dataset if cfg.eval_dataset.endswith(".jsonl") else f"{cfg.eval_dataset}[{split}]"
     if cfg.sft_adapter:
         from loralab.adapters.verified_loading import check_adapter_base
 

@@ -117,9 +117,8 @@ def prepare_preference_data(cfg) -> PreferenceData:
     held-out pair, the retention tasks, and the SFT adapter's manifest against its base (a different base is refused).
     """
     from loralab.data.column_map import column_map_of
-    from loralab.data.heldout import default_eval_split, row_key
+    from loralab.data.heldout import eval_source, row_key
     from loralab.data.preference_rows import load_preference_rows
-    from loralab.data.table_files import is_local_data_file
     from loralab.eval.retention import check_retention_tasks
 
     scorers = parse_scorers(cfg.eval_scorers)
@@ -128,12 +127,11 @@ def prepare_preference_data(cfg) -> PreferenceData:
     train = load_preference_rows(cfg.dataset, cfg.dataset_split, cfg.method, columns)
     pairs, leaked, source = [], [], "none"
     if cfg.eval_dataset:
-        split = cfg.eval_split or default_eval_split(cfg.eval_dataset)
+        split, source = eval_source(cfg.eval_dataset, cfg.eval_split)
         held_out = load_preference_rows(cfg.eval_dataset, split, "dpo", columns)
         seen = {row_key({"messages": row["prompt"]}) for row in train}
         for pair in held_out:
             (leaked if row_key({"messages": pair["prompt"]}) in seen else pairs).append(pair)
-        source = cfg.eval_dataset if is_local_data_file(cfg.eval_dataset) else f"{cfg.eval_dataset}[{split}]"
         if not pairs:
             from loralab.data.chat_rows import DatasetError
 

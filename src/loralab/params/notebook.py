@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from loralab.params.run_config import RunConfig
-from loralab.params.runtime_check import check_runtime
+from loralab.params.runtime_check import RuntimeCheckError, check_runtime
 from loralab.params.schema import Schema, validate_against
 
 PARAMS_FILE = "params_file"  # the knob that names a params file from inside a notebook (loralab.runs.notebook_params)
@@ -30,12 +30,22 @@ def namespace_params(namespace: dict[str, Any], names_before: set[str], schema: 
             if k != PARAMS_FILE and (k in schema.model_fields or (k not in names_before and not k.startswith("_")))}
 
 
+def validated(schema: type[Schema], params: dict[str, Any], source: str = "notebook parameters",
+              packages: bool = True) -> Schema:
+    """``params`` checked against ``schema``, and for a training config this machine too (``check_runtime``;
+    ``packages=False`` skips the slow import that checks the optimizer's packages). ``loralab run`` calls this
+    before the kernel starts, the validation cell after it: one check, two places."""
+    cfg = validate_against(schema, params, source=source)
+    if isinstance(cfg, RunConfig):
+        try:
+            check_runtime(cfg, packages=packages)
+        except RuntimeCheckError as error:
+            raise RuntimeCheckError(f"{source}: {error}") from None
+    return cfg
+
+
 def params_from_namespace(namespace: dict[str, Any], names_before: set[str],
                           schema: type[Schema] = RunConfig, file_params: dict[str, Any] | None = None) -> Schema:
     """Validate the parameters a notebook's namespace holds (see the module docstring); ``file_params`` (a params
     file's mapping) replace the namespace's values of the same names."""
-    params = namespace_params(namespace, names_before, schema) | (file_params or {})
-    cfg = validate_against(schema, params, source="notebook parameters")
-    if isinstance(cfg, RunConfig):
-        check_runtime(cfg)
-    return cfg
+    return validated(schema, namespace_params(namespace, names_before, schema) | (file_params or {}))

@@ -1,19 +1,20 @@
-"""``loralab run --check``: what the checks before the kernel found, and the planner's memory estimate.
+"""The checks ``loralab run`` makes before the kernel starts, and ``--check``'s report of them with the planner's
+memory estimate.
 
     loralab run 01 -f my_colab.yaml -p dataset my.jsonl --check
 
-From Python (``loralab.runs.runner`` makes the checks; this module words them)::
+From Python::
 
     from loralab.runs.runner import prepare_run
     from loralab.runs.check import check_report
     print(check_report(prepare_run("notebooks/01_qlora_finetune.ipynb", params), params, "my.yaml", "runs"))
 
-The checks are ``loralab run``'s own (``runner.prepare_run``: the same code path that runs before papermill
-is called); nothing here checks anything twice, except that the answers line counts the supervised
-tokens again to word them (``loralab.data.supervision``, tokenizer only). The estimate is ``loralab.plan``'s (torch-free) for the
-model and LoRA settings of the params: peak GPU memory when Unsloth trains on a CUDA GPU, and which common
-GPUs that fits. An embedded model is sized from its local config.json, a local folder from its own, a hub
-model only when loralab's architecture table knows its name (no network is used).
+:func:`check_data` does what the notebook's data cell does next to its validation cell (``prepare_run_data``,
+``prepare_preference_data``, ``prepare_grpo_data``) and counts the supervised tokens (``loralab.data.supervision``)
+when the data is on this machine; hub data is checked by the notebook before the model loads. The estimate is
+``loralab.plan``'s (torch-free) for the model and LoRA settings of the params: peak GPU memory when Unsloth trains
+on a CUDA GPU, and which common GPUs that fits. An embedded model is sized from its local config.json, a local
+folder from its own, a hub model only when loralab's architecture table knows its name (no network is used).
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from loralab.data.table_files import is_local_data_file
+from loralab.data.sources import is_local_data_file
+from loralab.data.supervision import SupervisionReport
 from loralab.model.embedded import cache_dir
 from loralab.params.adapters_demo import AdaptersDemoConfig
+from loralab.params.errors import ParamsError
 from loralab.params.grpo_config import GrpoConfig
 from loralab.params.names import embedded_short_name, is_embedded
 from loralab.params.preference_config import PreferenceConfig
@@ -46,6 +49,7 @@ class PreparedRun:
     output_param: str | None  # the parameter that receives the run folder (run_dir), or None
     config: BaseModel | None  # the validated params (None: a notebook without a validator)
     resume_dir: Path | None  # the unfinished run folder this run would continue; None: a new folder
+    supervision: SupervisionReport | None = None  # the answer tokens counted before the kernel, if they were
 
     @property
     def resolved(self) -> dict[str, Any] | None:
@@ -151,23 +155,38 @@ def memory_lines(config: BaseModel | None, notebook_dir: Path) -> list[str]:
     return lines
 
 
-def supervision_line(cfg: RunConfig) -> str:
-    """What the training rows supervise, counted with the model's tokenizer (loralab.data.supervision), or why not.
+def check_data(config: BaseModel, source: str) -> SupervisionReport | None:
+    """What the notebook's data cell checks: with the data on this machine every row, the held-out split, the
+    scorers (rewards) tried on a row, the retention tasks, then the answer tokens left after ``max_seq_length``;
+    with hub data the scorers, rewards and retention tasks only. ParamsError (``source: ...``) for a problem;
+    the supervision report when the tokens were counted."""
+    if not isinstance(config, RunConfig):
+        return None
+    try:
+        if isinstance(config, GrpoConfig):  # completions are generated: no answers to count
+            from loralab.eval.grpo_data import prepare_grpo_data
+            from loralab.eval.rewards import reward_functions
 
-    The runner's checks refused the run already where there is nothing to learn; this words what they counted.
-    """
-    from loralab.data.supervision import check_run_supervision
-    from loralab.eval.prepare import prepare_preference_data, prepare_run_data
+            if data_checked_here(config):
+                prepare_grpo_data(config)
+            else:
+                reward_functions(config.rewards)
+            return None
+        if not data_checked_here(config):
+            from loralab.eval.retention import check_retention_tasks
+            from loralab.eval.scorers import parse_scorers
 
-    if isinstance(cfg, PreferenceConfig):
-        from loralab.data.supervision import check_preference_supervision
+            parse_scorers(config.eval_scorers)
+            check_retention_tasks(config.retention_tasks)
+            return None
+        from loralab.data.supervision import check_preference_supervision, check_run_supervision
+        from loralab.eval.prepare import prepare_preference_data, prepare_run_data
 
-        report = check_preference_supervision(cfg, prepare_preference_data(cfg).train)
-    else:
-        report = check_run_supervision(cfg, prepare_run_data(cfg).train)
-    if report is None:
-        return f"{cfg.model_name}'s tokenizer is not on this machine: the notebook counts them before training"
-    return report.message
+        if isinstance(config, PreferenceConfig):
+            return check_preference_supervision(config, prepare_preference_data(config).train)
+        return check_run_supervision(config, prepare_run_data(config).train)
+    except ValueError as error:  # ParamsError, DatasetError, SupervisionError
+        raise ParamsError(f"{source}: {error}") from None
 
 
 def check_report(prepared: PreparedRun, parameters: dict[str, Any], source: str, runs_root: str | Path) -> str:
@@ -195,7 +214,9 @@ def check_report(prepared: PreparedRun, parameters: dict[str, Any], source: str,
                 scorers = f"; rewards {config.rewards} parsed (each is tried on a real completion before training)"
             rows.append(("data", f"every row of {config.dataset}{held_out} read and checked{mapped}{scorers}"))
             if not isinstance(config, GrpoConfig):  # GRPO's completions are generated: no answers to supervise
-                rows.append(("answers", supervision_line(config)))
+                report = prepared.supervision
+                rows.append(("answers", report.message if report is not None else f"{config.model_name}'s tokenizer "
+                             "is not on this machine: the notebook counts them before training"))
         else:
             hub = f"{config.dataset} is on the hub: the notebook checks its rows before the model loads (not here)"
             rows.append(("data", hub))

@@ -24,7 +24,7 @@ def new_run_dir(cfg: RunConfig, root: str | Path | None = None) -> Path:
     """``cfg.run_dir`` when set, else a new ``root/<time>-<model>`` folder; created either way.
 
     ``root`` defaults to where ``loralab run`` puts run folders: the repository's ``runs/`` inside a
-    checkout (the notebooks run in its ``notebooks/`` folder), else ``./runs`` (Colab's /content/runs).
+    checkout (wherever in it the notebook runs), else ``./runs`` (Colab's /content/runs).
     """
     if root is None:
         from loralab.runs.shipped import working_folder

@@ -15,11 +15,14 @@ params file that is not in the current folder is looked up in the shipped params
 notebook 01 is ``params/01_qlora_finetune/smoke.yaml``; see ``loralab.runs.shipped``). Run folders go
 to ``--runs-root``, by default ``./runs`` (the repository's ``runs/`` anywhere inside a checkout).
 
-The params file is validated before the kernel starts, so a typo fails in a second, not after the
-model loaded (:func:`prepare_run`: names, values, this machine, local data rows, the held-out split,
-scorers). ``--check`` stops there and prints what was checked with the planner's memory estimate for the
-model and LoRA settings (``loralab.runs.check``). The run folder receives the executed notebook next to
-what the notebook writes (metrics.json, adapter/, loss.png) and the notebook gets ``run_dir`` as a parameter.
+The params are checked before the kernel starts, so a typo fails in a second, not after the model loaded
+(:func:`prepare_run`): the names, then the notebook's own validation (``loralab.params.notebook.validated``)
+and, for data on this machine, its data cell's checks (``loralab.runs.check.check_data``). ``--check`` stops
+there and prints what was checked with the planner's memory estimate. Then papermill runs the notebook in
+the folder the command ran from, so a relative path means the same to the checks and to the kernel. The run
+folder receives the executed notebook next to what the notebook writes (metrics.json, adapter/, loss.png)
+and the notebook gets ``run_dir`` as a parameter; the terminal hears each section start
+(``loralab.runs.sections``: papermill's own engine, its ``cell_start`` hook wrapped).
 
 Re-running the same command resumes: for a notebook with a ``resume`` parameter (01) that is on,
 ``loralab run`` reuses the newest unfinished run folder (no ``metrics.json``, not running now) whose
@@ -30,7 +33,6 @@ from that folder's newest complete checkpoint. ``--fresh`` always starts a new f
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import time
@@ -40,117 +42,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from loralab.data.table_files import is_local_data_file
-from loralab.eval.scorers import parse_scorers
-from loralab.params.adapters_demo import validate_demo_params
-from loralab.params.contracts import NotebookContract, contract_of, parameters_cell
+from loralab.data.supervision import SupervisionReport
+from loralab.params.contracts import contract_of, parameters_cell
 from loralab.params.errors import ParamsError, RunFailed
-from loralab.params.grpo_config import GrpoConfig, validate_grpo_params
-from loralab.params.names import is_embedded
-from loralab.params.notebook import PARAMS_FILE
-from loralab.params.preference_config import PreferenceConfig, validate_preference_params
-from loralab.params.run_config import RunConfig
-from loralab.params.runtime_check import validate_params_for_this_machine
-from loralab.params.schema import unknown_name, validate_against
+from loralab.params.notebook import PARAMS_FILE, validated
+from loralab.params.schema import unknown_name
 from loralab.params.yaml_reader import param_value, read_params_file, yaml_problem
-from loralab.runs.check import PreparedRun, data_checked_here, print_check_report
+from loralab.runs.check import PreparedRun, check_data, print_check_report
 from loralab.runs.record import find_unfinished_run, hold_run_lock, write_run_record
 from loralab.runs.shipped import find_params_file, notebook_argument, shipped_notebooks, working_folder
-
-# Parameters that name files or folders: a relative path given to `loralab run` means a path from where
-# the user ran the command (the kernel runs in the notebook's folder), so it is made absolute first.
-PATH_PARAMS = ("model_name", "dataset", "eval_dataset", "sweep_dir", "sft_adapter")
-
-
-def validate_run_params(params: dict[str, Any], source: str = "params") -> RunConfig:
-    """Notebook 01's params, this machine (optimizer, bitsandbytes), the scorers, the retention tasks, and local
-    data files.
-
-    The data check is the notebook's own (``prepare_run_data``: every row of a local file, the held-out
-    split, the scorers on its first row; ``check_run_supervision``: answer tokens left after
-    ``max_seq_length``, answers ending with the end-of-turn token, with the model's tokenizer when it is on
-    this machine); it runs here only when the data is on this machine (embedded datasets, local files), so
-    a bad row stops before the kernel starts. Hub datasets are checked by the
-    notebook before the model loads.
-    """
-    cfg = validate_params_for_this_machine(params, source=source)
-    try:
-        parse_scorers(cfg.eval_scorers)
-        if cfg.retention_tasks:
-            from loralab.eval.retention import check_retention_tasks
-
-            check_retention_tasks(cfg.retention_tasks)
-        if data_checked_here(cfg):
-            from loralab.data.supervision import check_run_supervision
-            from loralab.eval.prepare import prepare_run_data
-
-            check_run_supervision(cfg, prepare_run_data(cfg).train)  # answer tokens left; end-of-turn kept
-    except ValueError as error:  # ParamsError, DatasetError
-        raise ParamsError(f"{source}: {error}") from None
-    return cfg
-
-
-def validate_preference_run_params(params: dict[str, Any], source: str = "params") -> PreferenceConfig:
-    """Notebook 04's params, this machine, the scorers, and local data (rows, held-out pairs, SFT adapter)."""
-    from loralab.params.runtime_check import RuntimeCheckError, check_runtime
-
-    cfg = validate_preference_params(params, source=source)
-    try:
-        check_runtime(cfg, packages=False)
-        parse_scorers(cfg.eval_scorers)
-        if cfg.retention_tasks:
-            from loralab.eval.retention import check_retention_tasks
-
-            check_retention_tasks(cfg.retention_tasks)
-        if data_checked_here(cfg):
-            from loralab.data.supervision import check_preference_supervision
-            from loralab.eval.prepare import prepare_preference_data
-
-            check_preference_supervision(cfg, prepare_preference_data(cfg).train)  # answers cut away, end-of-turn
-    except (ValueError, RuntimeCheckError) as error:
-        raise ParamsError(f"{source}: {error}") from None
-    return cfg
-
-
-def validate_grpo_run_params(params: dict[str, Any], source: str = "params") -> GrpoConfig:
-    """Notebook 05's params, this machine, the rewards, and local data (prompts, held-out prompts, SFT adapter).
-
-    Each reward is also tried on a real completion by the notebook, once the model is loaded."""
-    from loralab.params.runtime_check import RuntimeCheckError, check_runtime
-
-    cfg = validate_grpo_params(params, source=source)
-    try:
-        check_runtime(cfg, packages=False)
-        if data_checked_here(cfg):
-            from loralab.eval.grpo_data import prepare_grpo_data
-
-            prepare_grpo_data(cfg)
-        else:
-            from loralab.eval.rewards import reward_functions
-
-            reward_functions(cfg.rewards)
-    except (ValueError, RuntimeCheckError) as error:
-        raise ParamsError(f"{source}: {error}") from None
-    return cfg
-
-
-def paths_from_here(params: dict[str, Any], notebook_dir: Path) -> dict[str, Any]:
-    """``params`` with relative paths of PATH_PARAMS made absolute from the current folder.
-
-    A path that exists only from the notebook's folder (where the kernel runs) is left as it is; one
-    that exists nowhere is made absolute from here, so its error names the folder the user meant.
-    """
-    fixed = dict(params)
-    for name in PATH_PARAMS:
-        value = fixed.get(name)
-        if not isinstance(value, str) or not value or Path(value).is_absolute() or is_embedded(value):
-            continue
-        here, there = Path(value).expanduser(), notebook_dir / value
-        looks_like_path = (is_local_data_file(value) or value.startswith((".", "~"))
-                           or os.sep in value and here.exists())
-        if here.exists() or (looks_like_path and not there.exists()):
-            fixed[name] = str(here.resolve())
-    return fixed
 
 
 def check_notebook(notebook: Path) -> None:
@@ -200,12 +100,6 @@ def takes_no_parameters(notebook: Path, name: object) -> str:
             "View > Cell Toolbar > Tags) so that papermill can set them.")
 
 
-# Each checks what it can before the kernel starts; the notebook checks the rest before any model loads.
-# By contract (loralab.params.contracts): a notebook's metadata names it, so a renamed copy is checked alike.
-VALIDATORS = {"01_qlora_finetune": validate_run_params, "03_adapters": validate_demo_params,
-              "04_preference_tuning": validate_preference_run_params, "05_grpo": validate_grpo_run_params}
-
-
 def folder_param(notebook: Path) -> str | None:
     """The notebook's output-folder parameter, which receives the run folder (None if it has none).
 
@@ -219,42 +113,27 @@ def folder_param(notebook: Path) -> str | None:
     return "run_dir" if "run_dir" in inspect_notebook(str(notebook)) else None
 
 
-def _validator(contract: NotebookContract):
-    """The pre-kernel check of a contract's params: the full one where the runner has it, else its schema."""
-    return VALIDATORS.get(contract.name) or (lambda params, source: validate_against(contract.schema, params, source))
-
-
-def validated_config(notebook: Path, params: dict[str, Any], source: str = "params") -> BaseModel | None:
-    """Check ``params`` (without the output-folder parameter) as ``notebook`` will receive them.
-
-    A notebook with a contract (every shipped notebook, and any copy of one) is checked in full from
-    the notebook's folder, where the kernel runs, so a relative path means the same to the check as to
-    the kernel; its config comes back. For any other notebook only the names are checked against its
-    parameters cell (None comes back). A ``ParamsError`` says what to fix.
-    """
+def validated_config(notebook: Path, params: dict[str, Any],
+                     source: str = "params") -> tuple[BaseModel | None, SupervisionReport | None]:
+    """(config, supervision report): ``params`` (without the output-folder parameter) checked as ``notebook``'s
+    validation and data cells will check them; (None, None) for a notebook without a contract, whose names only
+    are checked against its parameters cell. A ``ParamsError`` says what to fix."""
     contract = contract_of(notebook)
     if contract is None:
-        from papermill.inspection import inspect_notebook
+        check_names(notebook, {source: params})
+        return None, None
+    if params.get(PARAMS_FILE):  # as the notebook's validation cell reads it: the file's values win
+        from loralab.runs.notebook_params import params_file_path
 
-        known = set(inspect_notebook(str(notebook)))
-        unknown = sorted(set(params) - known)
-        if unknown and not known:
-            raise ParamsError(f"{source}: {takes_no_parameters(notebook, unknown[0])}")
-        if unknown:
-            raise ParamsError(f"{source}: unknown parameters {unknown}; {notebook.name} has {sorted(known)}.")
-        return None
-    with contextlib.chdir(notebook.parent):
-        if params.get(PARAMS_FILE):  # as the notebook's validation cell reads it: the file's values win
-            from loralab.runs.notebook_params import params_file_path
-
-            named = params_file_path(str(params[PARAMS_FILE]), contract.schema)
-            params = {k: v for k, v in params.items() if k != PARAMS_FILE} | read_params_file(named)
-        return _validator(contract)(params, source=source)
+        named = params_file_path(str(params[PARAMS_FILE]), contract.schema)
+        params = {k: v for k, v in params.items() if k != PARAMS_FILE} | read_params_file(named)
+    config = validated(contract.schema, params, source, packages=False)
+    return config, check_data(config, source)
 
 
 def validate_for_notebook(notebook: Path, params: dict[str, Any], source: str = "params") -> dict[str, Any] | None:
-    """:func:`validated_config` as the resolved params (a dict); None for a notebook without a contract."""
-    config = validated_config(notebook, params, source)
+    """:func:`validated_config`'s config as a dict (a sweep's check of each run); None without a contract."""
+    config, _ = validated_config(notebook, params, source)
     return None if config is None else config.model_dump()
 
 
@@ -273,12 +152,12 @@ def prepare_run(notebook: str | Path, parameters: dict[str, Any], runs_root: str
         raise ParamsError(f"{source}: {output_param} is chosen by loralab run (a new folder under --runs-root, or "
                           f"the unfinished run it resumes); remove {output_param}, and use --runs-root DIR to say "
                           "where run folders go (plain papermill honours it).")
-    config = validated_config(notebook, parameters, source)
+    config, supervision = validated_config(notebook, parameters, source)
     resolved = None if config is None else config.model_dump()
     resume_dir = None
     if resolved and resolved.get("resume") and not fresh and run_name is None:
         resume_dir = find_unfinished_run(runs_root, notebook, resolved)
-    return PreparedRun(notebook, output_param, config, resume_dir)
+    return PreparedRun(notebook, output_param, config, resume_dir, supervision)
 
 
 def run_notebook(notebook: str | Path, parameters: dict[str, Any], runs_root: str | Path = "runs",
@@ -301,13 +180,6 @@ def run_notebook(notebook: str | Path, parameters: dict[str, Any], runs_root: st
         write_run_record(run_dir, notebook, parameters, resolved, command=command, params_files=params_files)
         _execute(notebook, run_dir, parameters, prepared.output_param, timeout_s)
     return run_dir
-
-
-def kernel_error(error: BaseException, executed: Path) -> RunFailed | None:
-    """papermill's PapermillExecutionError as a RunFailed (name, message, cell, the executed notebook)."""
-    if hasattr(error, "ename") and hasattr(error, "evalue"):
-        return RunFailed(error.ename, error.evalue, getattr(error, "exec_count", None), str(executed))
-    return None
 
 
 def _new_run_dir(runs_root: Path, name: str, numbered: bool) -> Path:
@@ -335,6 +207,7 @@ def _not_in_the_cell(record: logging.LogRecord) -> bool:
 
 def _execute(notebook: Path, run_dir: Path, parameters: dict[str, Any], folder_param: str | None,
              timeout_s: int) -> None:
+    """papermill, in the folder the command ran from; the terminal hears each section start."""
     import papermill
 
     from loralab.runs.sections import SECTION_ENGINE, register_section_engine
@@ -346,19 +219,12 @@ def _execute(notebook: Path, run_dir: Path, parameters: dict[str, Any], folder_p
     saved = {name: os.environ.get(name) for name in NO_PROGRESS_BARS}
     os.environ.update(NO_PROGRESS_BARS)  # the kernel inherits them: a run folder's notebook keeps no bar
     try:
-        papermill.execute_notebook(
-            str(notebook),
-            str(run_dir / notebook.name),
-            parameters={**parameters, **({folder_param: str(run_dir)} if folder_param else {})},
-            engine_name=SECTION_ENGINE,
-            kernel_name="python3",
-            cwd=str(notebook.parent),
-            progress_bar=False,
-            log_output=False,
-            execution_timeout=timeout_s,
-        )
+        papermill.execute_notebook(str(notebook), str(run_dir / notebook.name),
+                                   parameters={**parameters, **({folder_param: str(run_dir)} if folder_param else {})},
+                                   engine_name=SECTION_ENGINE, kernel_name="python3", cwd=os.getcwd(),
+                                   progress_bar=False, log_output=False, execution_timeout=timeout_s)
     except papermill.PapermillExecutionError as error:  # the kernel's error, said once, with where to look
-        raise kernel_error(error, run_dir / notebook.name) from None
+        raise RunFailed(error.ename, error.evalue, error.exec_count, str(run_dir / notebook.name)) from None
     finally:
         quiet.removeFilter(_not_in_the_cell)
         for name, value in saved.items():
@@ -375,8 +241,7 @@ def _join(notebook: Path, parameters: dict[str, Any], source: str, node_rank: in
     contract = contract_of(notebook)
     if contract is None or not contract.several_machines:
         raise ParamsError(f"--node-rank: {notebook.name} does not train on several machines (notebook 01 does).")
-    with contextlib.chdir(notebook.parent):
-        cfg = validate_run_params(parameters, source=source)
+    cfg, _ = validated_config(notebook, parameters, source)
     join_as_node(cfg, node_rank)
     print(f"node {node_rank}: training done (machine 0 writes the run folder)")
     return 0
@@ -470,8 +335,7 @@ def _checked_or_run(args: argparse.Namespace, argv: list[str]) -> Path | None:
     origins.update({f"-p {name}": {name: value} for name, value in overrides.items()})
     origins.update({f"--{name}": {name: value} for name, value in launch.items()})
     check_names(notebook, origins)
-    parameters = paths_from_here({k: v for values in origins.values() for k, v in values.items()},
-                                 notebook.parent)
+    parameters = {k: v for values in origins.values() for k, v in values.items()}
     source = " + ".join([*args.params, *(f"-p {n}" for n in overrides)]) or "parameters"
     if args.check and args.node_rank:
         raise ParamsError("--check checks machine 0's run (the one that runs the notebook): leave out --node-rank.")
