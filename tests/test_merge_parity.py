@@ -166,7 +166,9 @@ def test_a_base_quantized_other_than_bnb_4bit_is_refused_in_one_line(tmp_path):
     with pytest.raises(ValueError, match=r"quantized \(gptq\)"):
         prequantized_4bit(_config_folder(tmp_path, "gptq", {"quant_method": "gptq", "bits": 4}))
     # a pre-quantized base holds only NF4 weights: whatever the manifest says, the merge is into those
-    manifest_16bit = {"base_quantization": "16-bit"}
+    from loralab.adapters.manifest import Manifest
+
+    manifest_16bit = Manifest.model_construct(base_quantization="16-bit")
     assert _resolve_merge_into(None, manifest_16bit, tmp_path, prequantized="org/m-bnb-4bit") == "dequantized"
     with pytest.raises(ValueError, match="holds no original 16-bit weights"):
         _resolve_merge_into("original", None, tmp_path, prequantized="org/m-bnb-4bit")
