@@ -39,6 +39,22 @@ def test_variant_names_and_effective_scales(params, name, scale):
         assert scale_formula(cfg.lora_alpha, cfg.lora_r, True).startswith(f"scale alpha/sqrt(r) = 32/sqrt({cfg.lora_r})")
 
 
+@pytest.mark.parametrize(("params", "words"), [
+    ({"init_lora_weights": "pissa"}, "4-bit base cannot hold"),  # load_in_4bit is the default
+    ({"init_lora_weights": "olora", "load_in_4bit": True}, "set load_in_4bit: false"),
+    ({"init_lora_weights": "pissa_niter_2"}, "4-bit base"),
+    ({"use_dora": True, "full_finetuning": True, "load_in_4bit": False}, "full_finetuning trains every weight"),
+    ({"use_rslora": True, "loraplus_lr_ratio": 4, "full_finetuning": True, "load_in_4bit": False},
+     "use_rslora, loraplus_lr_ratio shape a LoRA adapter"),
+    ({"use_dora": True, "init_lora_weights": "pissa", "load_in_4bit": False}, "drops DoRA's magnitudes"),
+    ({"init_lora_weights": "eva"}, "write true, gaussian, pissa"),
+    ({"init_lora_weights": "loftq"}, "not 'loftq'"),
+    ({"init_lora_weights": "pissa_niter_x", "load_in_4bit": False}, "pissa_niter_<N>"),
+    ({"init_lora_weights": False}, "false starts B non-zero"),
+    ({"loraplus_lr_ratio": 0.5}, "greater than or equal to 1"),
+    ({"loraplus_lr_ratio": 4, "parallel_strategy": "fsdp", "num_processes": 2}, "FSDP's flattened shards"),
+    ({"use_dora": "yes"}, "write true or false"),
+])
 def test_impossible_combinations_are_refused_in_one_line(params, words):
     with pytest.raises(ParamsError, match=words) as caught:
         validate_params(params)
