@@ -1,0 +1,62 @@
+"""constraints/lowest.txt (what `make test-lowest` installs) agrees with pyproject.toml's lower bounds.
+
+The file is written by scripts/lowest_constraints.py, which asks PyPI; this checks it offline: every lower bound
+the script holds at its floor is pinned there at that floor, and every pin satisfies pyproject's requirement.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("lowest_constraints", REPO / "scripts" / "lowest_constraints.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pins() -> dict[str, Version]:
+    pins = {}
+    for line in (REPO / "constraints" / "lowest.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = Version(version)
+    return pins
+
+
+def _direct() -> list[Requirement]:
+    return _script().direct_requirements(tomllib.loads((REPO / "pyproject.toml").read_text())["project"])
+
+
+@pytest.mark.parametrize("requirement", _direct(), ids=str)
+def test_each_lower_bound_is_pinned_at_its_floor(requirement):
+    pins = _pins()
+    name = canonicalize_name(requirement.name)
+    assert name in pins, f"constraints/lowest.txt has no {name}: make constraints-lowest"
+    pinned = pins[name]
+    assert requirement.specifier.contains(pinned, prereleases=True), f"{name}=={pinned} is outside {requirement}"
+    if name != "torch":  # the Makefile's TORCH_SPEC, not the range's floor
+        floor = Version(_script().lower_bound(requirement))
+        assert pinned.release[: len(floor.release)] == floor.release, (
+            f"{name} is pinned at {pinned}, not at its lower bound {floor}: make constraints-lowest")
+
+
+def test_an_unbounded_core_dependency_is_refused():
+    project = {"dependencies": ["numpy"], "optional-dependencies": {extra: [] for extra in
+                                                                   ("unsloth-deps", "tracking", "docs", "dev", "unsloth")}}
+    with pytest.raises(SystemExit, match="no lower bound in pyproject.toml for numpy"):
+        _script().direct_requirements(project)
+
+
+def test_the_gpu_only_packages_are_left_out():
+    assert not {"torchvision", "triton", "xformers", "cut-cross-entropy"} & set(_pins())
