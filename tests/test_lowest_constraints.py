@@ -60,3 +60,33 @@ def test_an_unbounded_core_dependency_is_refused():
 
 def test_the_gpu_only_packages_are_left_out():
     assert not {"torchvision", "triton", "xformers", "cut-cross-entropy"} & set(_pins())
+
+
+def _loralab_models() -> list[type]:
+    """Every pydantic model that loralab defines (in the modules that name BaseModel)."""
+    import importlib
+
+    from pydantic import BaseModel
+
+    for path in (REPO / "src" / "loralab").rglob("*.py"):
+        if "BaseModel" in path.read_text():
+            importlib.import_module(".".join(path.relative_to(REPO / "src").with_suffix("").parts))
+    found, todo = [], list(BaseModel.__subclasses__())
+    while todo:
+        model = todo.pop()
+        todo += model.__subclasses__()
+        if model.__module__.startswith("loralab."):
+            found.append(model)
+    return found
+
+
+def test_a_model_field_named_model_something_does_not_warn_on_the_lowest_pydantic():
+    """pydantic before 2.10 warns at import about any field named `model_...` unless its model clears
+    protected_namespaces; pyproject allows pydantic 2.6, so each such model says so, whatever pydantic runs here."""
+    models = _loralab_models()
+    assert any(model.__name__ == "RunConfig" for model in models)
+    for model in models:
+        if any(name.startswith("model_") for name in model.model_fields):
+            assert model.model_config.get("protected_namespaces") == (), (
+                f"{model.__module__}.{model.__name__} has a model_ field: set protected_namespaces=() in its "
+                f"model_config (pydantic < 2.10 warns about it at import)")
