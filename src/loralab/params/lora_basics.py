@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class LoraBasicsConfig(BaseModel):
     """Notebook 00's parameters; each description is the help line."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())  # `model_name` is a field (pydantic < 2.10)
 
     model_name: str = Field("embedded/smollm2-135m-instruct", description="the real model whose layer we adapt")
     layer_index: int = Field(0, ge=0, description="which decoder block's q_proj gets the adapter")

@@ -50,7 +50,8 @@ SCORERS_THAT_MAY_FIT = "exact_match, contains, 'regex:<pattern>', json_object, c
 class RunConfig(BaseModel):
     """Parameters of one fine-tuning run (notebook 01). Each field's description is its help line."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # protected_namespaces: `model_name` is a field (pydantic before 2.10 warns about any `model_` name)
+    model_config = ConfigDict(extra="forbid", validate_default=True, protected_namespaces=())
 
     # model
     model_name: str = Field("embedded/smollm2-135m-instruct",

@@ -19,7 +19,8 @@ What was measured on the CPU machines (torch 2.13 CPU, bitsandbytes 0.50.2, tran
 unsloth 2026.10.9), one optimizer step per ``optim`` name:
 
 * Through plain transformers, bitsandbytes' 8-bit optimizers (``adamw_8bit``, ``lion_8bit`` ...)
-  **do** step on a CPU, and the ``paged_*`` ones fall back to non-paged state with a warning.
+  **do** step on a CPU (bitsandbytes 0.50 and later; earlier versions have no CPU kernel for them),
+  and the ``paged_*`` ones fall back to non-paged state with a warning.
 * But in a process that imported ``unsloth`` (every notebook), Unsloth's CPU backend rewrites
   ``TrainingArguments.optim``: any name with ``8bit``, ``paged``, ``bnb``, ``npu`` or ``xla`` (and
   ``adamw_apex_fused``, ``adafactor_8bit``) becomes ``adamw_torch_fused``, with one printed line. The
