@@ -130,7 +130,10 @@ def test_manifest_pins_the_real_base(run):
     weights = Path(resolve_model_path(BASE)) / "model.safetensors"
     assert manifest.base.weight_files == {"model.safetensors": file_sha256(weights, use_cache=False)}
     assert manifest.lora.r == 8 and manifest.lora.scale == pytest.approx(2.0)
-    assert len(manifest.lora.target_modules) == 7
+    # "all-linear" as PEFT means it: every linear layer of both blocks, none of lm_head
+    assert {name.rsplit(".", 1)[-1] for name in manifest.lora.target_modules} == {
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert len(manifest.lora.target_modules) == 14
     assert manifest.dataset.sha256 != read_manifest(run / "adapters" / "caps").dataset.sha256
 
 

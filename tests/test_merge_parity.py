@@ -207,7 +207,7 @@ def test_prequantized_base_merges_into_its_own_nf4_weights_with_parity(bnb4_adap
         q_proj = weights.get_tensor("model.layers.0.self_attn.q_proj.weight")
     assert q_proj.dtype == torch.bfloat16 and tuple(q_proj.shape) == (64, 64)
     manifest = read_manifest(result.path)
-    assert manifest["merge"]["merge_into"] == "dequantized" and manifest["parity"]["passed"] is True
+    assert manifest.merge["merge_into"] == "dequantized" and manifest.parity["passed"] is True
     with pytest.raises(ValueError, match="pre-quantized .* holds no original 16-bit weights"):
         merge_adapter(bnb4_adapter, tmp_path / "original", merge_into="original", **QUICK)
     assert not (tmp_path / "original").exists()
